@@ -1,0 +1,156 @@
+-- hallpass: the whole current schema. A new database is created from this
+-- file and stamped with the latest user_version; older files are brought up
+-- to date by the numbered migrations in src/db.rs. Times are unix seconds.
+-- Secrets are never stored in the clear: tokens, codes and keys as SHA-256
+-- (hex) of high-entropy values, passwords as PBKDF2 PHC strings, private
+-- keys sealed with AES-256-GCM under the master key.
+
+CREATE TABLE tenants (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    callback_url TEXT,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE users (
+    id                TEXT PRIMARY KEY,
+    email             TEXT UNIQUE COLLATE NOCASE,
+    username          TEXT UNIQUE COLLATE NOCASE,
+    phone             TEXT,
+    name              TEXT,
+    password_hash     TEXT,
+    email_verified_at INTEGER,
+    role              TEXT NOT NULL DEFAULT 'user',
+    permissions       TEXT NOT NULL DEFAULT '[]',
+    status            TEXT NOT NULL DEFAULT 'active'
+                      CHECK (status IN ('active', 'disabled', 'locked')),
+    default_tenant_id TEXT REFERENCES tenants (id) ON DELETE SET NULL,
+    recovery_email    TEXT,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    last_login_at     INTEGER,
+    deleted_at        INTEGER
+);
+
+-- A user's membership of a tenant: its role there, and (for the lagrello
+-- API) the app's own identifier for the user.
+CREATE TABLE user_tenants (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant_id   TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    role        TEXT NOT NULL DEFAULT 'user',
+    external_id TEXT,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (user_id, tenant_id),
+    UNIQUE (tenant_id, external_id)
+);
+CREATE INDEX user_tenants_tenant ON user_tenants (tenant_id);
+
+-- OAuth-style clients. secret_hash is NULL for public clients.
+CREATE TABLE clients (
+    client_id           TEXT PRIMARY KEY,
+    secret_hash         TEXT,
+    name                TEXT NOT NULL,
+    redirect_urls       TEXT NOT NULL DEFAULT '[]',
+    logout_redirect_url TEXT,
+    access_ttl          INTEGER NOT NULL DEFAULT 900,
+    refresh_ttl         INTEGER NOT NULL DEFAULT 2592000,
+    auth_code_ttl       INTEGER NOT NULL DEFAULT 180,
+    created_at          INTEGER NOT NULL
+);
+
+-- Tenant API keys (lagrello and admin calls); only the SHA-256 is kept.
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    key_hash     TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    scopes       TEXT NOT NULL DEFAULT '[]',
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
+
+-- A sign-in session: every refresh token descends from one family. Revoking
+-- the family ends the session, and the access tokens that carry its id as
+-- `sid` stop working at once.
+CREATE TABLE token_families (
+    id             TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    client_id      TEXT REFERENCES clients (client_id) ON DELETE CASCADE,
+    aal            INTEGER NOT NULL DEFAULT 1,
+    amr            TEXT NOT NULL DEFAULT '["pwd"]',
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER,
+    revoked_reason TEXT
+);
+CREATE INDEX token_families_user ON token_families (user_id);
+
+CREATE TABLE refresh_tokens (
+    hash        TEXT PRIMARY KEY,
+    family_id   TEXT NOT NULL REFERENCES token_families (id) ON DELETE CASCADE,
+    parent_hash TEXT,
+    tenant_id   TEXT,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER,
+    -- set when a rotated token was honoured once more inside the grace window
+    grace_used  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at);
+
+CREATE TABLE auth_codes (
+    hash           TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant_id      TEXT,
+    amr            TEXT NOT NULL,
+    mfa_owed       INTEGER NOT NULL DEFAULT 0,
+    code_challenge TEXT,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    used_at        INTEGER
+);
+
+CREATE TABLE login_activity (
+    id            TEXT PRIMARY KEY,
+    actor         TEXT,
+    tenant_id     TEXT,
+    client_id     TEXT,
+    login_time    INTEGER NOT NULL,
+    login_type    TEXT NOT NULL,
+    device_info   TEXT,
+    ip_address    TEXT,
+    outcome       TEXT NOT NULL,
+    token_payload TEXT
+);
+CREATE INDEX login_activity_time ON login_activity (login_time);
+CREATE INDEX login_activity_actor ON login_activity (actor, login_time);
+
+-- JWT signing keys. The private key (PKCS#8, or the raw HS256 secret) is
+-- sealed; retired keys stay published until publish_until.
+CREATE TABLE signing_keys (
+    kid            TEXT PRIMARY KEY,
+    alg            TEXT NOT NULL,
+    sealed_private BLOB NOT NULL,
+    created_at     INTEGER NOT NULL,
+    retired_at     INTEGER,
+    publish_until  INTEGER
+);
+
+-- Per-account (or, for unknown names, per-identifier) soft lock.
+CREATE TABLE lockouts (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+
+-- Per-IP token buckets, saved periodically and at shutdown so a restart
+-- does not hand an attacker a fresh budget.
+CREATE TABLE rate_buckets (
+    key        TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at INTEGER NOT NULL
+);

@@ -1,0 +1,686 @@
+//! Users, tenants, clients and API keys: the tables that say who exists.
+//!
+//! Emails and usernames are matched case-insensitively (the columns are
+//! `COLLATE NOCASE`). Client secrets and API keys are 256-bit random values
+//! shown once and stored only as SHA-256; they are compared by hashing the
+//! presented value and comparing digests in constant time.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde_json::Value;
+
+use crate::crypto::{b64url, ct_eq, random_bytes, random_token, token_hash, uuid_v4};
+use crate::error::Error;
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub email_verified_at: Option<i64>,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub status: String,
+    pub default_tenant_id: Option<String>,
+    pub recovery_email: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+impl User {
+    /// True unless the account is disabled.
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+
+    /// True for the server-wide admin role.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+
+    /// What to call the user in messages: username, else email, else id.
+    pub fn display_name(&self) -> &str {
+        self.username
+            .as_deref()
+            .or(self.email.as_deref())
+            .unwrap_or(&self.id)
+    }
+}
+
+const USER_COLS: &str = "id, email, username, phone, name, password_hash, email_verified_at, \
+    role, permissions, status, default_tenant_id, recovery_email, created_at, updated_at, last_login_at";
+
+fn user_from_row(r: &Row) -> rusqlite::Result<User> {
+    let perms: String = r.get(8)?;
+    Ok(User {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        username: r.get(2)?,
+        phone: r.get(3)?,
+        name: r.get(4)?,
+        password_hash: r.get(5)?,
+        email_verified_at: r.get(6)?,
+        role: r.get(7)?,
+        permissions: serde_json::from_str(&perms).unwrap_or_default(),
+        status: r.get(9)?,
+        default_tenant_id: r.get(10)?,
+        recovery_email: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        last_login_at: r.get(14)?,
+    })
+}
+
+/// The user whose email or username is `login` (email wins a tie).
+pub fn find_user_by_login(conn: &Connection, login: &str) -> Result<Option<User>, Error> {
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users WHERE (email = ?1 OR username = ?1) AND deleted_at IS NULL
+          ORDER BY email = ?1 DESC LIMIT 1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([login.trim()], user_from_row)
+        .optional()?)
+}
+
+/// The user with this id.
+pub fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, Error> {
+    let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND deleted_at IS NULL");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], user_from_row)
+        .optional()?)
+}
+
+/// A user named by id, email or username (the CLI's USER argument).
+pub fn find_user(conn: &Connection, ident: &str) -> Result<User, Error> {
+    if let Some(u) = get_user(conn, ident)? {
+        return Ok(u);
+    }
+    find_user_by_login(conn, ident)?.ok_or_else(|| Error::NotFound(format!("no user {ident:?}")))
+}
+
+/// Every user, oldest first.
+pub fn list_users(conn: &Connection) -> Result<Vec<User>, Error> {
+    let sql =
+        format!("SELECT {USER_COLS} FROM users WHERE deleted_at IS NULL ORDER BY created_at, id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], user_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// True when at least one admin exists.
+pub fn has_admin(conn: &Connection) -> Result<bool, Error> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM users WHERE role = 'admin' AND deleted_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// What a new user is made of.
+#[derive(Debug, Default, Clone)]
+pub struct NewUser {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub password_hash: Option<String>,
+    pub role: String,
+    /// Tenant to join (and make the default); None = the "default" tenant.
+    pub tenant_id: Option<String>,
+    /// The app's own id for the user in that tenant (lagrello).
+    pub external_id: Option<String>,
+}
+
+/// Checks an email address's shape (RFC 5321 lengths; one `@`, no spaces).
+pub fn check_email(field: &str, email: &str) -> Result<(), Error> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && l.len() <= 64 && d.contains('.') && !d.contains('@') && !d.starts_with('.') && !d.ends_with('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} is not a valid email address"),
+        ))
+    }
+}
+
+/// Checks a username: 1..=64 characters, no `@`, no whitespace.
+pub fn check_username(field: &str, username: &str) -> Result<(), Error> {
+    let n = username.chars().count();
+    if n == 0
+        || n > 64
+        || username.contains('@')
+        || username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} must be 1 to 64 characters, without spaces or @"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a user and their tenant membership. Duplicate email or username
+/// is a Conflict.
+pub fn create_user(tx: &Transaction, new: &NewUser, now: i64) -> Result<User, Error> {
+    if let Some(e) = &new.email {
+        check_email("email", e)?;
+    }
+    if let Some(u) = &new.username {
+        check_username("username", u)?;
+    }
+    let taken: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM users WHERE email IN (?1, ?2) OR username IN (?1, ?2)",
+        params![new.email, new.username],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(Error::Conflict(
+            "A user with this email or username already exists".into(),
+        ));
+    }
+    let tenant_id = match &new.tenant_id {
+        Some(t) => t.clone(),
+        None => default_tenant(tx, now)?,
+    };
+    let id = uuid_v4()?;
+    tx.execute(
+        "INSERT INTO users (id, email, username, phone, name, password_hash, role, default_tenant_id,
+                            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            id,
+            new.email.as_deref().map(str::trim),
+            new.username,
+            new.phone,
+            new.name,
+            new.password_hash,
+            if new.role.is_empty() { "user" } else { &new.role },
+            tenant_id,
+            now
+        ],
+    )?;
+    add_to_tenant(tx, &id, &tenant_id, "user", new.external_id.as_deref(), now)?;
+    get_user(tx, &id)?.ok_or_else(|| Error::Internal("user vanished after insert".into()))
+}
+
+/// Replaces a user's password hash.
+pub fn set_password_hash(
+    tx: &Connection,
+    user_id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![user_id, hash, now])?;
+    Ok(())
+}
+
+/// Sets `active` or `disabled`.
+pub fn set_status(tx: &Connection, user_id: &str, status: &str, now: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, status, now],
+    )?;
+    Ok(())
+}
+
+/// Records a successful sign-in.
+pub fn touch_login(tx: &Connection, user_id: &str, now: i64) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
+        .execute(params![user_id, now])?;
+    Ok(())
+}
+
+/// Deletes a user; their memberships, sessions and codes go with them.
+pub fn delete_user(tx: &Connection, user_id: &str) -> Result<(), Error> {
+    let n = tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+    if n == 0 {
+        return Err(Error::NotFound("no such user".into()));
+    }
+    Ok(())
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub callback_url: Option<String>,
+    pub created_at: i64,
+}
+
+fn tenant_from_row(r: &Row) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        callback_url: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+/// The id of the tenant named "default", creating it on first use.
+pub fn default_tenant(tx: &Connection, now: i64) -> Result<String, Error> {
+    if let Some(t) = tx
+        .query_row("SELECT id FROM tenants WHERE name = 'default'", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+    {
+        return Ok(t);
+    }
+    Ok(create_tenant(tx, "default", None, now)?.id)
+}
+
+/// Creates a tenant; a duplicate name is a Conflict.
+pub fn create_tenant(
+    tx: &Connection,
+    name: &str,
+    callback_url: Option<&str>,
+    now: i64,
+) -> Result<Tenant, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 {
+        return Err(Error::invalid(
+            "name",
+            "invalid",
+            "tenant name must be 1 to 128 characters",
+        ));
+    }
+    if find_tenant(tx, name)?.is_some() {
+        return Err(Error::Conflict(format!("a tenant named {name:?} exists")));
+    }
+    let id = uuid_v4()?;
+    tx.execute(
+        "INSERT INTO tenants (id, name, callback_url, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id, name, callback_url, now],
+    )?;
+    Ok(Tenant {
+        id,
+        name: name.to_string(),
+        callback_url: callback_url.map(str::to_string),
+        created_at: now,
+    })
+}
+
+/// A tenant named by id or name.
+pub fn find_tenant(conn: &Connection, ident: &str) -> Result<Option<Tenant>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, name, callback_url, created_at FROM tenants WHERE id = ?1 OR name = ?1
+              ORDER BY id = ?1 DESC LIMIT 1",
+        )?
+        .query_row([ident], tenant_from_row)
+        .optional()?)
+}
+
+/// Every tenant.
+pub fn list_tenants(conn: &Connection) -> Result<Vec<Tenant>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, callback_url, created_at FROM tenants ORDER BY created_at, name",
+    )?;
+    let rows = stmt.query_map([], tenant_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A user's membership of one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    /// The `userTenantId`.
+    pub id: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub external_id: Option<String>,
+}
+
+fn membership_from_row(r: &Row) -> rusqlite::Result<Membership> {
+    Ok(Membership {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        role: r.get(3)?,
+        external_id: r.get(4)?,
+    })
+}
+
+/// Adds a user to a tenant (or updates the role of an existing membership).
+pub fn add_to_tenant(
+    tx: &Connection,
+    user_id: &str,
+    tenant_id: &str,
+    role: &str,
+    external_id: Option<&str>,
+    now: i64,
+) -> Result<String, Error> {
+    if let Some(m) = membership(tx, user_id, tenant_id)? {
+        tx.execute(
+            "UPDATE user_tenants SET role = ?2 WHERE id = ?1",
+            params![m.id, role],
+        )?;
+        return Ok(m.id);
+    }
+    let id = uuid_v4()?;
+    tx.execute(
+        "INSERT INTO user_tenants (id, user_id, tenant_id, role, external_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, user_id, tenant_id, role, external_id, now],
+    )?;
+    tx.execute(
+        "UPDATE users SET default_tenant_id = ?2 WHERE id = ?1 AND default_tenant_id IS NULL",
+        params![user_id, tenant_id],
+    )?;
+    Ok(id)
+}
+
+/// The membership of `user_id` in `tenant_id`, if any.
+pub fn membership(
+    conn: &Connection,
+    user_id: &str,
+    tenant_id: &str,
+) -> Result<Option<Membership>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, user_id, tenant_id, role, external_id FROM user_tenants
+              WHERE user_id = ?1 AND tenant_id = ?2",
+        )?
+        .query_row([user_id, tenant_id], membership_from_row)
+        .optional()?)
+}
+
+/// The member of `tenant_id` whose app-side id is `external_id`.
+pub fn member_by_external_id(
+    conn: &Connection,
+    tenant_id: &str,
+    external_id: &str,
+) -> Result<Option<Membership>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, user_id, tenant_id, role, external_id FROM user_tenants
+              WHERE tenant_id = ?1 AND external_id = ?2",
+        )?
+        .query_row([tenant_id, external_id], membership_from_row)
+        .optional()?)
+}
+
+/// Removes a membership; the user goes too when it was their last one.
+pub fn remove_member(tx: &Connection, m: &Membership) -> Result<(), Error> {
+    tx.execute("DELETE FROM user_tenants WHERE id = ?1", [&m.id])?;
+    let others: i64 = tx.query_row(
+        "SELECT count(*) FROM user_tenants WHERE user_id = ?1",
+        [&m.user_id],
+        |r| r.get(0),
+    )?;
+    if others == 0 {
+        delete_user(tx, &m.user_id)?;
+    }
+    Ok(())
+}
+
+/// Every membership of a user.
+pub fn memberships(conn: &Connection, user_id: &str) -> Result<Vec<Membership>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, user_id, tenant_id, role, external_id FROM user_tenants WHERE user_id = ?1 ORDER BY created_at",
+    )?;
+    let rows = stmt.query_map([user_id], membership_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// An application that signs users in through hallpass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub name: String,
+    pub redirect_urls: Vec<String>,
+    pub logout_redirect_url: Option<String>,
+    pub access_ttl: i64,
+    pub refresh_ttl: i64,
+    pub auth_code_ttl: i64,
+}
+
+impl Client {
+    /// A public client has no secret (SPAs, mobile apps).
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+}
+
+const CLIENT_COLS: &str =
+    "client_id, secret_hash, name, redirect_urls, logout_redirect_url, access_ttl, refresh_ttl, auth_code_ttl";
+
+fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
+    let urls: String = r.get(3)?;
+    Ok(Client {
+        client_id: r.get(0)?,
+        secret_hash: r.get(1)?,
+        name: r.get(2)?,
+        redirect_urls: serde_json::from_str(&urls).unwrap_or_default(),
+        logout_redirect_url: r.get(4)?,
+        access_ttl: r.get(5)?,
+        refresh_ttl: r.get(6)?,
+        auth_code_ttl: r.get(7)?,
+    })
+}
+
+/// Creates a client; returns it and, for a confidential one, its secret
+/// (shown once, stored as SHA-256).
+pub fn create_client(
+    tx: &Connection,
+    name: &str,
+    redirect_urls: &[String],
+    logout_redirect_url: Option<&str>,
+    public: bool,
+    now: i64,
+) -> Result<(Client, Option<String>), Error> {
+    let client_id = b64url(&random_bytes(12)?);
+    let secret = if public { None } else { Some(random_token()?) };
+    tx.execute(
+        "INSERT INTO clients (client_id, secret_hash, name, redirect_urls, logout_redirect_url, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            client_id,
+            secret.as_deref().map(token_hash),
+            name,
+            serde_json::to_string(redirect_urls)?,
+            logout_redirect_url,
+            now
+        ],
+    )?;
+    let client =
+        get_client(tx, &client_id)?.ok_or_else(|| Error::Internal("client vanished".into()))?;
+    Ok((client, secret))
+}
+
+/// The client with this id.
+pub fn get_client(conn: &Connection, client_id: &str) -> Result<Option<Client>, Error> {
+    let sql = format!("SELECT {CLIENT_COLS} FROM clients WHERE client_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([client_id], client_from_row)
+        .optional()?)
+}
+
+/// Every client.
+pub fn list_clients(conn: &Connection) -> Result<Vec<Client>, Error> {
+    let sql = format!("SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, client_id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], client_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Removes a client and everything issued to it.
+pub fn remove_client(tx: &Connection, client_id: &str) -> Result<(), Error> {
+    if tx.execute("DELETE FROM clients WHERE client_id = ?1", [client_id])? == 0 {
+        return Err(Error::NotFound(format!("no client {client_id:?}")));
+    }
+    Ok(())
+}
+
+/// Checks a client's credentials: a confidential client must present its
+/// secret, a public one must present none. Anything else is ClientInvalid.
+pub fn authenticate_client(
+    conn: &Connection,
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<Client, Error> {
+    let client = get_client(conn, client_id)?.ok_or(Error::ClientInvalid)?;
+    let secret = secret.filter(|s| !s.is_empty());
+    match (&client.secret_hash, secret) {
+        (None, None) => Ok(client),
+        (Some(stored), Some(given)) if ct_eq(stored.as_bytes(), token_hash(given).as_bytes()) => {
+            Ok(client)
+        }
+        _ => Err(Error::ClientInvalid),
+    }
+}
+
+/// A tenant's API key (never the key itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKey {
+    /// True when the key carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// The scopes an API key may carry.
+pub const SCOPES: [&str; 5] = [
+    "users:read",
+    "users:write",
+    "auth:write",
+    "activity:read",
+    "admin",
+];
+
+fn api_key_from_row(r: &Row) -> rusqlite::Result<ApiKey> {
+    let scopes: String = r.get(3)?;
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        tenant_id: r.get(2)?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        created_at: r.get(4)?,
+        last_used_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+const API_KEY_COLS: &str = "id, name, tenant_id, scopes, created_at, last_used_at, revoked_at";
+
+/// Creates an API key; returns it and the key text (shown once).
+pub fn create_api_key(
+    tx: &Connection,
+    name: &str,
+    tenant_id: &str,
+    scopes: &[String],
+    now: i64,
+) -> Result<(ApiKey, String), Error> {
+    for s in scopes {
+        if !SCOPES.contains(&s.as_str()) {
+            return Err(Error::invalid(
+                "scope",
+                "invalid",
+                format!("unknown scope {s:?}; known: {}", SCOPES.join(", ")),
+            ));
+        }
+    }
+    let id = b64url(&random_bytes(9)?);
+    let key = format!("hp_{}", random_token()?);
+    tx.execute(
+        "INSERT INTO api_keys (id, key_hash, name, tenant_id, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, token_hash(&key), name, tenant_id, serde_json::to_string(scopes)?, now],
+    )?;
+    let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = ?1");
+    let k = tx.query_row(&sql, [&id], api_key_from_row)?;
+    Ok((k, key))
+}
+
+/// The live key whose text is `key`; Unauthenticated otherwise.
+pub fn authenticate_api_key(conn: &Connection, key: &str) -> Result<ApiKey, Error> {
+    let sql =
+        format!("SELECT {API_KEY_COLS} FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL");
+    conn.prepare_cached(&sql)?
+        .query_row([token_hash(key)], api_key_from_row)
+        .optional()?
+        .ok_or(Error::Unauthenticated)
+}
+
+/// Every API key (live and revoked).
+pub fn list_api_keys(conn: &Connection) -> Result<Vec<ApiKey>, Error> {
+    let sql = format!("SELECT {API_KEY_COLS} FROM api_keys ORDER BY created_at, id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], api_key_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Revokes an API key by id.
+pub fn revoke_api_key(tx: &Connection, id: &str, now: i64) -> Result<(), Error> {
+    if tx.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )? == 0
+    {
+        return Err(Error::NotFound(format!("no live API key {id:?}")));
+    }
+    Ok(())
+}
+
+/// A user as JSON for the CLI's `--json` output (never the password hash).
+pub fn user_json(u: &User) -> Value {
+    serde_json::json!({
+        "id": u.id, "email": u.email, "username": u.username, "name": u.name,
+        "phone": u.phone, "role": u.role, "status": u.status,
+        "default_tenant_id": u.default_tenant_id, "created_at": u.created_at,
+        "last_login_at": u.last_login_at, "has_password": u.password_hash.is_some(),
+    })
+}
+
+/// Changes a user's email (a Conflict when another user has it); the new
+/// address is unverified.
+pub fn set_email(tx: &Connection, user_id: &str, email: &str, now: i64) -> Result<(), Error> {
+    check_email("email", email)?;
+    let taken: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM users WHERE (email = ?1 OR username = ?1) AND id <> ?2",
+        params![email, user_id],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(Error::Conflict("Another user has this email".into()));
+    }
+    tx.execute(
+        "UPDATE users SET email = ?2, email_verified_at = CASE WHEN email = ?2 THEN email_verified_at END,
+                          updated_at = ?3 WHERE id = ?1",
+        params![user_id, email.trim(), now],
+    )?;
+    Ok(())
+}
+
+/// Notes that an API key was used.
+pub fn touch_api_key(tx: &Connection, id: &str, now: i64) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)")?
+        .execute(params![id, now])?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! lagrello: the service API under /v1/users, called by an app with a
+//! tenant API key as bearer. Users are named by the app's own `userId`
+//! (the membership's external id in the key's tenant). A missing or wrong
+//! key, or one without the needed scope, is 403. Errors as
+//! `{"message": "...", "errorType": "NOT_FOUND"}`. Fields: shared/API.md §4.
+
+use serde_json::json;
+
+use super::{Params, Route};
+use crate::accounts::{self, ApiKey, Membership, NewUser};
+use crate::app::Ctx;
+use crate::error::Error;
+use crate::http::{Request, Response};
+
+/// The lagrello route table.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("POST", "/v1/users", create),
+        Route::new("GET", "/v1/users/{userId}", show),
+        Route::new("PATCH", "/v1/users/{userId}", update),
+        Route::new("DELETE", "/v1/users/{userId}", delete),
+    ]
+}
+
+/// The caller's key, which must carry `scope`.
+fn key(cx: &mut Ctx, req: &Request, scope: &str) -> Result<ApiKey, Error> {
+    let text = req
+        .bearer()
+        .ok_or_else(|| Error::Forbidden("An API key is required".into()))?;
+    let key = accounts::authenticate_api_key(&cx.conn, text).map_err(|e| match e {
+        Error::Unauthenticated => Error::Forbidden("The API key is wrong or revoked".into()),
+        other => other,
+    })?;
+    if !key.has_scope(scope) {
+        return Err(Error::Forbidden(format!(
+            "The API key lacks the {scope} scope"
+        )));
+    }
+    let now = cx.now();
+    cx.write(|tx| accounts::touch_api_key(tx, &key.id, now))?;
+    Ok(key)
+}
+
+fn check_user_id(id: &str) -> Result<(), Error> {
+    let n = id.chars().count();
+    if n == 0 || n > 128 {
+        return Err(Error::invalid(
+            "userId",
+            "invalid",
+            "userId must be 1 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn member(cx: &Ctx, key: &ApiKey, user_id: &str) -> Result<Membership, Error> {
+    accounts::member_by_external_id(&cx.conn, &key.tenant_id, user_id)?
+        .ok_or_else(|| Error::NotFound("No such user".into()))
+}
+
+fn user_json(cx: &Ctx, m: &Membership) -> Result<serde_json::Value, Error> {
+    let user = accounts::get_user(&cx.conn, &m.user_id)?
+        .ok_or_else(|| Error::NotFound("No such user".into()))?;
+    let mut v = json!({ "userId": m.external_id });
+    if let Some(e) = user.email {
+        v["email"] = json!(e);
+    }
+    Ok(v)
+}
+
+fn create(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "users:write")?;
+    let body = req.json()?;
+    let user_id = body.str("userId", 128)?;
+    check_user_id(&user_id)?;
+    let email = body.opt_str("email", 254)?;
+    let now = cx.now();
+    let m = cx.write(|tx| {
+        if accounts::member_by_external_id(tx, &key.tenant_id, &user_id)?.is_some() {
+            return Err(Error::Conflict("A user with this userId exists".into()));
+        }
+        let new = NewUser {
+            email,
+            tenant_id: Some(key.tenant_id.clone()),
+            external_id: Some(user_id.clone()),
+            ..NewUser::default()
+        };
+        let user = accounts::create_user(tx, &new, now)?;
+        accounts::membership(tx, &user.id, &key.tenant_id)?
+            .ok_or_else(|| Error::Internal("membership vanished".into()))
+    })?;
+    Ok(Response::json(201, &user_json(cx, &m)?))
+}
+
+fn show(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "users:read")?;
+    let m = member(cx, &key, p.get("userId"))?;
+    Ok(Response::ok(&user_json(cx, &m)?))
+}
+
+fn update(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "users:write")?;
+    let body = req.json()?;
+    let email = body.opt_str("email", 254)?;
+    let m = member(cx, &key, p.get("userId"))?;
+    let now = cx.now();
+    if let Some(email) = email {
+        cx.write(|tx| accounts::set_email(tx, &m.user_id, &email, now))?;
+    }
+    Ok(Response::ok(&user_json(cx, &m)?))
+}
+
+fn delete(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "users:write")?;
+    let m = member(cx, &key, p.get("userId"))?;
+    cx.write(|tx| accounts::remove_member(tx, &m))?;
+    Ok(Response::empty(204))
+}
+
+/// lagrello's error envelope.
+pub fn render(e: &Error) -> Response {
+    let kind = match e.status() {
+        400 | 405 | 413 | 422 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        409 => "CONFLICT",
+        429 => "RATE_LIMITED",
+        _ => "INTERNAL_ERROR",
+    };
+    Response::json(
+        e.status(),
+        &json!({ "message": e.public_message(), "errorType": kind }),
+    )
+}

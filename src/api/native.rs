@@ -1,0 +1,243 @@
+//! native: the SourceLoop "Authentication Service v1.0.0" API, hallpass's
+//! main dialect. camelCase responses, client credentials in the body,
+//! LoopBack error envelopes. Fields: shared/API.md §1.
+
+use serde_json::{json, Map, Value};
+
+use super::{bearer, peer, Params, Route};
+use crate::accounts::{self, Client, User};
+use crate::app::Ctx;
+use crate::auth::{self, Tokens};
+use crate::clock::iso8601;
+use crate::error::Error;
+use crate::http::{percent_encode, Json, Request, Response};
+use crate::jwt::Claims;
+use crate::password::MAX_LEN;
+
+/// The native route table.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("POST", "/auth/login", login),
+        Route::new("POST", "/auth/login-token", login_token),
+        Route::new("POST", "/auth/token", token),
+        Route::new("POST", "/auth/token-refresh", token_refresh),
+        Route::new("POST", "/auth/switch-token", switch_token),
+        Route::new("POST", "/auth/token-switch", switch_token),
+        Route::new("GET", "/auth/me", me),
+        Route::new("PATCH", "/auth/change-password", change_password),
+        Route::new("POST", "/logout", logout),
+        Route::new("GET", "/logout/redirect", logout_redirect),
+    ]
+}
+
+/// Longest login name accepted (an email address's limit).
+pub const MAX_LOGIN: usize = 320;
+const MAX_TOKEN: usize = 4096;
+
+/// The client named in the body (`client_id` or `clientId`), checked
+/// against its secret (`client_secret` or `clientSecret`).
+fn client(cx: &Ctx, body: &Json) -> Result<Client, Error> {
+    let id = match body.opt_str("client_id", 256)? {
+        Some(id) => id,
+        None => body
+            .str("clientId", 256)
+            .map_err(|_| Error::required("client_id"))?,
+    };
+    let secret = match body.opt_str("client_secret", 256)? {
+        Some(s) => Some(s),
+        None => body.opt_str("clientSecret", 256)?,
+    };
+    accounts::authenticate_client(&cx.conn, &id, secret.as_deref())
+}
+
+fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let username = body.str("username", MAX_LOGIN)?;
+    let password = body.str("password", MAX_LEN)?;
+    let client = client(cx, &body)?;
+    let user = auth::check_password(cx, &username, &password, &peer(req))?;
+    let grant = auth::grant_for(&user, Some(&client), &["pwd"]);
+    let code = auth::issue_code(cx, &client, &grant, false, "password", &peer(req))?;
+    Ok(Response::ok(&json!({ "code": code })))
+}
+
+fn login_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let username = body.str("username", MAX_LOGIN)?;
+    let password = body.str("password", MAX_LEN)?;
+    let client = client(cx, &body)?;
+    let user = auth::check_password(cx, &username, &password, &peer(req))?;
+    let grant = auth::grant_for(&user, Some(&client), &["pwd"]);
+    let tokens = auth::issue_tokens(cx, Some(&client), &grant, "password", &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let code = body.str("code", MAX_TOKEN)?;
+    let client_id = match body.opt_str("clientId", 256)? {
+        Some(c) => c,
+        None => body
+            .str("client_id", 256)
+            .map_err(|_| Error::required("clientId"))?,
+    };
+    let tokens = auth::exchange_code(cx, &client_id, &code, &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+fn token_refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let refresh_token = body.str("refreshToken", MAX_TOKEN)?;
+    let tenant = body.opt_str("tenantId", 256)?;
+    let bearer_claims = match req.bearer() {
+        Some(t) => Some(cx.app.keys()?.verify_ignoring_expiry(t, &cx.app.issuer)?),
+        None => None,
+    };
+    let tokens = auth::refresh(
+        cx,
+        &refresh_token,
+        tenant.as_deref(),
+        bearer_claims.as_ref(),
+        &peer(req),
+    )?;
+    Ok(token_response(&tokens))
+}
+
+fn switch_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (claims, _) = bearer(cx, req)?;
+    let body = req.json()?;
+    let refresh_token = body.str("refreshToken", MAX_TOKEN)?;
+    let tenant = body
+        .opt_str("tenantId", 256)?
+        .ok_or_else(|| Error::BadRequest("Tenant ID is required".into()))?;
+    let tokens = auth::refresh(cx, &refresh_token, Some(&tenant), Some(&claims), &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+fn me(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (claims, user) = bearer(cx, req)?;
+    Ok(Response::ok(&auth_user(&user, &claims)))
+}
+
+fn change_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (claims, user) = bearer(cx, req)?;
+    let body = req.json()?;
+    let new = body.str("password", MAX_LEN)?;
+    let old = body.str("oldPassword", MAX_LEN)?;
+    auth::change_password(cx, &claims, &user, &old, &new, &peer(req))?;
+    Ok(Response::ok(&json!({ "success": true })))
+}
+
+fn logout(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (claims, user) = bearer(cx, req)?;
+    let body = req.json()?;
+    let refresh_token = body.opt_str("refreshToken", MAX_TOKEN)?;
+    auth::logout(cx, &claims, refresh_token.as_deref(), &peer(req))?;
+    Ok(Response::ok(&json!({ "success": true, "key": user.id })))
+}
+
+fn logout_redirect(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let client_id = req
+        .query("client_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::required("client_id"))?;
+    let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
+    let url = client
+        .logout_redirect_url
+        .ok_or_else(|| Error::NotFound("This client has no logout redirect URL".into()))?;
+    let location = match req.query("state") {
+        Some(state) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}state={}", percent_encode(state))
+        }
+        None => url,
+    };
+    Ok(Response::redirect(&location))
+}
+
+/// TokenResponse: `expiresIn` in seconds, `expiresAt`/`expires` in ms.
+fn token_response(t: &Tokens) -> Response {
+    Response::ok(&json!({
+        "accessToken": t.access_token,
+        "refreshToken": t.refresh_token,
+        "expiresIn": t.expires_in,
+        "expiresAt": t.expires_at * 1000,
+        "expires": t.expires_at * 1000,
+    }))
+}
+
+/// AuthUser: absent values are omitted.
+fn auth_user(user: &User, claims: &Claims) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    let (first, last) = match user
+        .name
+        .as_deref()
+        .map(str::trim)
+        .and_then(|n| n.split_once(' '))
+    {
+        Some((f, l)) => (Some(f.to_string()), Some(l.trim().to_string())),
+        None => (user.name.clone(), None),
+    };
+    put("id", Some(json!(user.id)));
+    put("username", user.username.as_ref().map(|v| json!(v)));
+    put("email", user.email.as_ref().map(|v| json!(v)));
+    put("phone", user.phone.as_ref().map(|v| json!(v)));
+    put("name", user.name.as_ref().map(|v| json!(v)));
+    put("firstName", first.map(|v| json!(v)));
+    put("lastName", last.map(|v| json!(v)));
+    put(
+        "defaultTenantId",
+        user.default_tenant_id.as_ref().map(|v| json!(v)),
+    );
+    put("tenantId", claims.tenantId.as_ref().map(|v| json!(v)));
+    put(
+        "userTenantId",
+        claims.userTenantId.as_ref().map(|v| json!(v)),
+    );
+    put("role", Some(json!(claims.role)));
+    put("permissions", Some(json!(claims.permissions)));
+    put("authClientId", Some(json!(claims.aud)));
+    put("lastLogin", user.last_login_at.map(|t| json!(iso8601(t))));
+    put("status", Some(json!(if user.is_active() { 1 } else { 2 })));
+    put("createdAt", Some(json!(iso8601(user.created_at))));
+    put("updatedAt", Some(json!(iso8601(user.updated_at))));
+    Value::Object(m)
+}
+
+/// The LoopBack error envelope.
+pub fn render(e: &Error) -> Response {
+    let status = e.status();
+    let name = match status {
+        400 => "BadRequestError",
+        401 => "UnauthorizedError",
+        403 => "ForbiddenError",
+        404 => "NotFoundError",
+        405 => "MethodNotAllowedError",
+        409 => "ConflictError",
+        413 => "PayloadTooLargeError",
+        422 => "UnprocessableEntityError",
+        429 => "TooManyRequestsError",
+        _ => "InternalServerError",
+    };
+    let mut error = json!({
+        "statusCode": status,
+        "name": name,
+        "message": e.public_message(),
+        "code": e.code(),
+    });
+    if let Error::Validation {
+        field,
+        code,
+        message,
+    } = e
+    {
+        error["details"] =
+            json!([{ "path": format!("/{field}"), "code": code, "message": message }]);
+    }
+    Response::json(status, &json!({ "error": error }))
+}

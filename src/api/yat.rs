@@ -1,0 +1,76 @@
+//! yat: the Yat UserAuthenticationApi (password sign-in and refresh so
+//! far). snake_case bodies; errors as `{"error": "...", "fields": {...}}`.
+//! Fields: shared/API.md §2.
+
+use serde_json::json;
+
+use super::{peer, Params, Route};
+use crate::app::Ctx;
+use crate::auth::{self, Tokens};
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::password::MAX_LEN;
+
+/// The yat route table. `POST /auth/token` is yat's only for password bodies.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: "POST",
+            path: "/auth/token",
+            when: Some(has_password),
+            handler: token,
+        },
+        Route::new("POST", "/auth/token/refresh", refresh),
+    ]
+}
+
+fn has_password(req: &Request) -> bool {
+    req.body_has("password")
+}
+
+fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let password = body.str("password", MAX_LEN)?;
+    let login = match body.opt_str("email", 320)? {
+        Some(e) => e,
+        None => body
+            .str("alternate_id", 320)
+            .map_err(|_| Error::required("email"))?,
+    };
+    let user = auth::check_password(cx, &login, &password, &peer(req))?;
+    let grant = auth::grant_for(&user, None, &["pwd"]);
+    let tokens = auth::issue_tokens(cx, None, &grant, "password", &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+fn refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let refresh_token = body.str("refresh_token", 4096)?;
+    let tokens = auth::refresh(cx, &refresh_token, None, None, &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+fn token_response(t: &Tokens) -> Response {
+    Response::ok(&json!({
+        "access_token": t.access_token,
+        "refresh_token": t.refresh_token,
+        "has_password": t.user.password_hash.is_some(),
+        "requires_2fa": null,
+    }))
+}
+
+/// yat's error envelope.
+pub fn render(e: &Error) -> Response {
+    let fields = match e {
+        Error::Validation {
+            field,
+            code,
+            message,
+        } => json!({ field.as_str(): [{ "code": code, "message": message }] }),
+        _ => json!({}),
+    };
+    Response::json(
+        e.status(),
+        &json!({ "error": e.public_message(), "fields": fields }),
+    )
+}

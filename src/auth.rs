@@ -1,0 +1,456 @@
+//! Sign-in flows shared by every dialect: the password check with its
+//! brute-force defences, token issuance, refresh, tenant switch, bearer
+//! authentication, logout and password change.
+//!
+//! Rules that hold for every caller:
+//! * An unknown user, a user without a password and a wrong password cost
+//!   the same (one PBKDF2 at the configured cost) and get the same answer.
+//! * A disabled account is only revealed to a caller who gave its password.
+//! * A soft-locked name answers 429 before any password is checked, for
+//!   known and unknown names alike.
+//! * Every sign-in writes a login_activity row in the same transaction as
+//!   the code or session it creates; every refusal writes one too.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::accounts::{self, Client, User};
+use crate::app::Ctx;
+use crate::audit::{self, Entry};
+use crate::crypto::uuid_v4;
+use crate::error::Error;
+use crate::jwt::Claims;
+use crate::limits::{self, Family};
+use crate::password;
+use crate::sessions::{self, Grant, Issued, Rotation};
+
+/// Who is calling, for logs and limits.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// Tokens just issued.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+    /// Access-token expiry, unix seconds.
+    pub expires_at: i64,
+    pub user: User,
+    pub claims: Claims,
+}
+
+/// Checks a login name and password. Returns the user on success; a wrong
+/// password, an unknown name and a password-less account all give
+/// `InvalidCredentials`.
+pub fn check_password(
+    cx: &mut Ctx,
+    login: &str,
+    password: &str,
+    peer: &Peer,
+) -> Result<User, Error> {
+    let now = cx.now();
+    if let Err(e) = cx.app.limiter.take(Family::Login, &peer.ip, now) {
+        cx.app.metrics.login("rate_limited");
+        return Err(e);
+    }
+    let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    if let Err(e) = limits::check_lock(&cx.conn, &lock, now) {
+        cx.app.metrics.login("locked");
+        return Err(e);
+    }
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let ok = {
+        let _permit = cx
+            .app
+            .gate
+            .enter()
+            .inspect_err(|_| cx.app.metrics.login("busy"))?;
+        let against = stored.as_deref().unwrap_or(&cx.app.dummy_hash);
+        password::verify(password, against) && stored.is_some()
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        let actor = accounts::find_user_by_login(&cx.conn, login)?.map(|u| u.id);
+        let free = cx.app.config.limits.free_failures;
+        cx.write(|tx| {
+            limits::record_failure(tx, &lock, free, now)?;
+            audit::record(
+                tx,
+                &failed(actor.as_deref(), "password", "invalid_credentials", peer),
+                now,
+            )
+        })?;
+        cx.app.metrics.login("invalid_credentials");
+        return Err(Error::InvalidCredentials);
+    };
+    if !user.is_active() {
+        cx.write(|tx| {
+            audit::record(
+                tx,
+                &failed(Some(&user.id), "password", "user_inactive", peer),
+                now,
+            )
+        })?;
+        cx.app.metrics.login("user_inactive");
+        return Err(Error::UserInactive);
+    }
+    let iterations = cx.app.config.pbkdf2_iterations;
+    let rehash = match &user.password_hash {
+        Some(h) if password::needs_rehash(h, iterations) => {
+            let _permit = cx.app.gate.enter()?;
+            Some(password::hash(password, iterations)?)
+        }
+        _ => None,
+    };
+    cx.write(|tx| {
+        limits::clear(tx, &lock)?;
+        if let Some(h) = &rehash {
+            accounts::set_password_hash(tx, &user.id, h, now)?;
+        }
+        Ok(())
+    })?;
+    Ok(user)
+}
+
+fn failed<'a>(
+    actor: Option<&'a str>,
+    method: &'a str,
+    outcome: &'a str,
+    peer: &'a Peer,
+) -> Entry<'a> {
+    Entry {
+        actor,
+        login_type: "FAILED",
+        outcome,
+        method,
+        ip: &peer.ip,
+        user_agent: peer.user_agent.as_deref(),
+        ..Entry::default()
+    }
+}
+
+/// The grant of a fresh sign-in: the user's default tenant, the methods used.
+pub fn grant_for(user: &User, client: Option<&Client>, amr: &[&str]) -> Grant {
+    Grant {
+        user_id: user.id.clone(),
+        client_id: client.map(|c| c.client_id.clone()),
+        tenant_id: user.default_tenant_id.clone(),
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn sign_in_entry<'a>(
+    tx: &Connection,
+    grant: &'a Grant,
+    method: &'a str,
+    peer: &'a Peer,
+    now: i64,
+) -> Result<Entry<'a>, Error> {
+    let relogin = sessions::has_live_session(tx, &grant.user_id, grant.client_id.as_deref(), now)?;
+    Ok(Entry {
+        actor: Some(&grant.user_id),
+        tenant_id: grant.tenant_id.as_deref(),
+        client_id: grant.client_id.as_deref(),
+        login_type: if relogin { "RELOGIN" } else { "ACCESS" },
+        outcome: "success",
+        method,
+        amr: &grant.amr,
+        ip: &peer.ip,
+        user_agent: peer.user_agent.as_deref(),
+    })
+}
+
+/// Issues an auth code for a signed-in user (native /auth/login), logging
+/// the sign-in in the same transaction.
+pub fn issue_code(
+    cx: &mut Ctx,
+    client: &Client,
+    grant: &Grant,
+    mfa_owed: bool,
+    method: &str,
+    peer: &Peer,
+) -> Result<String, Error> {
+    let now = cx.now();
+    let code = cx.write(|tx| {
+        let entry = sign_in_entry(tx, grant, method, peer, now)?;
+        audit::record(tx, &entry, now)?;
+        accounts::touch_login(tx, &grant.user_id, now)?;
+        sessions::issue_code(
+            tx,
+            grant,
+            &client.client_id,
+            mfa_owed,
+            client.auth_code_ttl,
+            now,
+        )
+    })?;
+    cx.app.metrics.login("success");
+    Ok(code)
+}
+
+/// Starts a session and issues tokens, logging the sign-in.
+pub fn issue_tokens(
+    cx: &mut Ctx,
+    client: Option<&Client>,
+    grant: &Grant,
+    method: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    let refresh_ttl = client
+        .map(|c| c.refresh_ttl)
+        .unwrap_or(cx.app.config.refresh_ttl);
+    let issued = cx.write(|tx| {
+        let entry = sign_in_entry(tx, grant, method, peer, now)?;
+        audit::record(tx, &entry, now)?;
+        accounts::touch_login(tx, &grant.user_id, now)?;
+        sessions::start_family(tx, grant, refresh_ttl, now)
+    })?;
+    cx.app.metrics.login("success");
+    mint(cx, client, grant, &issued)
+}
+
+/// Exchanges an auth code for tokens (native POST /auth/token). The code
+/// itself was the sign-in, so no activity row is written here.
+pub fn exchange_code(
+    cx: &mut Ctx,
+    client_id: &str,
+    code: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Token, &peer.ip, now)?;
+    let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
+    let (cg, issued) = cx.write(|tx| {
+        let cg = sessions::redeem_code(tx, code, client_id, now)?;
+        if cg.mfa_owed {
+            return Err(Error::MfaRequired);
+        }
+        let issued = sessions::start_family(tx, &cg.grant, client.refresh_ttl, now)?;
+        Ok((cg, issued))
+    })?;
+    mint(cx, Some(&client), &cg.grant, &issued)
+}
+
+/// Rotates a refresh token. `tenant` switches tenant (must be the user's);
+/// `bearer_sid`, when a bearer was sent, must be the token's own family.
+pub fn refresh(
+    cx: &mut Ctx,
+    token: &str,
+    tenant: Option<&str>,
+    bearer: Option<&Claims>,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Token, &peer.ip, now)?;
+    if let Some(claims) = bearer {
+        match sessions::peek(&cx.conn, token)? {
+            Some((family, _)) if family == claims.sid => {}
+            _ => return Err(Error::TokenInvalid),
+        }
+    }
+    let default_ttl = cx.app.config.refresh_ttl;
+    let rotation = cx.write(|tx| {
+        if let Some(t) = tenant {
+            let (_, user_id) = sessions::peek(tx, token)?.ok_or(Error::TokenInvalid)?;
+            if accounts::membership(tx, &user_id, t)?.is_none() {
+                return Err(Error::Forbidden(
+                    "The user is not a member of this tenant".into(),
+                ));
+            }
+        }
+        let ttl = |client: Option<&str>| {
+            client
+                .and_then(|c| accounts::get_client(tx, c).ok().flatten())
+                .map(|c| c.refresh_ttl)
+                .unwrap_or(default_ttl)
+        };
+        let rotation = sessions::rotate(tx, token, tenant, ttl, now)?;
+        if let Rotation::Rotated { grant, .. } = &rotation {
+            let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
+            if !user.is_active() {
+                return Err(Error::UserInactive);
+            }
+        }
+        Ok(rotation)
+    })?;
+    match rotation {
+        Rotation::Rotated { grant, issued } => {
+            let client = match &grant.client_id {
+                Some(c) => accounts::get_client(&cx.conn, c)?,
+                None => None,
+            };
+            mint(cx, client.as_ref(), &grant, &issued)
+        }
+        Rotation::ReuseDetected { family_id, user_id } => {
+            eprintln!("security: refresh token reuse detected; session {family_id} of user {user_id} revoked");
+            cx.app.metrics.reuse();
+            Err(Error::TokenRevoked)
+        }
+    }
+}
+
+/// Signs an access token for a session.
+fn mint(
+    cx: &mut Ctx,
+    client: Option<&Client>,
+    grant: &Grant,
+    issued: &Issued,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    let user = accounts::get_user(&cx.conn, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
+    let membership = match &grant.tenant_id {
+        Some(t) => accounts::membership(&cx.conn, &user.id, t)?,
+        None => None,
+    };
+    let ttl = client
+        .map(|c| c.access_ttl)
+        .unwrap_or(cx.app.config.access_ttl);
+    let role = if user.is_admin() {
+        "admin".to_string()
+    } else {
+        membership
+            .as_ref()
+            .map(|m| m.role.clone())
+            .unwrap_or_else(|| user.role.clone())
+    };
+    let claims = Claims {
+        iss: cx.app.issuer.clone(),
+        sub: user.id.clone(),
+        aud: client
+            .map(|c| c.client_id.clone())
+            .unwrap_or_else(|| "hallpass".into()),
+        exp: now + ttl,
+        iat: now,
+        nbf: None,
+        jti: uuid_v4()?,
+        sid: issued.family_id.clone(),
+        tenantId: grant.tenant_id.clone(),
+        userTenantId: membership.map(|m| m.id),
+        role,
+        permissions: user.permissions.clone(),
+        amr: grant.amr.clone(),
+    };
+    let access_token = cx.app.keys()?.sign(&claims)?;
+    Ok(Tokens {
+        access_token,
+        refresh_token: issued.refresh_token.clone(),
+        expires_in: ttl,
+        expires_at: now + ttl,
+        user,
+        claims,
+    })
+}
+
+/// Authenticates a bearer access token: signature, expiry, a live session
+/// and an active user. Cached verification keeps this cheap.
+pub fn authenticate(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User), Error> {
+    let now = cx.now();
+    let keys = cx.app.keys()?;
+    let claims = cx.app.verified.verify(&keys, token, &cx.app.issuer, now)?;
+    if !sessions::family_is_live(&cx.conn, &claims.sid, &claims.sub)? {
+        return Err(Error::TokenRevoked);
+    }
+    let user = accounts::get_user(&cx.conn, &claims.sub)?.ok_or(Error::TokenRevoked)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    Ok((claims, user))
+}
+
+/// Ends the bearer's session, and the session of `refresh_token` when it
+/// is the same user's.
+pub fn logout(
+    cx: &mut Ctx,
+    claims: &Claims,
+    refresh_token: Option<&str>,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    let other = match refresh_token {
+        Some(t) => match sessions::peek(&cx.conn, t)? {
+            Some((family, user)) if user == claims.sub => Some(family),
+            _ => return Err(Error::TokenInvalid),
+        },
+        None => None,
+    };
+    cx.write(|tx| {
+        sessions::revoke_family(tx, &claims.sid, "logout", now)?;
+        if let Some(f) = &other {
+            sessions::revoke_family(tx, f, "logout", now)?;
+        }
+        audit::record(
+            tx,
+            &Entry {
+                actor: Some(&claims.sub),
+                tenant_id: claims.tenantId.as_deref(),
+                client_id: Some(&claims.aud),
+                login_type: "LOGOUT",
+                outcome: "success",
+                method: "logout",
+                amr: &claims.amr,
+                ip: &peer.ip,
+                user_agent: peer.user_agent.as_deref(),
+            },
+            now,
+        )
+    })
+}
+
+/// Changes a signed-in user's password: the old one must be right (a
+/// credential check, with the same limits as sign-in), the new one must
+/// pass the policy and differ. Every other session is ended.
+pub fn change_password(
+    cx: &mut Ctx,
+    claims: &Claims,
+    user: &User,
+    old: &str,
+    new: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let lock = limits::lock_key(Some(&user.id), "");
+    limits::check_lock(&cx.conn, &lock, now)?;
+    let stored = user.password_hash.clone();
+    let ok = {
+        let _permit = cx.app.gate.enter()?;
+        password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash)) && stored.is_some()
+    };
+    if !ok {
+        let free = cx.app.config.limits.free_failures;
+        cx.write(|tx| limits::record_failure(tx, &lock, free, now).map(|_| ()))?;
+        return Err(Error::IncorrectPassword);
+    }
+    if old == new {
+        return Err(Error::invalid(
+            "password",
+            "same_as_old",
+            "The new password must differ from the old one",
+        ));
+    }
+    password::check_policy("password", new)?;
+    let hash = {
+        let _permit = cx.app.gate.enter()?;
+        password::hash(new, cx.app.config.pbkdf2_iterations)?
+    };
+    cx.write(|tx| {
+        accounts::set_password_hash(tx, &user.id, &hash, now)?;
+        limits::clear(tx, &lock)?;
+        sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)?;
+        Ok(())
+    })
+}
+
+/// When the soft lock on `login` ends (unix seconds; 0 when not locked).
+pub fn lock_ends(cx: &Ctx, login: &str) -> Result<i64, Error> {
+    let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let key = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    limits::locked_until(&cx.conn, &key, cx.now())
+}

@@ -1,0 +1,541 @@
+//! Configuration: built-in defaults < TOML file < `HALLPASS_*` environment
+//! variables < command-line flags.
+//!
+//! Two stages, as in ripgrep: `RawConfig` mirrors the file and only parses;
+//! `Config` is the validated, ready-to-use result. Every default is stated
+//! next to its field. The names here are a public interface (DESIGN.md, "The
+//! names users (and scripts) rely on"): keep them stable.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::jwt::Alg;
+
+/// The dialects hallpass speaks, in routing order.
+pub const ALL_DIALECTS: [&str; 4] = ["native", "yat", "mfa", "lagrello"];
+
+/// Who may sign up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signup {
+    /// Only with an admin token or an API key (the default).
+    Invite,
+    /// Anyone.
+    Open,
+    /// Nobody.
+    Off,
+}
+
+/// Per-IP token bucket sizes and refill rates, per endpoint family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Credential checks (password, codes): bucket size. Default 10.
+    pub login_burst: f64,
+    /// Credential checks refilled per minute. Default 30.
+    pub login_per_minute: f64,
+    /// Token refresh and code exchange: bucket size. Default 120.
+    pub token_burst: f64,
+    /// Token endpoints refilled per minute. Default 600.
+    pub token_per_minute: f64,
+    /// Failed credential checks an account may have before the soft lock
+    /// starts delaying. Default 5.
+    pub free_failures: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            login_burst: 10.0,
+            login_per_minute: 30.0,
+            token_burst: 120.0,
+            token_per_minute: 600.0,
+            free_failures: 5,
+        }
+    }
+}
+
+/// The effective, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address. Default `127.0.0.1:8080`; port 0 = any free port.
+    pub listen: String,
+    /// Database path. Default `./hallpass.db`.
+    pub db: PathBuf,
+    /// Public base URL for links; default `http://{bound address}`.
+    pub public_url: Option<String>,
+    /// JWT `iss`; default the public URL.
+    pub issuer: Option<String>,
+    /// Who may sign up. Default invite.
+    pub signup: Signup,
+    /// Worker threads, each with its own connection. Default 2 x cores, min 4.
+    pub workers: usize,
+    /// PBKDF2 iterations. Default 600,000.
+    pub pbkdf2_iterations: u32,
+    /// Signing algorithm for new keys. Default ES256.
+    pub algorithm: Alg,
+    /// PKCS#8 RSA private key (DER or PEM) for RS256.
+    pub rsa_key_file: Option<PathBuf>,
+    /// Access-token lifetime for sign-ins without a client. Default 900 s.
+    pub access_ttl: i64,
+    /// Refresh-token lifetime (sliding). Default 30 days.
+    pub refresh_ttl: i64,
+    /// Auth-code lifetime. Default 180 s.
+    pub auth_code_ttl: i64,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Mail command argv; empty = the log mailer.
+    pub mail_command: Vec<String>,
+    /// Mail sender.
+    pub mail_from: String,
+    /// Enabled dialects.
+    pub dialects: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed. Default none.
+    pub trusted_proxies: Vec<String>,
+    /// One log line per request on stderr. Default true.
+    pub access_log: bool,
+    /// Master key text (from `HALLPASS_MASTER_KEY`); None = the key file.
+    pub master_key: Option<String>,
+    /// Where the master key file lives when no key is given. Default
+    /// `{db}.key`.
+    pub master_key_file: PathBuf,
+}
+
+/// The TOML file, as written. Unknown keys are refused (typos surface).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    db: Option<PathBuf>,
+    public_url: Option<String>,
+    issuer: Option<String>,
+    signup: Option<String>,
+    workers: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    access_log: Option<bool>,
+    master_key_file: Option<PathBuf>,
+    password: Option<RawPassword>,
+    tokens: Option<RawTokens>,
+    limits: Option<RawLimits>,
+    mail: Option<RawMail>,
+    api: Option<RawApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassword {
+    pbkdf2_iterations: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    algorithm: Option<String>,
+    rsa_key_file: Option<PathBuf>,
+    access_ttl: Option<i64>,
+    refresh_ttl: Option<i64>,
+    auth_code_ttl: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    login_burst: Option<f64>,
+    login_per_minute: Option<f64>,
+    token_burst: Option<f64>,
+    token_per_minute: Option<f64>,
+    free_failures: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    command: Option<Vec<String>>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    dialects: Option<Vec<String>>,
+}
+
+/// Values given on the command line (they win over everything).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    /// `--config FILE`
+    pub config: Option<PathBuf>,
+    /// `--listen ADDR`
+    pub listen: Option<String>,
+    /// `--db PATH`
+    pub db: Option<PathBuf>,
+    /// `--public-url URL`
+    pub public_url: Option<String>,
+    /// `--workers N`
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Defaults only: what `hallpass serve` runs with when nothing is given.
+    pub fn defaults() -> Config {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            db: PathBuf::from("./hallpass.db"),
+            public_url: None,
+            issuer: None,
+            signup: Signup::Invite,
+            workers: (2 * cores).max(4),
+            pbkdf2_iterations: crate::password::DEFAULT_ITERATIONS,
+            algorithm: Alg::Es256,
+            rsa_key_file: None,
+            access_ttl: 900,
+            refresh_ttl: 30 * 86_400,
+            auth_code_ttl: 180,
+            limits: Limits::default(),
+            mail_command: Vec::new(),
+            mail_from: "hallpass <hallpass@localhost>".into(),
+            dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
+            trusted_proxies: Vec::new(),
+            access_log: true,
+            master_key: None,
+            master_key_file: PathBuf::from("./hallpass.db.key"),
+        }
+    }
+
+    /// Loads defaults < file < environment < flags. `env` looks a variable
+    /// up (std::env::var in the binary; a map in tests).
+    pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let mut c = Config::defaults();
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| env("HALLPASS_CONFIG").map(PathBuf::from));
+        let mut key_file_set = false;
+        if let Some(path) = file {
+            let raw = read_raw(&path)?;
+            key_file_set = raw.master_key_file.is_some();
+            c.apply_raw(raw)?;
+        }
+        c.apply_env(env)?;
+        if let Some(v) = &flags.listen {
+            c.listen = v.clone();
+        }
+        if let Some(v) = &flags.db {
+            c.db = v.clone();
+        }
+        if let Some(v) = &flags.public_url {
+            c.public_url = Some(v.clone());
+        }
+        if let Some(v) = flags.workers {
+            c.workers = v;
+        }
+        if !key_file_set {
+            let mut name = c.db.as_os_str().to_owned();
+            name.push(".key");
+            c.master_key_file = PathBuf::from(name);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_raw(&mut self, r: RawConfig) -> Result<(), Error> {
+        set(&mut self.listen, r.listen);
+        set(&mut self.db, r.db);
+        self.public_url = r.public_url.or(self.public_url.take());
+        self.issuer = r.issuer.or(self.issuer.take());
+        if let Some(s) = r.signup {
+            self.signup = parse_signup(&s)?;
+        }
+        set(&mut self.workers, r.workers);
+        set(&mut self.trusted_proxies, r.trusted_proxies);
+        set(&mut self.access_log, r.access_log);
+        set(&mut self.master_key_file, r.master_key_file);
+        if let Some(p) = r.password {
+            set(&mut self.pbkdf2_iterations, p.pbkdf2_iterations);
+        }
+        if let Some(t) = r.tokens {
+            if let Some(a) = t.algorithm {
+                self.algorithm = parse_alg(&a)?;
+            }
+            self.rsa_key_file = t.rsa_key_file.or(self.rsa_key_file.take());
+            set(&mut self.access_ttl, t.access_ttl);
+            set(&mut self.refresh_ttl, t.refresh_ttl);
+            set(&mut self.auth_code_ttl, t.auth_code_ttl);
+        }
+        if let Some(l) = r.limits {
+            set(&mut self.limits.login_burst, l.login_burst);
+            set(&mut self.limits.login_per_minute, l.login_per_minute);
+            set(&mut self.limits.token_burst, l.token_burst);
+            set(&mut self.limits.token_per_minute, l.token_per_minute);
+            set(&mut self.limits.free_failures, l.free_failures);
+        }
+        if let Some(m) = r.mail {
+            set(&mut self.mail_command, m.command);
+            set(&mut self.mail_from, m.from);
+        }
+        if let Some(a) = r.api {
+            set(&mut self.dialects, a.dialects);
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(v) = env("HALLPASS_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env("HALLPASS_DB") {
+            self.db = PathBuf::from(v);
+        }
+        if let Some(v) = env("HALLPASS_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = env("HALLPASS_ISSUER") {
+            self.issuer = Some(v);
+        }
+        if let Some(v) = env("HALLPASS_SIGNUP") {
+            self.signup = parse_signup(&v)?;
+        }
+        if let Some(v) = env("HALLPASS_WORKERS") {
+            self.workers = parse_num("HALLPASS_WORKERS", &v)?;
+        }
+        if let Some(v) = env("HALLPASS_PBKDF2_ITERATIONS") {
+            self.pbkdf2_iterations = parse_num("HALLPASS_PBKDF2_ITERATIONS", &v)?;
+        }
+        if let Some(v) = env("HALLPASS_TOKEN_ALGORITHM") {
+            self.algorithm = parse_alg(&v)?;
+        }
+        if let Some(v) = env("HALLPASS_MAIL_COMMAND") {
+            self.mail_command = v.split_whitespace().map(str::to_string).collect();
+        }
+        if let Some(v) = env("HALLPASS_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = env("HALLPASS_MASTER_KEY") {
+            self.master_key = Some(v);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::BadRequest(m));
+        if self.workers == 0 || self.workers > 1024 {
+            return bad(format!("workers must be 1..=1024, not {}", self.workers));
+        }
+        if self.pbkdf2_iterations == 0 {
+            return bad("pbkdf2_iterations must be at least 1".into());
+        }
+        if self.pbkdf2_iterations < 100_000 {
+            eprintln!(
+                "warning: pbkdf2_iterations = {} is below OWASP's advice (600,000); \
+                 fine for tests, weak in production",
+                self.pbkdf2_iterations
+            );
+        }
+        for (name, v) in [
+            ("access_ttl", self.access_ttl),
+            ("refresh_ttl", self.refresh_ttl),
+            ("auth_code_ttl", self.auth_code_ttl),
+        ] {
+            if v <= 0 {
+                return bad(format!("tokens.{name} must be positive"));
+            }
+        }
+        for d in &self.dialects {
+            if !ALL_DIALECTS.contains(&d.as_str()) {
+                return bad(format!(
+                    "unknown dialect {d:?}; known: {}",
+                    ALL_DIALECTS.join(", ")
+                ));
+            }
+        }
+        if self.algorithm == Alg::Rs256 && self.rsa_key_file.is_none() {
+            return bad("tokens.algorithm = \"RS256\" needs tokens.rsa_key_file".into());
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return bad(format!(
+                    "public_url must start with http:// or https://: {u}"
+                ));
+            }
+        }
+        for p in &self.trusted_proxies {
+            if p.parse::<std::net::IpAddr>().is_err() {
+                return bad(format!("trusted_proxies: {p:?} is not an IP address"));
+            }
+        }
+        let l = &self.limits;
+        if l.login_burst < 1.0
+            || l.token_burst < 1.0
+            || l.login_per_minute <= 0.0
+            || l.token_per_minute <= 0.0
+        {
+            return bad("limits: bursts must be >= 1 and rates > 0".into());
+        }
+        Ok(())
+    }
+
+    /// True when `dialect` is switched on.
+    pub fn dialect_on(&self, dialect: &str) -> bool {
+        self.dialects.iter().any(|d| d == dialect)
+    }
+
+    /// The effective configuration as TOML-like lines, secrets masked.
+    pub fn describe(&self) -> String {
+        let opt = |o: &Option<String>, dflt: &str| {
+            o.clone()
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_else(|| format!("# default: {dflt}"))
+        };
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let l = &self.limits;
+        format!(
+            "listen = {:?}\ndb = {:?}\npublic_url = {}\nissuer = {}\nsignup = {:?}\n\
+             workers = {}\ntrusted_proxies = {}\naccess_log = {}\nmaster_key = {}\n\n\
+             [password]\npbkdf2_iterations = {}\n\n\
+             [tokens]\nalgorithm = {:?}\nrsa_key_file = {}\naccess_ttl = {}\nrefresh_ttl = {}\nauth_code_ttl = {}\n\n\
+             [limits]\nlogin_burst = {}\nlogin_per_minute = {}\ntoken_burst = {}\ntoken_per_minute = {}\nfree_failures = {}\n\n\
+             [mail]\ncommand = {}\nfrom = {:?}\n\n[api]\ndialects = {}\n",
+            self.listen,
+            self.db.display().to_string(),
+            opt(&self.public_url, "http://{listen}"),
+            opt(&self.issuer, "the public URL"),
+            match self.signup {
+                Signup::Invite => "invite",
+                Signup::Open => "open",
+                Signup::Off => "off",
+            },
+            self.workers,
+            list(&self.trusted_proxies),
+            self.access_log,
+            match &self.master_key {
+                Some(_) => "\"********\" # from HALLPASS_MASTER_KEY".to_string(),
+                None => format!("# from the key file {:?}", self.master_key_file.display().to_string()),
+            },
+            self.pbkdf2_iterations,
+            self.algorithm.name(),
+            self.rsa_key_file
+                .as_ref()
+                .map(|p| format!("{:?}", p.display().to_string()))
+                .unwrap_or_else(|| "# none".into()),
+            self.access_ttl,
+            self.refresh_ttl,
+            self.auth_code_ttl,
+            l.login_burst,
+            l.login_per_minute,
+            l.token_burst,
+            l.token_per_minute,
+            l.free_failures,
+            if self.mail_command.is_empty() {
+                "[] # the log mailer (stderr)".to_string()
+            } else {
+                list(&self.mail_command)
+            },
+            self.mail_from,
+            list(&self.dialects),
+        )
+    }
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::BadRequest(format!("cannot read config {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Error::BadRequest(format!("config {}: {e}", path.display())))
+}
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+fn parse_signup(s: &str) -> Result<Signup, Error> {
+    match s {
+        "invite" => Ok(Signup::Invite),
+        "open" => Ok(Signup::Open),
+        "off" => Ok(Signup::Off),
+        other => Err(Error::BadRequest(format!(
+            "signup must be invite, open or off, not {other:?}"
+        ))),
+    }
+}
+
+fn parse_alg(s: &str) -> Result<Alg, Error> {
+    Alg::from_name(s).ok_or_else(|| {
+        Error::BadRequest(format!(
+            "tokens.algorithm must be ES256, EdDSA, RS256 or HS256, not {s:?}"
+        ))
+    })
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Error> {
+    v.trim()
+        .parse()
+        .map_err(|_| Error::BadRequest(format!("{name} must be a number, not {v:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\ndb = \"file.db\"\nsignup = \"open\"\n[password]\npbkdf2_iterations = 1000\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> =
+            [("HALLPASS_DB", "env.db"), ("HALLPASS_SIGNUP", "off")].into();
+        let lookup = |k: &str| env.get(k).map(|v| v.to_string());
+        let flags = Flags {
+            config: Some(file),
+            listen: Some("127.0.0.1:0".into()),
+            ..Flags::default()
+        };
+        let c = Config::load(&flags, &lookup).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.db, PathBuf::from("env.db"));
+        assert_eq!(c.signup, Signup::Off);
+        assert_eq!(c.pbkdf2_iterations, 1000);
+        assert_eq!(c.master_key_file, PathBuf::from("env.db.key"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let flags = Flags {
+            config: Some(file),
+            ..Flags::default()
+        };
+        let err = Config::load(&flags, &|_| None).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::load(&Flags::default(), &|k| {
+            (k == "HALLPASS_SIGNUP").then(|| "maybe".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("signup"), "{err}");
+    }
+
+    #[test]
+    fn the_master_key_is_masked_when_described() {
+        let c = Config::load(&Flags::default(), &|k| {
+            (k == "HALLPASS_MASTER_KEY").then(|| "c2VjcmV0c2VjcmV0".into())
+        })
+        .unwrap();
+        let text = c.describe();
+        assert!(!text.contains("c2VjcmV0c2VjcmV0"));
+        assert!(text.contains("********"));
+    }
+}

@@ -1,0 +1,193 @@
+//! The SQLite store: opening a connection, the schema and its migrations,
+//! and the one way to write several statements atomically.
+//!
+//! Every connection gets WAL, `synchronous=NORMAL`, `foreign_keys=ON` and a
+//! busy timeout. The database file is created with mode 0600 before SQLite
+//! opens it (SQLite gives its -wal and -shm files the same mode).
+//!
+//! `schema.sql` is the whole current schema: an empty file gets it and is
+//! stamped with `LATEST`. An older file gets the append-only `MIGRATIONS`
+//! after its `user_version`, one transaction each, the version bumped inside
+//! it. A file from a newer hallpass is refused and left untouched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::Error;
+
+/// The whole current schema.
+pub const SCHEMA: &str = include_str!("../schema.sql");
+
+/// Migrations from version N to N+1 live at index N-1. Append only.
+const MIGRATIONS: &[&str] = &[];
+
+/// The schema version this build writes.
+pub const LATEST: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Opens (creating with mode 0600 if needed) and configures a connection,
+/// without migrating.
+pub fn open(path: &Path) -> Result<Connection, Error> {
+    create_private(path)?;
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// Opens and migrates: what `serve` and every CLI command call once.
+pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
+    let mut conn = open(path)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), Error> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(Error::Internal(format!(
+                "cannot create database {}: {e}",
+                path.display()
+            ))),
+        })
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Brings the schema to `LATEST`.
+pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > LATEST {
+        return Err(Error::Internal(format!(
+            "the database has schema version {version}, newer than this hallpass \
+             ({LATEST}); refusing to touch it"
+        )));
+    }
+    if version == 0 {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tables: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(Error::Internal(
+                "the database has tables but no hallpass schema version; refusing".into(),
+            ));
+        }
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", LATEST)?;
+        tx.commit()?;
+        return Ok(());
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 2)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`; any error rolls back.
+pub fn immediate<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_private_and_stamped_with_the_latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let conn = open_and_migrate(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let m = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(m & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn migrating_twice_is_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        drop(open_and_migrate(&path).unwrap());
+        let mut conn = open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_hallpass_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let conn = open_and_migrate(&path).unwrap();
+            conn.pragma_update(None, "user_version", LATEST + 1)
+                .unwrap();
+        }
+        let mut conn = open(&path).unwrap();
+        assert!(migrate(&mut conn).is_err());
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST + 1);
+    }
+
+    #[test]
+    fn a_failed_statement_rolls_the_transaction_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_and_migrate(&dir.path().join("h.db")).unwrap();
+        let r: Result<(), Error> = immediate(&mut conn, |tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES ('t', 'n', 0)",
+                [],
+            )?;
+            Err(Error::Conflict("stop".into()))
+        });
+        assert!(r.is_err());
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,374 @@
+//! Our own `Request` and `Response`, so handlers never touch tiny_http and
+//! tests can build a request by hand. This is the crate's only body reader
+//! (capped at 64 KiB), its only JSON field reader and its only responder.
+
+use std::io::Read;
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// An HTTP request, read in full.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Upper-case method.
+    pub method: String,
+    /// The path, percent-decoded, without query and without a trailing slash.
+    pub path: String,
+    /// Decoded query pairs, in order.
+    pub query: Vec<(String, String)>,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The client's IP (from X-Forwarded-For only behind a trusted proxy).
+    pub ip: String,
+    /// The body bytes (at most `MAX_BODY`).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds a request by hand (tests, and the tiny_http adapter).
+    pub fn new(method: &str, url: &str) -> Request {
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (url, ""),
+        };
+        let mut path = percent_decode(path, false);
+        while path.len() > 1 && path.ends_with('/') {
+            path.pop();
+        }
+        Request {
+            method: method.to_ascii_uppercase(),
+            path,
+            query: parse_form(query),
+            headers: Vec::new(),
+            ip: "127.0.0.1".into(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Reads a tiny_http request: headers, peer and the capped body.
+    pub fn read(rq: &mut tiny_http::Request, trusted_proxies: &[String]) -> Result<Request, Error> {
+        let mut r = Request::new(rq.method().as_str(), rq.url());
+        r.headers = rq
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        let peer = rq.remote_addr().map(|a| a.ip());
+        r.ip = client_ip(peer, r.header("x-forwarded-for"), trusted_proxies);
+        if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+            return Err(Error::PayloadTooLarge);
+        }
+        let mut body = Vec::new();
+        rq.as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|_| Error::BadRequest("could not read the request body".into()))?;
+        if body.len() > MAX_BODY {
+            return Err(Error::PayloadTooLarge);
+        }
+        r.body = body;
+        Ok(r)
+    }
+
+    /// A header's value (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The bearer token of the Authorization header.
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The User-Agent header.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.header("user-agent")
+    }
+
+    /// The body as a JSON object; malformed JSON or a non-object is a 400
+    /// that says what is wrong. An empty body is an empty object.
+    pub fn json(&self) -> Result<Json, Error> {
+        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Json(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(Value::Object(m)) => Ok(Json(m)),
+            Ok(_) => Err(Error::BadRequest(
+                "The request body must be a JSON object".into(),
+            )),
+            Err(e) => Err(Error::BadRequest(format!(
+                "Malformed JSON in the request body: {e}"
+            ))),
+        }
+    }
+
+    /// True when the body is a JSON object with this key (route predicates).
+    pub fn body_has(&self, key: &str) -> bool {
+        self.json().map(|j| j.0.contains_key(key)).unwrap_or(false)
+    }
+}
+
+/// A JSON object body, read field by field so that every refusal names its
+/// field: missing or empty → `required`, wrong type → `type`.
+#[derive(Debug, Clone)]
+pub struct Json(pub Map<String, Value>);
+
+impl Json {
+    /// A required, non-empty string of at most `max` characters.
+    pub fn str(&self, field: &str, max: usize) -> Result<String, Error> {
+        self.opt_str(field, max)?
+            .ok_or_else(|| Error::required(field))
+    }
+
+    /// An optional string (null, absent and "" are None).
+    pub fn opt_str(&self, field: &str, max: usize) -> Result<Option<String>, Error> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) if s.chars().count() > max => Err(Error::invalid(
+                field,
+                "too_long",
+                format!("{field} must be at most {max} characters"),
+            )),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::invalid(
+                field,
+                "type",
+                format!("{field} must be a string"),
+            )),
+        }
+    }
+
+    /// A required boolean.
+    pub fn bool(&self, field: &str) -> Result<bool, Error> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(Error::required(field)),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(Error::invalid(
+                field,
+                "type",
+                format!("{field} must be a boolean"),
+            )),
+        }
+    }
+}
+
+/// The client IP: the peer, or the last untrusted hop of X-Forwarded-For
+/// when the peer is a trusted proxy.
+fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> String {
+    let Some(peer) = peer else {
+        return "unknown".into();
+    };
+    let is_trusted = |ip: &IpAddr| {
+        trusted
+            .iter()
+            .any(|t| t.parse::<IpAddr>().ok().as_ref() == Some(ip))
+    };
+    if !is_trusted(&peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<IpAddr> = xff
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .copied()
+        .unwrap_or(peer)
+        .to_string()
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs.
+pub fn parse_form(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
+            None => (percent_decode(p, true), String::new()),
+        })
+        .collect()
+}
+
+/// Percent-decodes; `plus` turns '+' into ' ' (forms). Invalid UTF-8 is
+/// replaced, never a panic.
+pub fn percent_decode(s: &str, plus: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hexv = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hexv {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    /// 200 with a JSON body.
+    pub fn ok(value: &Value) -> Response {
+        Response::json(200, value)
+    }
+
+    /// A response with no body.
+    pub fn empty(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, content_type: &str, body: String) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    /// 302 to `location`.
+    pub fn redirect(location: &str) -> Response {
+        Response::empty(302).with_header("Location", location)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_queries_are_decoded_and_trailing_slashes_dropped() {
+        let r = Request::new("get", "/auth/me/?a=1&b=x%20y+z&c&d=%ZZ%");
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/auth/me");
+        assert_eq!(r.query("b"), Some("x y z"));
+        assert_eq!(r.query("c"), Some(""));
+        assert_eq!(r.query("d"), Some("%ZZ%"));
+    }
+
+    #[test]
+    fn json_fields_are_named_when_missing_or_mistyped() {
+        let mut r = Request::new("POST", "/x");
+        r.body = br#"{"a": 1, "b": "", "c": "ok"}"#.to_vec();
+        let j = r.json().unwrap();
+        assert_eq!(j.str("c", 10).unwrap(), "ok");
+        assert!(matches!(
+            j.str("a", 10),
+            Err(Error::Validation { code: "type", .. })
+        ));
+        assert!(matches!(
+            j.str("b", 10),
+            Err(Error::Validation {
+                code: "required",
+                ..
+            })
+        ));
+        assert!(matches!(j.str("z", 10), Err(Error::Validation { field, .. }) if field == "z"));
+        r.body = b"{nope".to_vec();
+        assert!(matches!(r.json(), Err(Error::BadRequest(_))));
+        r.body = b"[1]".to_vec();
+        assert!(matches!(r.json(), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = vec!["10.0.0.1".to_string()];
+        assert_eq!(
+            client_ip(Some(proxy), Some("1.2.3.4, 10.0.0.1"), &trusted),
+            "1.2.3.4"
+        );
+        assert_eq!(client_ip(Some(proxy), Some("1.2.3.4"), &[]), "10.0.0.1");
+        assert_eq!(
+            client_ip(Some(proxy), Some("garbage"), &trusted),
+            "10.0.0.1"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! hallpass: a self-hosted authentication server. One binary, one SQLite
+//! file.
+//!
+//! The core (accounts, passwords, tokens, sessions, limits, audit) knows
+//! nothing of HTTP; `api/` holds thin dialect adapters over it, and
+//! `server` runs them on tiny_http. See shared/DESIGN.md for the picture.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod jwt;
+pub mod limits;
+pub mod metrics;
+pub mod password;
+pub mod server;
+pub mod sessions;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use error::Error;
+pub use server::{serve, Running};

@@ -1,0 +1,891 @@
+//! The `hallpass` command: argh types (their doc comments are the help
+//! text) and one short function per sub-command, each calling the library.
+//! Errors are printed once, on stderr, and give exit code 1 (2 for usage).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use hallpass::accounts::{self, NewUser};
+use hallpass::config::{Config, Flags};
+use hallpass::{app, clock, db, jwt, password, server, sessions, Clock, Error};
+use rusqlite::Connection;
+use serde_json::json;
+
+#[derive(FromArgs)]
+/// hallpass: a self-hosted authentication server. One binary, one SQLite file.
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Serve(Serve),
+    Init(Init),
+    CheckConfig(CheckConfig),
+    User(UserCmd),
+    Client(ClientCmd),
+    Tenant(TenantCmd),
+    Apikey(ApikeyCmd),
+    Keys(KeysCmd),
+    Backup(Backup),
+}
+
+macro_rules! common_flags {
+    ($(#[$m:meta])* struct $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        struct $name {
+            /// the TOML config file (or HALLPASS_CONFIG)
+            #[argh(option)]
+            config: Option<PathBuf>,
+            /// the SQLite database (or HALLPASS_DB; default ./hallpass.db)
+            #[argh(option)]
+            db: Option<PathBuf>,
+            $($body)*
+        }
+    };
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+/// Run the server (defaults: 127.0.0.1:8080, ./hallpass.db).
+struct Serve {
+    /// listen address, e.g. 0.0.0.0:8080 (port 0 = any free port)
+    #[argh(option)]
+    listen: Option<String>,
+    /// public base URL used in links and as the default issuer
+    #[argh(option)]
+    public_url: Option<String>,
+    /// worker threads (default 2 x cores, at least 4)
+    #[argh(option)]
+    workers: Option<usize>,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "init")]
+/// Create the database, its key file and a signing key, then exit.
+struct Init {}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check-config")]
+/// Validate the configuration and print it, secrets masked.
+struct CheckConfig {
+    /// listen address, as for serve
+    #[argh(option)]
+    listen: Option<String>,
+    /// public base URL, as for serve
+    #[argh(option)]
+    public_url: Option<String>,
+}
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "user")]
+/// Manage users.
+struct UserCmd {
+    #[argh(subcommand)]
+    cmd: UserSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum UserSub {
+    Add(UserAdd),
+    List(UserList),
+    Show(UserShow),
+    Disable(UserDisable),
+    Enable(UserEnable),
+    Delete(UserDelete),
+    SetPassword(UserSetPassword),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+/// Add a user; the password comes from a prompt or --password-stdin.
+struct UserAdd {
+    /// the user's email address
+    #[argh(positional)]
+    email: String,
+    /// a username to sign in with besides the email
+    #[argh(option)]
+    username: Option<String>,
+    /// the display name
+    #[argh(option)]
+    name: Option<String>,
+    /// make the user a server-wide admin
+    #[argh(switch)]
+    admin: bool,
+    /// the tenant (name or id) to join; default "default"
+    #[argh(option)]
+    tenant: Option<String>,
+    /// read the password from the first line of standard input
+    #[argh(switch)]
+    password_stdin: bool,
+    /// create the user without a password (it cannot sign in with one)
+    #[argh(switch)]
+    no_password: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List users.
+struct UserList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "show")]
+/// Show one user (USER = email, username or id).
+struct UserShow {
+    #[argh(positional)]
+    user: String,
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "disable")]
+/// Disable a user and end their sessions.
+struct UserDisable {
+    #[argh(positional)]
+    user: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "enable")]
+/// Enable a disabled user.
+struct UserEnable {
+    #[argh(positional)]
+    user: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "delete")]
+/// Delete a user with their sessions and memberships.
+struct UserDelete {
+    #[argh(positional)]
+    user: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "set-password")]
+/// Set a user's password (prompt or --password-stdin) and end their sessions.
+struct UserSetPassword {
+    #[argh(positional)]
+    user: String,
+    /// read the password from the first line of standard input
+    #[argh(switch)]
+    password_stdin: bool,
+}
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "client")]
+/// Manage clients (the apps that sign users in).
+struct ClientCmd {
+    #[argh(subcommand)]
+    cmd: ClientSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ClientSub {
+    Add(ClientAdd),
+    List(ClientList),
+    Remove(ClientRemove),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+/// Add a client; prints client_id and (once) client_secret.
+struct ClientAdd {
+    #[argh(positional)]
+    name: String,
+    /// an allowed redirect URL (repeat for more)
+    #[argh(option)]
+    redirect_url: Vec<String>,
+    /// where GET /logout/redirect sends the browser
+    #[argh(option)]
+    logout_redirect_url: Option<String>,
+    /// a public client (no secret: SPAs, mobile apps)
+    #[argh(switch)]
+    public: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List clients.
+struct ClientList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "remove")]
+/// Remove a client and everything issued to it.
+struct ClientRemove {
+    #[argh(positional)]
+    client_id: String,
+}
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "tenant")]
+/// Manage tenants.
+struct TenantCmd {
+    #[argh(subcommand)]
+    cmd: TenantSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum TenantSub {
+    Add(TenantAdd),
+    List(TenantList),
+    AddUser(TenantAddUser),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+/// Add a tenant; prints tenant_id.
+struct TenantAdd {
+    #[argh(positional)]
+    name: String,
+    /// the magic-link callback URL ({} is replaced by the token)
+    #[argh(option)]
+    callback_url: Option<String>,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List tenants.
+struct TenantList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add-user")]
+/// Add a user to a tenant (or change their role there).
+struct TenantAddUser {
+    #[argh(positional)]
+    tenant: String,
+    #[argh(positional)]
+    user: String,
+    /// the user's role in the tenant (default user)
+    #[argh(option, default = "String::from(\"user\")")]
+    role: String,
+}
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "apikey")]
+/// Manage tenant API keys.
+struct ApikeyCmd {
+    #[argh(subcommand)]
+    cmd: ApikeySub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ApikeySub {
+    Create(ApikeyCreate),
+    List(ApikeyList),
+    Revoke(ApikeyRevoke),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+/// Create an API key; prints it once.
+struct ApikeyCreate {
+    #[argh(positional)]
+    name: String,
+    /// the tenant (name or id) the key acts for
+    #[argh(option)]
+    tenant: String,
+    /// a scope: users:read, users:write, auth:write, activity:read, admin (repeat)
+    #[argh(option)]
+    scope: Vec<String>,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List API keys (never the keys themselves).
+struct ApikeyList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "revoke")]
+/// Revoke an API key by the id `apikey list` shows.
+struct ApikeyRevoke {
+    #[argh(positional)]
+    key_id: String,
+}
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "keys")]
+/// Manage JWT signing keys.
+struct KeysCmd {
+    #[argh(subcommand)]
+    cmd: KeysSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum KeysSub {
+    List(KeysList),
+    Rotate(KeysRotate),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List signing keys: the current one and retired ones still published.
+struct KeysList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rotate")]
+/// Make a new current signing key; the old one stays published until its
+/// last token expires. A running server picks it up within 5 seconds.
+struct KeysRotate {}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "backup")]
+/// Copy the database to FILE with SQLite's online backup (safe while the
+/// server runs). Keep the master key file with it.
+struct Backup {
+    #[argh(positional)]
+    file: PathBuf,
+}
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hallpass: {}", describe(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The CLI says everything: it is the operator, not an anonymous client.
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Internal(m)
+        | Error::BadRequest(m)
+        | Error::NotFound(m)
+        | Error::Conflict(m)
+        | Error::Forbidden(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn run(cmd: Command) -> Result<(), Error> {
+    match cmd {
+        Command::Serve(c) => serve(c),
+        Command::Init(c) => init(c),
+        Command::CheckConfig(c) => check_config(c),
+        Command::User(u) => match u.cmd {
+            UserSub::Add(c) => user_add(c),
+            UserSub::List(c) => user_list(c),
+            UserSub::Show(c) => user_show(c),
+            UserSub::Disable(c) => user_status(c.config, c.db, &c.user, "disabled"),
+            UserSub::Enable(c) => user_status(c.config, c.db, &c.user, "active"),
+            UserSub::Delete(c) => user_delete(c),
+            UserSub::SetPassword(c) => user_set_password(c),
+        },
+        Command::Client(c) => match c.cmd {
+            ClientSub::Add(c) => client_add(c),
+            ClientSub::List(c) => client_list(c),
+            ClientSub::Remove(c) => client_remove(c),
+        },
+        Command::Tenant(t) => match t.cmd {
+            TenantSub::Add(c) => tenant_add(c),
+            TenantSub::List(c) => tenant_list(c),
+            TenantSub::AddUser(c) => tenant_add_user(c),
+        },
+        Command::Apikey(a) => match a.cmd {
+            ApikeySub::Create(c) => apikey_create(c),
+            ApikeySub::List(c) => apikey_list(c),
+            ApikeySub::Revoke(c) => apikey_revoke(c),
+        },
+        Command::Keys(k) => match k.cmd {
+            KeysSub::List(c) => keys_list(c),
+            KeysSub::Rotate(c) => keys_rotate(c),
+        },
+        Command::Backup(c) => backup(c),
+    }
+}
+
+fn load(config: Option<PathBuf>, db: Option<PathBuf>, more: Flags) -> Result<Config, Error> {
+    let flags = Flags { config, db, ..more };
+    Config::load(&flags, &|k| std::env::var(k).ok())
+}
+
+/// The configuration and a migrated connection, for the admin commands.
+fn open(config: Option<PathBuf>, db: Option<PathBuf>) -> Result<(Config, Connection), Error> {
+    let cfg = load(config, db, Flags::default())?;
+    let conn = db::open_and_migrate(&cfg.db)?;
+    Ok((cfg, conn))
+}
+
+fn now() -> i64 {
+    clock::system_now()
+}
+
+fn serve(c: Serve) -> Result<(), Error> {
+    let more = Flags {
+        listen: c.listen,
+        public_url: c.public_url,
+        workers: c.workers,
+        ..Flags::default()
+    };
+    let cfg = load(c.config, c.db, more)?;
+    let running = hallpass::serve(cfg, Clock::System)?;
+    println!("listening on http://{}", running.addr);
+    let _ = std::io::stdout().flush();
+    if let Some(hint) = running.first_start_hint() {
+        eprintln!("{hint}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| Error::Internal(format!("cannot install the signal handler: {e}")))?;
+    let _ = rx.recv();
+    eprintln!("shutting down: finishing in-flight requests");
+    running.shutdown();
+    Ok(())
+}
+
+fn init(c: Init) -> Result<(), Error> {
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let master = app::load_master_key(&cfg)?;
+    let keep = server::key_keep_secs(&conn, cfg.access_ttl)?;
+    jwt::ensure_current(&mut conn, &master, &server::key_source(&cfg)?, keep, now())?;
+    println!("database: {}", cfg.db.display());
+    if cfg.master_key.is_none() {
+        println!("master key file: {}", cfg.master_key_file.display());
+    }
+    Ok(())
+}
+
+fn check_config(c: CheckConfig) -> Result<(), Error> {
+    let more = Flags {
+        listen: c.listen,
+        public_url: c.public_url,
+        ..Flags::default()
+    };
+    let cfg = load(c.config, c.db, more)?;
+    if cfg.algorithm == jwt::Alg::Rs256 {
+        server::key_source(&cfg)?;
+    }
+    print!("{}", cfg.describe());
+    Ok(())
+}
+
+/// A new password: the first line of stdin with --password-stdin, else a
+/// prompt without echo, asked twice.
+fn read_new_password(from_stdin: bool) -> Result<String, Error> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::BadRequest(
+                "no terminal to prompt on: pass --password-stdin".into(),
+            ));
+        }
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            return Err(Error::BadRequest("the passwords differ".into()));
+        }
+        a
+    };
+    password::check_policy("password", &pw)?;
+    Ok(pw)
+}
+
+fn user_add(c: UserAdd) -> Result<(), Error> {
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let hash = if c.no_password {
+        None
+    } else {
+        Some(password::hash(
+            &read_new_password(c.password_stdin)?,
+            cfg.pbkdf2_iterations,
+        )?)
+    };
+    let tenant_id = match &c.tenant {
+        Some(t) => Some(
+            accounts::find_tenant(&conn, t)?
+                .ok_or_else(|| Error::NotFound(format!("no tenant {t:?}")))?
+                .id,
+        ),
+        None => None,
+    };
+    let new = NewUser {
+        email: Some(c.email),
+        username: c.username,
+        name: c.name,
+        password_hash: hash,
+        role: if c.admin {
+            "admin".into()
+        } else {
+            "user".into()
+        },
+        tenant_id,
+        ..NewUser::default()
+    };
+    let user = db::immediate(&mut conn, |tx| accounts::create_user(tx, &new, now()))?;
+    println!("user_id: {}", user.id);
+    Ok(())
+}
+
+fn print_user(u: &accounts::User) {
+    println!(
+        "{}\t{}\t{}\t{}\t{}",
+        u.id,
+        u.email.as_deref().unwrap_or("-"),
+        u.username.as_deref().unwrap_or("-"),
+        u.role,
+        u.status
+    );
+}
+
+fn user_list(c: UserList) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let users = accounts::list_users(&conn)?;
+    if c.json {
+        println!(
+            "{}",
+            json!(users.iter().map(accounts::user_json).collect::<Vec<_>>())
+        );
+    } else {
+        users.iter().for_each(print_user);
+    }
+    Ok(())
+}
+
+fn user_show(c: UserShow) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    let tenants = accounts::memberships(&conn, &u.id)?;
+    let mut v = accounts::user_json(&u);
+    v["tenants"] = json!(tenants
+        .iter()
+        .map(|m| json!({"tenant_id": m.tenant_id, "role": m.role}))
+        .collect::<Vec<_>>());
+    if c.json {
+        println!("{v}");
+    } else if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            println!(
+                "{k}: {}",
+                val.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn user_status(
+    config: Option<PathBuf>,
+    db: Option<PathBuf>,
+    user: &str,
+    status: &str,
+) -> Result<(), Error> {
+    let (_, mut conn) = open(config, db)?;
+    let u = accounts::find_user(&conn, user)?;
+    db::immediate(&mut conn, |tx| {
+        accounts::set_status(tx, &u.id, status, now())?;
+        if status != "active" {
+            sessions::revoke_user_families(tx, &u.id, None, "user disabled", now())?;
+        }
+        Ok(())
+    })?;
+    println!("{}: {status}", u.display_name());
+    Ok(())
+}
+
+fn user_delete(c: UserDelete) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    db::immediate(&mut conn, |tx| accounts::delete_user(tx, &u.id))?;
+    println!("{}: deleted", u.display_name());
+    Ok(())
+}
+
+fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    let hash = password::hash(&read_new_password(c.password_stdin)?, cfg.pbkdf2_iterations)?;
+    db::immediate(&mut conn, |tx| {
+        accounts::set_password_hash(tx, &u.id, &hash, now())?;
+        sessions::revoke_user_families(tx, &u.id, None, "password set by admin", now())?;
+        hallpass::limits::clear(tx, &hallpass::limits::lock_key(Some(&u.id), ""))
+    })?;
+    println!(
+        "{}: password set; their sessions were ended",
+        u.display_name()
+    );
+    Ok(())
+}
+
+fn client_add(c: ClientAdd) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let (client, secret) = db::immediate(&mut conn, |tx| {
+        accounts::create_client(
+            tx,
+            &c.name,
+            &c.redirect_url,
+            c.logout_redirect_url.as_deref(),
+            c.public,
+            now(),
+        )
+    })?;
+    println!("client_id: {}", client.client_id);
+    if let Some(s) = secret {
+        println!("client_secret: {s}");
+        eprintln!("(the secret is shown only now)");
+    }
+    Ok(())
+}
+
+fn client_list(c: ClientList) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let clients = accounts::list_clients(&conn)?;
+    if c.json {
+        let v: Vec<_> = clients
+            .iter()
+            .map(|c| json!({"client_id": c.client_id, "name": c.name, "public": c.is_public(),
+                            "redirect_urls": c.redirect_urls, "logout_redirect_url": c.logout_redirect_url}))
+            .collect();
+        println!("{}", json!(v));
+    } else {
+        for c in clients {
+            println!(
+                "{}\t{}\t{}",
+                c.client_id,
+                c.name,
+                if c.is_public() {
+                    "public"
+                } else {
+                    "confidential"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn client_remove(c: ClientRemove) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    db::immediate(&mut conn, |tx| accounts::remove_client(tx, &c.client_id))?;
+    println!("{}: removed", c.client_id);
+    Ok(())
+}
+
+fn tenant_add(c: TenantAdd) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let t = db::immediate(&mut conn, |tx| {
+        accounts::create_tenant(tx, &c.name, c.callback_url.as_deref(), now())
+    })?;
+    println!("tenant_id: {}", t.id);
+    Ok(())
+}
+
+fn tenant_list(c: TenantList) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let tenants = accounts::list_tenants(&conn)?;
+    if c.json {
+        let v: Vec<_> = tenants
+            .iter()
+            .map(|t| json!({"tenant_id": t.id, "name": t.name, "callback_url": t.callback_url}))
+            .collect();
+        println!("{}", json!(v));
+    } else {
+        for t in tenants {
+            println!("{}\t{}", t.id, t.name);
+        }
+    }
+    Ok(())
+}
+
+fn tenant_add_user(c: TenantAddUser) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let t = accounts::find_tenant(&conn, &c.tenant)?
+        .ok_or_else(|| Error::NotFound(format!("no tenant {:?}", c.tenant)))?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    let id = db::immediate(&mut conn, |tx| {
+        accounts::add_to_tenant(tx, &u.id, &t.id, &c.role, None, now())
+    })?;
+    println!("user_tenant_id: {id}");
+    Ok(())
+}
+
+fn apikey_create(c: ApikeyCreate) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let t = accounts::find_tenant(&conn, &c.tenant)?
+        .ok_or_else(|| Error::NotFound(format!("no tenant {:?}", c.tenant)))?;
+    let (k, key) = db::immediate(&mut conn, |tx| {
+        accounts::create_api_key(tx, &c.name, &t.id, &c.scope, now())
+    })?;
+    println!("key_id: {}", k.id);
+    println!("api_key: {key}");
+    eprintln!("(the key is shown only now)");
+    Ok(())
+}
+
+fn apikey_list(c: ApikeyList) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let keys = accounts::list_api_keys(&conn)?;
+    if c.json {
+        let v: Vec<_> = keys
+            .iter()
+            .map(|k| json!({"key_id": k.id, "name": k.name, "tenant_id": k.tenant_id, "scopes": k.scopes,
+                            "created_at": k.created_at, "last_used_at": k.last_used_at, "revoked": k.revoked_at.is_some()}))
+            .collect();
+        println!("{}", json!(v));
+    } else {
+        for k in keys {
+            let state = if k.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "live"
+            };
+            println!(
+                "{}\t{}\t{}\t{}\t{state}",
+                k.id,
+                k.name,
+                k.tenant_id,
+                k.scopes.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn apikey_revoke(c: ApikeyRevoke) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    db::immediate(&mut conn, |tx| {
+        accounts::revoke_api_key(tx, &c.key_id, now())
+    })?;
+    println!("{}: revoked", c.key_id);
+    Ok(())
+}
+
+fn keys_list(c: KeysList) -> Result<(), Error> {
+    let (cfg, conn) = open(c.config, c.db)?;
+    let master = app::load_master_key(&cfg)?;
+    let keys = jwt::KeySet::load(&conn, &master, now())?;
+    let rows = keys.describe();
+    if c.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(kid, alg, current, until)| json!({"kid": kid, "alg": alg, "current": current, "published_until": until}))
+            .collect();
+        println!("{}", json!(v));
+    } else {
+        for (kid, alg, current, until) in rows {
+            let state = if current {
+                "current".to_string()
+            } else {
+                format!(
+                    "retired, published until {}",
+                    clock::iso8601(until.unwrap_or(0))
+                )
+            };
+            println!("{kid}\t{alg}\t{state}");
+        }
+    }
+    Ok(())
+}
+
+fn keys_rotate(c: KeysRotate) -> Result<(), Error> {
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let master = app::load_master_key(&cfg)?;
+    let keep = server::key_keep_secs(&conn, cfg.access_ttl)?;
+    let kid = jwt::rotate(&mut conn, &master, &server::key_source(&cfg)?, keep, now())?;
+    println!("kid: {kid}");
+    Ok(())
+}
+
+fn backup(c: Backup) -> Result<(), Error> {
+    let (cfg, conn) = open(c.config, c.db)?;
+    if c.file.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists; refusing to overwrite it",
+            c.file.display()
+        )));
+    }
+    drop(db::open(&c.file)?); // creates it 0600
+    conn.backup(rusqlite::MAIN_DB, &c.file, None)?;
+    println!("backup: {}", c.file.display());
+    if cfg.master_key.is_none() {
+        eprintln!(
+            "keep {} with it: without the master key the signing keys cannot be opened",
+            cfg.master_key_file.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The running server: tiny_http, a fixed pool of workers each owning a
+//! SQLite connection, and one background thread (key reload, rate-bucket
+//! saves, expiry sweep).
+//!
+//! tiny_http reads connections on its own threads; our pool bounds how many
+//! handlers run at once. Shutdown calls `unblock()` once per worker: each
+//! worker finishes the requests already queued, then leaves its loop, so
+//! in-flight requests complete.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::api::{self, Dialect};
+use crate::app::{load_master_key, App, Ctx};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db;
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::jwt::{self, KeySet, KeySource};
+use crate::limits::HashGate;
+use crate::{accounts, password, sessions};
+
+/// A server that is running.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests read the clock and config from it).
+    pub app: Arc<App>,
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    background: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+/// How long retired keys stay published: the longest access-token lifetime
+/// any client has, plus the verification leeway.
+pub fn key_keep_secs(conn: &rusqlite::Connection, default_access_ttl: i64) -> Result<i64, Error> {
+    let max: Option<i64> =
+        conn.query_row("SELECT max(access_ttl) FROM clients", [], |r| r.get(0))?;
+    Ok(max.unwrap_or(0).max(default_access_ttl) + jwt::LEEWAY)
+}
+
+/// What the configuration asks a new signing key to be made from.
+pub fn key_source(config: &Config) -> Result<KeySource, Error> {
+    Ok(match (&config.algorithm, &config.rsa_key_file) {
+        (jwt::Alg::Rs256, Some(path)) => KeySource::Rsa(jwt::read_rsa_key(path)?),
+        (alg, _) => KeySource::Generate(*alg),
+    })
+}
+
+/// Opens the store, makes sure a signing key exists, binds, and starts the
+/// workers and the background thread.
+pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
+    let now = clock.now();
+    let mut conn = db::open_and_migrate(&config.db)?;
+    let master = load_master_key(&config)?;
+    let keep = key_keep_secs(&conn, config.access_ttl)?;
+    jwt::ensure_current(&mut conn, &master, &key_source(&config)?, keep, now)?;
+    let keys = KeySet::load(&conn, &master, now)?;
+
+    let server = tiny_http::Server::http(&config.listen)
+        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| Error::Internal("the listener has no IP address".into()))?;
+    let server = Arc::new(server);
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let issuer = config.issuer.clone().unwrap_or_else(|| public_url.clone());
+
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    // Keep two workers free of password hashing whatever the login load.
+    let hashing = cores.min(config.workers.saturating_sub(2).max(1));
+    let waiting = config.workers.saturating_sub(2).saturating_sub(hashing);
+    let gate = HashGate::new(hashing, waiting, Duration::from_secs(5));
+    let dummy = password::dummy_hash(config.pbkdf2_iterations)?;
+    let app = Arc::new(App::new(
+        config, clock, public_url, issuer, master, keys, gate, dummy,
+    ));
+    app.limiter.load(&conn)?;
+
+    let mut workers = Vec::new();
+    for i in 0..app.config.workers {
+        let cx = Ctx {
+            conn: db::open(&app.config.db)?,
+            app: app.clone(),
+        };
+        let server = server.clone();
+        let tables = api::dialects(&|d| app.config.dialect_on(d));
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || work(cx, &server, &tables))
+            .map_err(|e| Error::Internal(format!("cannot start a worker: {e}")))?;
+        workers.push(handle);
+    }
+
+    let (stop, stopped) = channel::<()>();
+    let mut bg = Ctx {
+        conn,
+        app: app.clone(),
+    };
+    let background = std::thread::Builder::new()
+        .name("background".into())
+        .spawn(move || {
+            let mut tick = 0u64;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(5))
+            {
+                tick += 1;
+                if let Err(e) = background_tick(&mut bg, tick) {
+                    eprintln!("background: {e}");
+                }
+            }
+            let now = bg.now();
+            if let Err(e) = bg.app.limiter.save(&mut bg.conn, now) {
+                eprintln!("background: saving rate limits: {e}");
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the background thread: {e}")))?;
+
+    Ok(Running {
+        addr,
+        app,
+        server,
+        workers,
+        background: Some((stop, background)),
+    })
+}
+
+/// One pass of the background thread: pick up keys rotated by the CLI,
+/// save the rate buckets, and every minute sweep expired rows.
+fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
+    let now = bg.now();
+    let fresh = KeySet::load(&bg.conn, &bg.app.master, now)?;
+    if fresh.stamp != bg.app.keys()?.stamp {
+        bg.app.set_keys(fresh);
+    }
+    bg.app.limiter.save(&mut bg.conn, now)?;
+    if tick % 12 == 0 {
+        bg.write(|tx| sessions::sweep(tx, now))?;
+    }
+    Ok(())
+}
+
+fn work(mut cx: Ctx, server: &tiny_http::Server, tables: &[Dialect]) {
+    for mut rq in server.incoming_requests() {
+        let started = Instant::now();
+        let (route, resp, ip) = match Request::read(&mut rq, &cx.app.config.trusted_proxies) {
+            Ok(req) => {
+                let outcome =
+                    catch_unwind(AssertUnwindSafe(|| api::dispatch(&mut cx, tables, &req)));
+                let (route, resp) = outcome.unwrap_or_else(|_| {
+                    (
+                        "panic",
+                        api::render(
+                            api::native::render,
+                            &Error::Internal("handler panicked".into()),
+                        ),
+                    )
+                });
+                (route, resp, req.ip)
+            }
+            Err(e) => (
+                "unmatched",
+                api::render(api::native::render, &e),
+                String::new(),
+            ),
+        };
+        cx.app.metrics.request(route, resp.status);
+        if cx.app.config.access_log {
+            // The path only: queries can carry tokens and codes.
+            let path = rq.url().split('?').next().unwrap_or("");
+            let line = format!(
+                "{ip} {} {path} {} {:.1}ms\n",
+                rq.method(),
+                resp.status,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+        let _ = rq.respond(to_tiny(resp));
+    }
+}
+
+fn to_tiny(resp: Response) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    let mut cache_set = false;
+    for (k, v) in &resp.headers {
+        cache_set |= k.eq_ignore_ascii_case("cache-control");
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    // Token responses must not be cached (RFC 6749 §5.1); nothing else we
+    // serve needs to be either, unless a handler said otherwise.
+    if !cache_set {
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]) {
+            out.add_header(h);
+        }
+    }
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"X-Content-Type-Options"[..], &b"nosniff"[..]) {
+        out.add_header(h);
+    }
+    out
+}
+
+impl Running {
+    /// Stops accepting, lets every worker finish what it holds, saves the
+    /// rate buckets and returns when all threads have ended.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some((stop, handle)) = self.background.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+
+    /// A one-line hint when no admin exists yet (printed by `serve`).
+    pub fn first_start_hint(&self) -> Option<String> {
+        let conn = db::open(&self.app.config.db).ok()?;
+        match accounts::has_admin(&conn) {
+            Ok(false) => Some(format!(
+                "no admin yet: create one with `hallpass user add YOU@EXAMPLE.COM --admin --db {}`",
+                self.app.config.db.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

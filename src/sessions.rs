@@ -1,0 +1,343 @@
+//! Sessions: refresh-token families and auth codes.
+//!
+//! A sign-in starts a *family*. Its first refresh token is a 256-bit random
+//! value stored only as SHA-256. Every use rotates it: the presented token is
+//! marked used and a child is issued in the same family. Presenting a token
+//! that was already rotated means two parties hold it, so the whole family is
+//! revoked (OAuth 2.0 Security BCP, RFC 9700 §4.14.2) — except within
+//! `GRACE` seconds of its rotation, where it is honoured once more with a new
+//! pair (two browser tabs refreshing at once).
+//!
+//! Auth codes are single use, bound to the client they were issued to, and
+//! live `auth_code_ttl` seconds.
+//!
+//! Every multi-statement change here takes a `&Transaction`: the caller owns
+//! the `BEGIN IMMEDIATE`.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::crypto::{random_token, token_hash, uuid_v4};
+use crate::error::Error;
+
+/// How long a rotated refresh token may be presented again, in seconds.
+pub const GRACE: i64 = 10;
+
+/// Who a session is for and how they proved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub user_id: String,
+    /// None for dialects without clients (yat, mfa).
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    /// RFC 8176 method references: ["pwd"], ["pwd","otp"], …
+    pub amr: Vec<String>,
+}
+
+/// A refresh token just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub family_id: String,
+    pub refresh_token: String,
+    pub expires_at: i64,
+}
+
+/// Starts a family and issues its first refresh token.
+pub fn start_family(
+    tx: &Transaction,
+    grant: &Grant,
+    refresh_ttl: i64,
+    now: i64,
+) -> Result<Issued, Error> {
+    let family_id = uuid_v4()?;
+    tx.prepare_cached(
+        "INSERT INTO token_families (id, user_id, client_id, amr, aal, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        family_id,
+        grant.user_id,
+        grant.client_id,
+        serde_json::to_string(&grant.amr)?,
+        if grant.amr.len() > 1 { 2 } else { 1 },
+        now
+    ])?;
+    insert_token(
+        tx,
+        &family_id,
+        None,
+        grant.tenant_id.as_deref(),
+        refresh_ttl,
+        now,
+    )
+}
+
+fn insert_token(
+    tx: &Transaction,
+    family_id: &str,
+    parent: Option<&str>,
+    tenant_id: Option<&str>,
+    ttl: i64,
+    now: i64,
+) -> Result<Issued, Error> {
+    let token = random_token()?;
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens (hash, family_id, parent_hash, tenant_id, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![token_hash(&token), family_id, parent, tenant_id, now, now + ttl])?;
+    Ok(Issued {
+        family_id: family_id.to_string(),
+        refresh_token: token,
+        expires_at: now + ttl,
+    })
+}
+
+/// What a refresh attempt found.
+#[derive(Debug)]
+pub enum Rotation {
+    /// A new pair; `grant` is the session it belongs to.
+    Rotated { grant: Grant, issued: Issued },
+    /// The token had been rotated already: the family is now revoked.
+    ReuseDetected { family_id: String, user_id: String },
+}
+
+/// Rotates `token`. `tenant` switches the session to another tenant (the
+/// caller checks membership first). Reuse revokes the family and is
+/// reported as `ReuseDetected`, so the caller can commit the revocation and
+/// then refuse.
+pub fn rotate(
+    tx: &Transaction,
+    token: &str,
+    tenant: Option<&str>,
+    refresh_ttl: impl Fn(Option<&str>) -> i64,
+    now: i64,
+) -> Result<Rotation, Error> {
+    let hash = token_hash(token);
+    let row = tx
+        .prepare_cached(
+            "SELECT t.family_id, t.tenant_id, t.expires_at, t.used_at, t.grace_used,
+                    f.user_id, f.client_id, f.amr, f.revoked_at
+               FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+              WHERE t.hash = ?1",
+        )?
+        .query_row([&hash], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((
+        family_id,
+        old_tenant,
+        expires_at,
+        used_at,
+        grace_used,
+        user_id,
+        client_id,
+        amr,
+        revoked_at,
+    )) = row
+    else {
+        return Err(Error::TokenInvalid);
+    };
+    if revoked_at.is_some() {
+        return Err(Error::TokenRevoked);
+    }
+    if expires_at <= now {
+        return Err(Error::TokenExpired);
+    }
+    match used_at {
+        None => {
+            tx.prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1")?
+                .execute(params![hash, now])?;
+        }
+        Some(used) if now - used <= GRACE && !grace_used => {
+            tx.prepare_cached("UPDATE refresh_tokens SET grace_used = 1 WHERE hash = ?1")?
+                .execute([&hash])?;
+        }
+        Some(_) => {
+            revoke_family(tx, &family_id, "refresh token reuse", now)?;
+            return Ok(Rotation::ReuseDetected { family_id, user_id });
+        }
+    }
+    let tenant_id = tenant.map(str::to_string).or(old_tenant);
+    let ttl = refresh_ttl(client_id.as_deref());
+    let issued = insert_token(tx, &family_id, Some(&hash), tenant_id.as_deref(), ttl, now)?;
+    Ok(Rotation::Rotated {
+        grant: Grant {
+            user_id,
+            client_id,
+            tenant_id,
+            amr: serde_json::from_str(&amr).unwrap_or_default(),
+        },
+        issued,
+    })
+}
+
+/// The family and user of a refresh token, without using it.
+pub fn peek(conn: &Connection, token: &str) -> Result<Option<(String, String)>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT f.id, f.user_id FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+              WHERE t.hash = ?1",
+        )?
+        .query_row([token_hash(token)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Revokes one family (idempotent).
+pub fn revoke_family(
+    tx: &Connection,
+    family_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.prepare_cached(
+        "UPDATE token_families SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+    )?
+    .execute(params![family_id, now, reason])?;
+    Ok(())
+}
+
+/// Revokes every family of a user, but `keep`.
+pub fn revoke_user_families(
+    tx: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize, Error> {
+    Ok(tx.execute(
+        "UPDATE token_families SET revoked_at = ?2, revoked_reason = ?3
+          WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4",
+        params![user_id, now, reason, keep],
+    )?)
+}
+
+/// True when the family exists, belongs to `user_id` and is not revoked.
+pub fn family_is_live(conn: &Connection, family_id: &str, user_id: &str) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT revoked_at IS NULL FROM token_families WHERE id = ?1 AND user_id = ?2",
+        )?
+        .query_row([family_id, user_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// True when the user holds a live session of this client (for RELOGIN).
+pub fn has_live_session(
+    conn: &Connection,
+    user_id: &str,
+    client_id: Option<&str>,
+    now: i64,
+) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM token_families f JOIN refresh_tokens t ON t.family_id = f.id
+               WHERE f.user_id = ?1 AND f.client_id IS ?2 AND f.revoked_at IS NULL
+                 AND t.used_at IS NULL AND t.expires_at > ?3)",
+        )?
+        .query_row(params![user_id, client_id, now], |r| r.get(0))?)
+}
+
+/// An auth code's contents after redemption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeGrant {
+    pub grant: Grant,
+    /// A second factor is still owed (TOTP users; the TOTP issue).
+    pub mfa_owed: bool,
+}
+
+/// Issues a single-use auth code for a client.
+pub fn issue_code(
+    tx: &Transaction,
+    grant: &Grant,
+    client_id: &str,
+    mfa_owed: bool,
+    ttl: i64,
+    now: i64,
+) -> Result<String, Error> {
+    let code = random_token()?;
+    tx.prepare_cached(
+        "INSERT INTO auth_codes (hash, client_id, user_id, tenant_id, amr, mfa_owed, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        token_hash(&code),
+        client_id,
+        grant.user_id,
+        grant.tenant_id,
+        serde_json::to_string(&grant.amr)?,
+        mfa_owed,
+        now,
+        now + ttl
+    ])?;
+    Ok(code)
+}
+
+/// Redeems an auth code: it must exist, be unused, unexpired and belong to
+/// `client_id`. It is used up by any presentation, right or wrong client.
+pub fn redeem_code(
+    tx: &Transaction,
+    code: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<CodeGrant, Error> {
+    let hash = token_hash(code);
+    let row = tx
+        .prepare_cached(
+            "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at FROM auth_codes WHERE hash = ?1",
+        )?
+        .query_row([&hash], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at)) = row else {
+        return Err(Error::CodeExpired);
+    };
+    if used_at.is_some() || expires_at <= now || owner != client_id {
+        return Err(Error::CodeExpired);
+    }
+    tx.prepare_cached("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1")?
+        .execute(params![hash, now])?;
+    Ok(CodeGrant {
+        grant: Grant {
+            user_id,
+            client_id: Some(owner),
+            tenant_id,
+            amr: serde_json::from_str(&amr).unwrap_or_default(),
+        },
+        mfa_owed,
+    })
+}
+
+/// Deletes expired codes and long-dead tokens (the sweeper).
+pub fn sweep(tx: &Connection, now: i64) -> Result<usize, Error> {
+    let mut n = tx.execute("DELETE FROM auth_codes WHERE expires_at < ?1", [now - 3600])?;
+    n += tx.execute(
+        "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+        [now - 86_400],
+    )?;
+    n += tx.execute(
+        "DELETE FROM token_families WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = token_families.id)
+           AND created_at < ?1",
+        [now - 86_400],
+    )?;
+    Ok(n)
+}
