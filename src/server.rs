@@ -235,6 +235,15 @@ impl Running {
         }
     }
 
+    /// Reloads the signing keys from the database now (the background
+    /// thread does this every 5 s; tests and signals need not wait).
+    pub fn reload_keys(&self) -> Result<(), Error> {
+        let conn = db::open(&self.app.config.db)?;
+        let fresh = KeySet::load(&conn, &self.app.master, self.app.clock.now())?;
+        self.app.set_keys(fresh);
+        Ok(())
+    }
+
     /// A one-line hint when no admin exists yet (printed by `serve`).
     pub fn first_start_hint(&self) -> Option<String> {
         let conn = db::open(&self.app.config.db).ok()?;

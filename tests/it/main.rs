@@ -1,0 +1,11 @@
+//! The one integration-test binary (one link, not one per file). Each
+//! module is a flow or a dialect, driven over real HTTP against a server
+//! started in-process by `support::TestServer`.
+
+mod support;
+
+mod cli;
+mod dialects;
+mod limits;
+mod native;
+mod tokens;

@@ -1,0 +1,212 @@
+//! The harness every integration test uses: a real server on 127.0.0.1:0
+//! with a temp database and a manual clock, started in-process, and a ureq
+//! client that reports statuses instead of failing on them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hallpass::accounts::{self, Client, NewUser, User};
+use hallpass::config::{Config, Flags};
+use hallpass::{db, password, Clock, Running};
+use rusqlite::Connection;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Password hashing cost in tests (the real default is 600,000).
+pub const ITERATIONS: u32 = 1000;
+/// A password that passes the policy.
+pub const PASSWORD: &str = "mauve-otter-tangent-19";
+
+pub struct TestServer {
+    /// Holds the temp directory (database, key file) for the test's life.
+    pub _dir: TempDir,
+    pub running: Option<Running>,
+    pub base: String,
+    pub clock: Clock,
+    pub db: PathBuf,
+    pub config: Config,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A test configuration: temp paths, port 0, cheap hashing, no access log.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut c = Config::load(&Flags::default(), &|_| None).unwrap();
+    c.listen = "127.0.0.1:0".into();
+    c.db = dir.path().join("hallpass.db");
+    c.master_key_file = dir.path().join("hallpass.db.key");
+    c.pbkdf2_iterations = ITERATIONS;
+    c.workers = 4;
+    c.access_log = false;
+    c
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir);
+        tweak(&mut config);
+        let db = config.db.clone();
+        let clock = Clock::manual(hallpass::clock::system_now());
+        let running = hallpass::serve(config.clone(), clock.clone()).unwrap();
+        let base = format!("http://{}", running.addr);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        TestServer { _dir: dir, running: Some(running), base, clock, db, config, agent }
+    }
+
+    /// Stops the server gracefully and starts it again on the same files
+    /// and clock (a new port).
+    pub fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+        let running = hallpass::serve(self.config.clone(), self.clock.clone()).unwrap();
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    /// The running server.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(secs);
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// A connection to the server's database.
+    pub fn conn(&self) -> Connection {
+        db::open(&self.db).unwrap()
+    }
+
+    /// Adds a user with `PASSWORD` (username = the part before the @).
+    pub fn add_user(&self, email: &str) -> User {
+        let mut conn = self.conn();
+        let new = NewUser {
+            email: Some(email.into()),
+            username: email.split('@').next().map(str::to_string),
+            name: Some("Test User".into()),
+            password_hash: Some(password::hash(PASSWORD, ITERATIONS).unwrap()),
+            role: "user".into(),
+            ..NewUser::default()
+        };
+        db::immediate(&mut conn, |tx| accounts::create_user(tx, &new, self.now())).unwrap()
+    }
+
+    /// Adds a confidential client; returns it and its secret.
+    pub fn add_client(&self) -> (Client, String) {
+        let mut conn = self.conn();
+        let urls = vec!["https://app.example/cb".to_string()];
+        let (c, s) = db::immediate(&mut conn, |tx| {
+            accounts::create_client(tx, "web", &urls, Some("https://app.example/bye"), false, self.now())
+        })
+        .unwrap();
+        (c, s.unwrap())
+    }
+
+    /// Adds a public client.
+    pub fn add_public_client(&self) -> Client {
+        let mut conn = self.conn();
+        db::immediate(&mut conn, |tx| accounts::create_client(tx, "spa", &[], None, true, self.now()))
+            .unwrap()
+            .0
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        let mut b = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(body.unwrap_or_default().to_vec()).unwrap();
+        let mut resp = self.agent.run(req).unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        Resp { status, headers, body }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn get_auth(&self, path: &str, token: &str) -> Resp {
+        self.request("GET", path, &[("Authorization", &format!("Bearer {token}"))], None)
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.request(method, path, &[("Content-Type", "application/json")], Some(&bytes))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send("POST", path, body)
+    }
+
+    pub fn send_auth(&self, method: &str, path: &str, token: &str, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let auth = format!("Bearer {token}");
+        self.request(method, path, &[("Content-Type", "application/json"), ("Authorization", &auth)], Some(&bytes))
+    }
+
+    /// Signs in through POST /auth/login-token and returns the TokenResponse.
+    pub fn login_token(&self, client: &Client, secret: &str, username: &str) -> Value {
+        let r = self.post(
+            "/auth/login-token",
+            &serde_json::json!({"client_id": client.client_id, "client_secret": secret,
+                                "username": username, "password": PASSWORD}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    /// Counts login_activity rows of one type.
+    pub fn activity(&self, login_type: &str) -> i64 {
+        self.conn()
+            .query_row("SELECT count(*) FROM login_activity WHERE login_type = ?1", [login_type], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
