@@ -63,7 +63,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     jwt::ensure_current(&mut conn, &master, &key_source(&config)?, keep, now)?;
     let keys = KeySet::load(&conn, &master, now)?;
 
-    let server = tiny_http::Server::http(&config.listen)
+    let server = tiny_http::Server::from_listener(listen(&config.listen)?, None)
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = server
         .server_addr()
@@ -136,6 +136,25 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         workers,
         background: Some((stop, background)),
     })
+}
+
+/// Binds the listener with TCP_NODELAY (accepted sockets inherit it) and
+/// SO_REUSEADDR (a restart does not wait for TIME_WAIT).
+fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let fail = |e: std::io::Error| Error::Internal(format!("cannot listen on {addr}: {e}"));
+    let sa = addr
+        .to_socket_addrs()
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| Error::Internal(format!("cannot listen on {addr}: no address")))?;
+    let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_tcp_nodelay(true).map_err(fail)?;
+    socket.bind(&SockAddr::from(sa)).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    Ok(socket.into())
 }
 
 /// One pass of the background thread: pick up keys rotated by the CLI,

@@ -26,7 +26,12 @@ fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String)
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -52,29 +57,60 @@ fn serve(dir: &Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_string();
     (child, addr)
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 #[test]
 fn an_operator_sets_up_and_signs_in_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ok, out, err) = run(d, &["client", "add", "web", "--redirect-url", "https://app/cb"], None);
+    let (ok, out, err) = run(
+        d,
+        &["client", "add", "web", "--redirect-url", "https://app/cb"],
+        None,
+    );
     assert!(ok, "{err}");
     let client_id = value(&out, "client_id").to_string();
     let secret = value(&out, "client_secret").to_string();
     let (ok, out, _) = run(d, &["tenant", "add", "acme"], None);
     assert!(ok);
     assert!(!value(&out, "tenant_id").is_empty());
-    let (ok, _, err) = run(d, &["user", "add", "ada@example.com", "--username", "ada", "--admin", "--tenant", "acme", "--password-stdin"], Some("correct-horse-battery-9\n"));
+    let (ok, _, err) = run(
+        d,
+        &[
+            "user",
+            "add",
+            "ada@example.com",
+            "--username",
+            "ada",
+            "--admin",
+            "--tenant",
+            "acme",
+            "--password-stdin",
+        ],
+        Some("correct-horse-battery-9\n"),
+    );
     assert!(ok, "{err}");
-    let (ok, _, err) = run(d, &["user", "add", "bob@example.com", "--password-stdin"], Some("password\n"));
+    let (ok, _, err) = run(
+        d,
+        &["user", "add", "bob@example.com", "--password-stdin"],
+        Some("password\n"),
+    );
     assert!(!ok);
     assert!(err.contains("common"), "{err}");
     let (ok, out, _) = run(d, &["user", "list", "--json"], None);
@@ -95,13 +131,21 @@ fn an_operator_sets_up_and_signs_in_end_to_end() {
         .read_json::<serde_json::Value>()
         .unwrap();
     let token = login["accessToken"].as_str().unwrap().to_string();
-    let me = agent().get(format!("http://{addr}/auth/me")).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+    let me = agent()
+        .get(format!("http://{addr}/auth/me"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
     assert_eq!(me.status(), 200);
 
     // Disabling from the CLI ends the running session at once.
     let (ok, _, _) = run(d, &["user", "disable", "ada"], None);
     assert!(ok);
-    let me = agent().get(format!("http://{addr}/auth/me")).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+    let me = agent()
+        .get(format!("http://{addr}/auth/me"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
     assert_eq!(me.status(), 401);
 
     // A backup taken while the server runs is a complete database.
@@ -109,7 +153,9 @@ fn an_operator_sets_up_and_signs_in_end_to_end() {
     assert!(ok, "{err}");
     assert!(out.contains("copy.db"));
     let copy = rusqlite::Connection::open(d.join("copy.db")).unwrap();
-    let n: i64 = copy.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1);
 
     stop(&mut child);
@@ -117,7 +163,9 @@ fn an_operator_sets_up_and_signs_in_end_to_end() {
 
 #[cfg(unix)]
 fn stop(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "a graceful stop exits 0: {status:?}");
 }
@@ -151,10 +199,17 @@ fn keys_rotate_reaches_a_running_server_and_both_keys_are_listed() {
 fn check_config_validates_and_masks_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("h.toml"), "listen = \"0.0.0.0:9000\"\nsignup = \"open\"\n[mail]\ncommand = [\"msmtp\", \"-t\"]\n").unwrap();
+    std::fs::write(
+        d.join("h.toml"),
+        "listen = \"0.0.0.0:9000\"\nsignup = \"open\"\n[mail]\ncommand = [\"msmtp\", \"-t\"]\n",
+    )
+    .unwrap();
     let out = hallpass(d)
         .args(["check-config", "--config", "h.toml"])
-        .env("HALLPASS_MASTER_KEY", "0000000000000000000000000000000000000000000000000000000000000001")
+        .env(
+            "HALLPASS_MASTER_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000001",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -178,7 +233,10 @@ fn the_database_and_key_file_are_private() {
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["h.db", "h.db.key"] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
     }
@@ -189,7 +247,10 @@ fn serve_says_how_to_make_the_first_admin() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = serve(dir.path());
     assert!(addr.starts_with("127.0.0.1:"));
-    let r = agent().get(format!("http://{addr}/healthz")).call().unwrap();
+    let r = agent()
+        .get(format!("http://{addr}/healthz"))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
     stop(&mut child);
     let mut err = String::new();

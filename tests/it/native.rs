@@ -13,11 +13,17 @@ fn login_gives_a_code_that_buys_tokens_once() {
     let s = TestServer::start();
     let (c, secret) = s.add_client();
     s.add_user("alice@example.com");
-    let r = s.post("/auth/login", &login_body(&c.client_id, &secret, "ALICE@example.com", PASSWORD));
+    let r = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "ALICE@example.com", PASSWORD),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let code = r.json()["code"].as_str().unwrap().to_string();
 
-    let t = s.post("/auth/token", &json!({"clientId": c.client_id, "code": code}));
+    let t = s.post(
+        "/auth/token",
+        &json!({"clientId": c.client_id, "code": code}),
+    );
     assert_eq!(t.status, 200, "{}", t.body);
     let t = t.json();
     assert_eq!(t["expiresIn"], 900);
@@ -28,9 +34,15 @@ fn login_gives_a_code_that_buys_tokens_once() {
     assert_eq!(me.json()["email"], "alice@example.com");
     assert_eq!(me.json()["username"], "alice");
     assert_eq!(me.json()["authClientId"], c.client_id.as_str());
-    assert!(me.json().get("phone").is_none(), "absent values are omitted");
+    assert!(
+        me.json().get("phone").is_none(),
+        "absent values are omitted"
+    );
 
-    let again = s.post("/auth/token", &json!({"clientId": c.client_id, "code": code}));
+    let again = s.post(
+        "/auth/token",
+        &json!({"clientId": c.client_id, "code": code}),
+    );
     assert_eq!(again.status, 401);
     assert_eq!(again.json()["error"]["message"], "Code Expired");
 }
@@ -42,18 +54,33 @@ fn a_code_expires_and_is_bound_to_its_client() {
     let other = s.add_public_client();
     s.add_user("alice@example.com");
     let code = |s: &TestServer| {
-        s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", PASSWORD)).json()["code"]
+        s.post(
+            "/auth/login",
+            &login_body(&c.client_id, &secret, "alice", PASSWORD),
+        )
+        .json()["code"]
             .as_str()
             .unwrap()
             .to_string()
     };
     let c1 = code(&s);
     s.advance(181);
-    assert_eq!(s.post("/auth/token", &json!({"clientId": c.client_id, "code": c1})).status, 401);
+    assert_eq!(
+        s.post("/auth/token", &json!({"clientId": c.client_id, "code": c1}))
+            .status,
+        401
+    );
     let c2 = code(&s);
-    let r = s.post("/auth/token", &json!({"clientId": other.client_id, "code": c2}));
+    let r = s.post(
+        "/auth/token",
+        &json!({"clientId": other.client_id, "code": c2}),
+    );
     assert_eq!(r.status, 401);
-    assert_eq!(s.post("/auth/token", &json!({"clientId": c.client_id, "code": c2})).status, 200);
+    assert_eq!(
+        s.post("/auth/token", &json!({"clientId": c.client_id, "code": c2}))
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -61,8 +88,14 @@ fn wrong_password_and_unknown_user_get_the_same_answer() {
     let s = TestServer::start();
     let (c, secret) = s.add_client();
     s.add_user("alice@example.com");
-    let wrong = s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", "not-the-password"));
-    let unknown = s.post("/auth/login", &login_body(&c.client_id, &secret, "nobody", "not-the-password"));
+    let wrong = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "alice", "not-the-password"),
+    );
+    let unknown = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "nobody", "not-the-password"),
+    );
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.body, unknown.body);
     assert_eq!(wrong.json()["error"]["message"], "Invalid Credentials");
@@ -74,11 +107,22 @@ fn a_disabled_user_is_told_only_with_the_right_password() {
     let s = TestServer::start();
     let (c, secret) = s.add_client();
     let u = s.add_user("alice@example.com");
-    s.conn().execute("UPDATE users SET status = 'disabled' WHERE id = ?1", [&u.id]).unwrap();
-    let right = s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", PASSWORD));
+    s.conn()
+        .execute(
+            "UPDATE users SET status = 'disabled' WHERE id = ?1",
+            [&u.id],
+        )
+        .unwrap();
+    let right = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "alice", PASSWORD),
+    );
     assert_eq!(right.status, 403);
     assert_eq!(right.json()["error"]["message"], "UserInactive");
-    let wrong = s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", "not-the-password"));
+    let wrong = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "alice", "not-the-password"),
+    );
     assert_eq!(wrong.status, 401);
 }
 
@@ -88,17 +132,32 @@ fn client_credentials_are_checked_first() {
     let (c, secret) = s.add_client();
     let public = s.add_public_client();
     s.add_user("alice@example.com");
-    let bad_secret = s.post("/auth/login", &login_body(&c.client_id, "wrong", "alice", PASSWORD));
+    let bad_secret = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, "wrong", "alice", PASSWORD),
+    );
     assert_eq!(bad_secret.status, 401);
     assert_eq!(bad_secret.json()["error"]["message"], "Client Invalid");
-    let no_secret = s.post("/auth/login", &json!({"client_id": c.client_id, "username": "alice", "password": PASSWORD}));
+    let no_secret = s.post(
+        "/auth/login",
+        &json!({"client_id": c.client_id, "username": "alice", "password": PASSWORD}),
+    );
     assert_eq!(no_secret.status, 401);
-    let unknown = s.post("/auth/login", &login_body("nope", &secret, "alice", PASSWORD));
+    let unknown = s.post(
+        "/auth/login",
+        &login_body("nope", &secret, "alice", PASSWORD),
+    );
     assert_eq!(unknown.json()["error"]["message"], "Client Invalid");
     // A public client must not present a secret, and needs none.
-    let with = s.post("/auth/login", &login_body(&public.client_id, "anything", "alice", PASSWORD));
+    let with = s.post(
+        "/auth/login",
+        &login_body(&public.client_id, "anything", "alice", PASSWORD),
+    );
     assert_eq!(with.status, 401);
-    let without = s.post("/auth/login", &json!({"client_id": public.client_id, "username": "alice", "password": PASSWORD}));
+    let without = s.post(
+        "/auth/login",
+        &json!({"client_id": public.client_id, "username": "alice", "password": PASSWORD}),
+    );
     assert_eq!(without.status, 200, "{}", without.body);
 }
 
@@ -122,10 +181,16 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
     let reuse = s.post("/auth/token-refresh", &json!({"refreshToken": r1}));
     assert_eq!(reuse.status, 401);
     assert_eq!(reuse.json()["error"]["message"], "TokenRevoked");
-    let newest = s.post("/auth/token-refresh", &json!({"refreshToken": t2["refreshToken"]}));
+    let newest = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": t2["refreshToken"]}),
+    );
     assert_eq!(newest.status, 401);
     assert_eq!(s.get_auth("/auth/me", access2).status, 401);
-    assert!(s.get("/metrics").body.contains("hallpass_refresh_reuse_total 1"));
+    assert!(s
+        .get("/metrics")
+        .body
+        .contains("hallpass_refresh_reuse_total 1"));
 }
 
 #[test]
@@ -142,7 +207,14 @@ fn two_tabs_refreshing_at_once_are_honoured_once_within_the_grace() {
     assert_eq!(b.status, 200, "second tab within 10 s: {}", b.body);
     assert_ne!(a.json()["refreshToken"], b.json()["refreshToken"]);
     // Both pairs belong to one live family.
-    assert_eq!(s.post("/auth/token-refresh", &json!({"refreshToken": a.json()["refreshToken"]})).status, 200);
+    assert_eq!(
+        s.post(
+            "/auth/token-refresh",
+            &json!({"refreshToken": a.json()["refreshToken"]})
+        )
+        .status,
+        200
+    );
     // A third presentation is reuse, even inside the window.
     assert_eq!(s.post("/auth/token-refresh", &body).status, 401);
 }
@@ -154,9 +226,19 @@ fn a_refresh_with_a_bearer_of_another_session_is_refused() {
     s.add_user("alice@example.com");
     let a = s.login_token(&c, &secret, "alice");
     let b = s.login_token(&c, &secret, "alice");
-    let r = s.send_auth("POST", "/auth/token-refresh", a["accessToken"].as_str().unwrap(), &json!({"refreshToken": b["refreshToken"]}));
+    let r = s.send_auth(
+        "POST",
+        "/auth/token-refresh",
+        a["accessToken"].as_str().unwrap(),
+        &json!({"refreshToken": b["refreshToken"]}),
+    );
     assert_eq!(r.status, 401);
-    let ok = s.send_auth("POST", "/auth/token-refresh", a["accessToken"].as_str().unwrap(), &json!({"refreshToken": a["refreshToken"]}));
+    let ok = s.send_auth(
+        "POST",
+        "/auth/token-refresh",
+        a["accessToken"].as_str().unwrap(),
+        &json!({"refreshToken": a["refreshToken"]}),
+    );
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
 
@@ -167,7 +249,10 @@ fn an_expired_refresh_token_is_refused() {
     s.add_user("alice@example.com");
     let t = s.login_token(&c, &secret, "alice");
     s.advance(30 * 86_400 + 1);
-    let r = s.post("/auth/token-refresh", &json!({"refreshToken": t["refreshToken"]}));
+    let r = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": t["refreshToken"]}),
+    );
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["message"], "Token Expired");
 }
@@ -188,17 +273,37 @@ fn switching_tenant_needs_membership() {
     let t = s.login_token(&c, &secret, "alice");
     let access = t["accessToken"].as_str().unwrap();
 
-    let missing = s.send_auth("POST", "/auth/switch-token", access, &json!({"refreshToken": t["refreshToken"]}));
+    let missing = s.send_auth(
+        "POST",
+        "/auth/switch-token",
+        access,
+        &json!({"refreshToken": t["refreshToken"]}),
+    );
     assert_eq!(missing.status, 400);
     assert_eq!(missing.json()["error"]["message"], "Tenant ID is required");
-    let denied = s.send_auth("POST", "/auth/switch-token", access, &json!({"refreshToken": t["refreshToken"], "tenantId": foreign.id}));
+    let denied = s.send_auth(
+        "POST",
+        "/auth/switch-token",
+        access,
+        &json!({"refreshToken": t["refreshToken"], "tenantId": foreign.id}),
+    );
     assert_eq!(denied.status, 403);
-    let ok = s.send_auth("POST", "/auth/token-switch", access, &json!({"refreshToken": t["refreshToken"], "tenantId": mine.id}));
+    let ok = s.send_auth(
+        "POST",
+        "/auth/token-switch",
+        access,
+        &json!({"refreshToken": t["refreshToken"], "tenantId": mine.id}),
+    );
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let me = s.get_auth("/auth/me", ok.json()["accessToken"].as_str().unwrap()).json();
+    let me = s
+        .get_auth("/auth/me", ok.json()["accessToken"].as_str().unwrap())
+        .json();
     assert_eq!(me["tenantId"], mine.id.as_str());
     assert_eq!(me["role"], "owner");
-    let unauth = s.post("/auth/switch-token", &json!({"refreshToken": t["refreshToken"], "tenantId": mine.id}));
+    let unauth = s.post(
+        "/auth/switch-token",
+        &json!({"refreshToken": t["refreshToken"], "tenantId": mine.id}),
+    );
     assert_eq!(unauth.status, 401);
 }
 
@@ -209,11 +314,23 @@ fn logout_ends_the_session_for_refresh_and_for_the_access_token() {
     let u = s.add_user("alice@example.com");
     let t = s.login_token(&c, &secret, "alice");
     let access = t["accessToken"].as_str().unwrap();
-    let r = s.send_auth("POST", "/logout", access, &json!({"refreshToken": t["refreshToken"]}));
+    let r = s.send_auth(
+        "POST",
+        "/logout",
+        access,
+        &json!({"refreshToken": t["refreshToken"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), json!({"success": true, "key": u.id}));
     assert_eq!(s.get_auth("/auth/me", access).status, 401);
-    assert_eq!(s.post("/auth/token-refresh", &json!({"refreshToken": t["refreshToken"]})).status, 401);
+    assert_eq!(
+        s.post(
+            "/auth/token-refresh",
+            &json!({"refreshToken": t["refreshToken"]})
+        )
+        .status,
+        401
+    );
     assert_eq!(s.activity("LOGOUT"), 1);
 }
 
@@ -221,14 +338,24 @@ fn logout_ends_the_session_for_refresh_and_for_the_access_token() {
 fn logout_redirect_goes_only_to_the_clients_url() {
     let s = TestServer::start();
     let (c, _) = s.add_client();
-    let r = s.get(&format!("/logout/redirect?client_id={}&state=a%20b", c.client_id));
+    let r = s.get(&format!(
+        "/logout/redirect?client_id={}&state=a%20b",
+        c.client_id
+    ));
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location"), Some("https://app.example/bye?state=a%20b"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example/bye?state=a%20b")
+    );
     let unknown = s.get("/logout/redirect?client_id=nope&state=x");
     assert_eq!(unknown.status, 401);
     assert!(unknown.header("location").is_none());
     let public = s.add_public_client();
-    assert_eq!(s.get(&format!("/logout/redirect?client_id={}", public.client_id)).status, 404);
+    assert_eq!(
+        s.get(&format!("/logout/redirect?client_id={}", public.client_id))
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -239,22 +366,56 @@ fn change_password_checks_the_old_one_and_ends_other_sessions() {
     let here = s.login_token(&c, &secret, "alice");
     let elsewhere = s.login_token(&c, &secret, "alice");
     let access = here["accessToken"].as_str().unwrap();
-    let wrong = s.send_auth("PATCH", "/auth/change-password", access, &json!({"oldPassword": "nope-nope-nope", "password": "brand-new-passphrase-7"}));
+    let wrong = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        access,
+        &json!({"oldPassword": "nope-nope-nope", "password": "brand-new-passphrase-7"}),
+    );
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json()["error"]["message"], "Incorrect Password");
-    let same = s.send_auth("PATCH", "/auth/change-password", access, &json!({"oldPassword": PASSWORD, "password": PASSWORD}));
+    let same = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        access,
+        &json!({"oldPassword": PASSWORD, "password": PASSWORD}),
+    );
     assert_eq!(same.status, 422);
-    let common = s.send_auth("PATCH", "/auth/change-password", access, &json!({"oldPassword": PASSWORD, "password": "password123"}));
+    let common = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        access,
+        &json!({"oldPassword": PASSWORD, "password": "password123"}),
+    );
     assert_eq!(common.status, 422);
     assert_eq!(common.json()["error"]["details"][0]["path"], "/password");
-    let ok = s.send_auth("PATCH", "/auth/change-password", access, &json!({"oldPassword": PASSWORD, "password": "brand-new-passphrase-7"}));
+    let ok = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        access,
+        &json!({"oldPassword": PASSWORD, "password": "brand-new-passphrase-7"}),
+    );
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json(), json!({"success": true}));
-    assert_eq!(s.get_auth("/auth/me", access).status, 200, "this session stays");
-    assert_eq!(s.get_auth("/auth/me", elsewhere["accessToken"].as_str().unwrap()).status, 401);
-    let old = s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", PASSWORD));
+    assert_eq!(
+        s.get_auth("/auth/me", access).status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        s.get_auth("/auth/me", elsewhere["accessToken"].as_str().unwrap())
+            .status,
+        401
+    );
+    let old = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "alice", PASSWORD),
+    );
     assert_eq!(old.status, 401);
-    let new = s.post("/auth/login", &login_body(&c.client_id, &secret, "alice", "brand-new-passphrase-7"));
+    let new = s.post(
+        "/auth/login",
+        &login_body(&c.client_id, &secret, "alice", "brand-new-passphrase-7"),
+    );
     assert_eq!(new.status, 200);
 }
 
@@ -269,9 +430,11 @@ fn every_sign_in_is_logged_with_its_type() {
     assert_eq!(s.activity("RELOGIN"), 1);
     let (actor, ip, payload): (String, String, String) = s
         .conn()
-        .query_row("SELECT actor, ip_address, token_payload FROM login_activity LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT actor, ip_address, token_payload FROM login_activity LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!(actor, u.id);
     assert_eq!(ip, "127.0.0.1");
@@ -282,20 +445,39 @@ fn every_sign_in_is_logged_with_its_type() {
 fn bad_input_gets_a_json_error_that_names_the_problem() {
     let s = TestServer::start();
     let (c, _) = s.add_client();
-    let malformed = s.request("POST", "/auth/login", &[("Content-Type", "application/json")], Some(b"{\"username\": "));
+    let malformed = s.request(
+        "POST",
+        "/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(b"{\"username\": "),
+    );
     assert_eq!(malformed.status, 400);
-    assert!(malformed.json()["error"]["message"].as_str().unwrap().contains("Malformed JSON"));
-    let missing = s.post("/auth/login", &json!({"client_id": c.client_id, "username": "alice"}));
+    assert!(malformed.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Malformed JSON"));
+    let missing = s.post(
+        "/auth/login",
+        &json!({"client_id": c.client_id, "username": "alice"}),
+    );
     assert_eq!(missing.status, 422);
     assert_eq!(missing.json()["error"]["code"], "VALIDATION_FAILED");
     assert_eq!(missing.json()["error"]["details"][0]["path"], "/password");
-    let wrong_type = s.post("/auth/login", &json!({"client_id": c.client_id, "username": 7, "password": "x"}));
+    let wrong_type = s.post(
+        "/auth/login",
+        &json!({"client_id": c.client_id, "username": 7, "password": "x"}),
+    );
     assert_eq!(wrong_type.status, 422);
     assert_eq!(wrong_type.json()["error"]["details"][0]["code"], "type");
     let not_object = s.post("/auth/login", &json!([1, 2]));
     assert_eq!(not_object.status, 400);
     let big = vec![b'x'; 64 * 1024 + 1];
-    let oversized = s.request("POST", "/auth/login", &[("Content-Type", "application/json")], Some(&big));
+    let oversized = s.request(
+        "POST",
+        "/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(&big),
+    );
     assert_eq!(oversized.status, 413);
     let nowhere = s.get("/no/such/thing");
     assert_eq!(nowhere.status, 404);
@@ -314,7 +496,11 @@ fn bad_input_gets_a_json_error_that_names_the_problem() {
 fn health_metrics_and_jwks_are_served() {
     let s = TestServer::start();
     assert_eq!(s.get("/healthz").json(), json!({"status": "ok"}));
-    assert_eq!(s.get("/healthz/").status, 200, "a trailing slash is not significant");
+    assert_eq!(
+        s.get("/healthz/").status,
+        200,
+        "a trailing slash is not significant"
+    );
     let jwks = s.get("/.well-known/jwks.json").json();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "EC");
@@ -324,6 +510,12 @@ fn health_metrics_and_jwks_are_served() {
     s.add_user("alice@example.com");
     s.login_token(&c, &secret, "alice");
     let m = s.get("/metrics").body;
-    assert!(m.contains("hallpass_requests_total{route=\"/auth/login-token\",status=\"200\"} 1"), "{m}");
-    assert!(m.contains("hallpass_logins_total{outcome=\"success\"} 1"), "{m}");
+    assert!(
+        m.contains("hallpass_requests_total{route=\"/auth/login-token\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hallpass_logins_total{outcome=\"success\"} 1"),
+        "{m}"
+    );
 }

@@ -38,11 +38,15 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -78,7 +82,15 @@ impl TestServer {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        TestServer { _dir: dir, running: Some(running), base, clock, db, config, agent }
+        TestServer {
+            _dir: dir,
+            running: Some(running),
+            base,
+            clock,
+            db,
+            config,
+            agent,
+        }
     }
 
     /// Stops the server gracefully and starts it again on the same files
@@ -130,7 +142,14 @@ impl TestServer {
         let mut conn = self.conn();
         let urls = vec!["https://app.example/cb".to_string()];
         let (c, s) = db::immediate(&mut conn, |tx| {
-            accounts::create_client(tx, "web", &urls, Some("https://app.example/bye"), false, self.now())
+            accounts::create_client(
+                tx,
+                "web",
+                &urls,
+                Some("https://app.example/bye"),
+                false,
+                self.now(),
+            )
         })
         .unwrap();
         (c, s.unwrap())
@@ -139,13 +158,23 @@ impl TestServer {
     /// Adds a public client.
     pub fn add_public_client(&self) -> Client {
         let mut conn = self.conn();
-        db::immediate(&mut conn, |tx| accounts::create_client(tx, "spa", &[], None, true, self.now()))
-            .unwrap()
-            .0
+        db::immediate(&mut conn, |tx| {
+            accounts::create_client(tx, "spa", &[], None, true, self.now())
+        })
+        .unwrap()
+        .0
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-        let mut b = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -158,7 +187,11 @@ impl TestServer {
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -166,12 +199,22 @@ impl TestServer {
     }
 
     pub fn get_auth(&self, path: &str, token: &str) -> Resp {
-        self.request("GET", path, &[("Authorization", &format!("Bearer {token}"))], None)
+        self.request(
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            None,
+        )
     }
 
     pub fn send(&self, method: &str, path: &str, body: &Value) -> Resp {
         let bytes = serde_json::to_vec(body).unwrap();
-        self.request(method, path, &[("Content-Type", "application/json")], Some(&bytes))
+        self.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            Some(&bytes),
+        )
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Resp {
@@ -181,7 +224,15 @@ impl TestServer {
     pub fn send_auth(&self, method: &str, path: &str, token: &str, body: &Value) -> Resp {
         let bytes = serde_json::to_vec(body).unwrap();
         let auth = format!("Bearer {token}");
-        self.request(method, path, &[("Content-Type", "application/json"), ("Authorization", &auth)], Some(&bytes))
+        self.request(
+            method,
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+            ],
+            Some(&bytes),
+        )
     }
 
     /// Signs in through POST /auth/login-token and returns the TokenResponse.
@@ -198,7 +249,11 @@ impl TestServer {
     /// Counts login_activity rows of one type.
     pub fn activity(&self, login_type: &str) -> i64 {
         self.conn()
-            .query_row("SELECT count(*) FROM login_activity WHERE login_type = ?1", [login_type], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM login_activity WHERE login_type = ?1",
+                [login_type],
+                |r| r.get(0),
+            )
             .unwrap()
     }
 }

@@ -1,0 +1,354 @@
+//! The foundation benchmark: prints figures, asserts nothing.
+//!
+//!     cargo build --release && cargo run --release --example bench
+//!
+//! It starts the release binary on a fresh database and measures, in one
+//! run: GET /auth/me next to a bare tiny_http "hello" server driven the same
+//! way (the ratio is the figure), refreshes/s of /auth/token-refresh (each a
+//! committed rotation), password logins/s next to this machine's raw
+//! PBKDF2-600k hashes/s, idle RSS, exec-to-first-200 on an existing
+//! database, and the stripped binary size. The load generator is in this
+//! file: keep-alive HTTP/1.1 connections, one thread each.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const SECONDS: u64 = 5;
+const CONNS: usize = 8;
+const PASSWORD: &str = "correct-horse-battery-9";
+
+/// One keep-alive connection.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).ok();
+        Conn {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            stream,
+        }
+    }
+
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Vec<u8>) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = auth {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        self.stream.write_all(req.as_bytes()).expect("write");
+        let mut status_line = String::new();
+        self.reader
+            .read_line(&mut status_line)
+            .expect("status line");
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact(&mut buf).expect("body");
+        (status, buf)
+    }
+}
+
+/// Runs `step` on `conns` connections for SECONDS; returns (requests/s, p99 ms, errors).
+fn drive<S: Send + 'static>(
+    addr: &str,
+    states: Vec<S>,
+    step: fn(&mut Conn, &mut S) -> bool,
+) -> (f64, f64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let started = Instant::now();
+    let handles: Vec<_> = states
+        .into_iter()
+        .map(|mut st| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if !step(&mut conn, &mut st) {
+                        errors += 1;
+                    }
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().expect("load thread");
+        all.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
+    (all.len() as f64 / secs, p99, errors)
+}
+
+fn bare_hello(workers: usize) -> (String, Arc<tiny_http::Server>) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+    let addr = server.server_addr().to_ip().expect("ip").to_string();
+    for _ in 0..workers {
+        let s = server.clone();
+        std::thread::spawn(move || {
+            for rq in s.incoming_requests() {
+                let _ = rq.respond(tiny_http::Response::from_string("hello"));
+            }
+        });
+    }
+    (addr, server)
+}
+
+fn hallpass(bin: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .current_dir(dir)
+        .env("HALLPASS_CONFIG", dir.join("bench.toml"))
+        .env_remove("HALLPASS_DB")
+        .env_remove("HALLPASS_MASTER_KEY")
+        .env_remove("HALLPASS_PBKDF2_ITERATIONS");
+    c
+}
+
+fn start(bin: &Path, dir: &Path) -> (Child, String, Duration) {
+    let t = Instant::now();
+    let mut child = hallpass(bin, dir, &["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hallpass");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_string();
+    loop {
+        if let Ok(stream) = TcpStream::connect(&addr) {
+            let mut c = Conn {
+                reader: BufReader::new(stream.try_clone().expect("clone")),
+                stream,
+            };
+            if c.call("GET", "/healthz", None, None).0 == 200 {
+                break;
+            }
+        }
+    }
+    (child, addr, t.elapsed())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn pbkdf2_rate(threads: usize) -> f64 {
+    let per = 6;
+    let t = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut out = [0u8; 32];
+                for i in 0..per {
+                    ring::pbkdf2::derive(
+                        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+                        NonZeroU32::new(600_000).expect("nonzero"),
+                        &[i as u8; 16],
+                        PASSWORD.as_bytes(),
+                        &mut out,
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().expect("hash thread");
+    }
+    (threads * per) as f64 / t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/hallpass");
+    assert!(bin.exists(), "build it first: cargo build --release");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("bench.toml"),
+        "db = \"bench.db\"\naccess_log = false\n[limits]\nlogin_burst = 1e9\nlogin_per_minute = 1e9\n\
+         token_burst = 1e9\ntoken_per_minute = 1e9\n",
+    )
+    .expect("config");
+
+    // Set-up through the CLI, as an operator would.
+    let out = hallpass(&bin, d, &["client", "add", "bench"])
+        .output()
+        .expect("client add");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .expect("field")
+            .to_string()
+    };
+    let (client_id, secret) = (field("client_id"), field("client_secret"));
+    let mut add = hallpass(
+        &bin,
+        d,
+        &["user", "add", "ada@example.com", "--password-stdin"],
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("user add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("write");
+    add.wait().expect("user add");
+
+    // First start creates the signing key; the measured start is the second.
+    let (mut child, _, _) = start(&bin, d);
+    child.kill().ok();
+    child.wait().ok();
+    let (mut child, addr, startup) = start(&bin, d);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss = rss_kb(child.id());
+
+    let login = json!({"client_id": client_id, "client_secret": secret, "username": "ada@example.com", "password": PASSWORD});
+    let mut c = Conn::open(&addr);
+    let sessions: Vec<Value> = (0..CONNS)
+        .map(|_| {
+            let (st, body) = c.call("POST", "/auth/login-token", None, Some(&login));
+            assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+            serde_json::from_slice(&body).expect("json")
+        })
+        .collect();
+
+    let (hello_addr, _hello) = bare_hello(4.max(2 * cores));
+    let (hello_rps, hello_p99, _) = drive(&hello_addr, vec![(); CONNS], |c, _| {
+        c.call("GET", "/", None, None).0 == 200
+    });
+
+    let tokens: Vec<String> = sessions
+        .iter()
+        .map(|s| s["accessToken"].as_str().expect("at").to_string())
+        .collect();
+    let (me_rps, me_p99, me_err) = drive(&addr, tokens, |c, t| {
+        c.call("GET", "/auth/me", Some(t), None).0 == 200
+    });
+
+    let refresh: Vec<String> = sessions
+        .iter()
+        .map(|s| s["refreshToken"].as_str().expect("rt").to_string())
+        .collect();
+    let (ref_rps, ref_p99, ref_err) = drive(&addr, refresh, |c, rt| {
+        let (st, body) = c.call(
+            "POST",
+            "/auth/token-refresh",
+            None,
+            Some(&json!({"refreshToken": rt})),
+        );
+        if st != 200 {
+            return false;
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        *rt = v["refreshToken"].as_str().unwrap_or_default().to_string();
+        true
+    });
+
+    let hash_rps = pbkdf2_rate(cores);
+    let login_states = vec![login.clone(); cores];
+    let (login_rps, login_p99, login_err) = drive(&addr, login_states, |c, body| {
+        c.call("POST", "/auth/login", None, Some(body)).0 == 200
+    });
+
+    let loaded_rss = rss_kb(child.id());
+    child.kill().ok();
+    child.wait().ok();
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+
+    println!(
+        "hallpass foundation benchmark ({cores} cores, {CONNS} connections, {SECONDS} s per load)"
+    );
+    println!("  bare tiny_http hello      {hello_rps:>9.0} req/s   p99 {hello_p99:.2} ms");
+    println!(
+        "  GET /auth/me              {me_rps:>9.0} req/s   p99 {me_p99:.2} ms   = {:.0}% of hello (target >= 60%), errors {me_err}",
+        100.0 * me_rps / hello_rps
+    );
+    println!("  POST /auth/token-refresh  {ref_rps:>9.0} req/s   p99 {ref_p99:.2} ms   (target >= 4000/s), errors {ref_err}");
+    println!("  raw PBKDF2-600k           {hash_rps:>9.1} hashes/s on {cores} threads");
+    println!(
+        "  POST /auth/login          {login_rps:>9.1} req/s   p99 {login_p99:.0} ms = {:.0}% of hashing (target >= 90%), errors {login_err}",
+        100.0 * login_rps / hash_rps
+    );
+    println!(
+        "  idle RSS                  {:>9.1} MB   (target <= 8 MB); after load {:.1} MB",
+        idle_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "  exec to first 200         {:>9.1} ms   (target <= 50 ms, existing database)",
+        startup.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  stripped binary           {:>9.2} MB   (target <= 8 MB)",
+        size as f64 / 1_048_576.0
+    );
+}
