@@ -9,6 +9,9 @@
 //! PBKDF2-600k hashes/s, idle RSS, exec-to-first-200 on an existing
 //! database, and the stripped binary size. The load generator is in this
 //! file: keep-alive HTTP/1.1 connections, one thread each.
+//!
+//! For profiling: `HALLPASS_BIN=path` runs another build, and
+//! `HALLPASS_BENCH_HOLD=me` (or `refresh`) runs only that load for 20 s.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -222,7 +225,9 @@ fn pbkdf2_rate(threads: usize) -> f64 {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/hallpass");
+    let bin = std::env::var_os("HALLPASS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/hallpass"));
     assert!(bin.exists(), "build it first: cargo build --release");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -280,6 +285,26 @@ fn main() {
             serde_json::from_slice(&body).expect("json")
         })
         .collect();
+
+    if let Ok(hold) = std::env::var("HALLPASS_BENCH_HOLD") {
+        let tokens: Vec<String> = sessions
+            .iter()
+            .map(|s| s["accessToken"].as_str().expect("at").to_string())
+            .collect();
+        for _ in 0..4 {
+            let (rps, p99, _) = match hold.as_str() {
+                "me" => drive(&addr, tokens.clone(), |c, t| {
+                    c.call("GET", "/auth/me", Some(t), None).0 == 200
+                }),
+                _ => drive(&addr, vec![(); CONNS], |c, _| {
+                    c.call("GET", "/healthz", None, None).0 == 200
+                }),
+            };
+            println!("{hold}: {rps:.0} req/s, p99 {p99:.2} ms");
+        }
+        child.kill().ok();
+        return;
+    }
 
     let (hello_addr, _hello) = bare_hello(4.max(2 * cores));
     let (hello_rps, hello_p99, _) = drive(&hello_addr, vec![(); CONNS], |c, _| {

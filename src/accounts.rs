@@ -51,10 +51,17 @@ impl User {
     }
 }
 
-const USER_COLS: &str = "id, email, username, phone, name, password_hash, email_verified_at, \
-    role, permissions, status, default_tenant_id, recovery_email, created_at, updated_at, last_login_at";
+/// The user columns, in `user_from_row` order (a macro, so that queries
+/// are built with `concat!` at compile time).
+macro_rules! user_cols {
+    () => {
+        "id, email, username, phone, name, password_hash, email_verified_at, role, permissions, \
+         status, default_tenant_id, recovery_email, created_at, updated_at, last_login_at"
+    };
+}
+pub(crate) use user_cols;
 
-fn user_from_row(r: &Row) -> rusqlite::Result<User> {
+pub(crate) fn user_from_row(r: &Row) -> rusqlite::Result<User> {
     let perms: String = r.get(8)?;
     Ok(User {
         id: r.get(0)?,
@@ -77,21 +84,27 @@ fn user_from_row(r: &Row) -> rusqlite::Result<User> {
 
 /// The user whose email or username is `login` (email wins a tie).
 pub fn find_user_by_login(conn: &Connection, login: &str) -> Result<Option<User>, Error> {
-    let sql = format!(
-        "SELECT {USER_COLS} FROM users WHERE (email = ?1 OR username = ?1) AND deleted_at IS NULL
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE (email = ?1 OR username = ?1) AND deleted_at IS NULL
           ORDER BY email = ?1 DESC LIMIT 1"
     );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([login.trim()], user_from_row)
         .optional()?)
 }
 
 /// The user with this id.
 pub fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, Error> {
-    let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND deleted_at IS NULL");
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE id = ?1 AND deleted_at IS NULL"
+    );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([id], user_from_row)
         .optional()?)
 }
@@ -106,9 +119,12 @@ pub fn find_user(conn: &Connection, ident: &str) -> Result<User, Error> {
 
 /// Every user, oldest first.
 pub fn list_users(conn: &Connection) -> Result<Vec<User>, Error> {
-    let sql =
-        format!("SELECT {USER_COLS} FROM users WHERE deleted_at IS NULL ORDER BY created_at, id");
-    let mut stmt = conn.prepare(&sql)?;
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE deleted_at IS NULL ORDER BY created_at, id"
+    );
+    let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], user_from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -206,14 +206,15 @@ pub fn issue_tokens(
     let refresh_ttl = client
         .map(|c| c.refresh_ttl)
         .unwrap_or(cx.app.config.refresh_ttl);
-    let issued = cx.write(|tx| {
+    let (issued, subject) = cx.write(|tx| {
         let entry = sign_in_entry(tx, grant, method, peer, now)?;
         audit::record(tx, &entry, now)?;
         accounts::touch_login(tx, &grant.user_id, now)?;
-        sessions::start_family(tx, grant, refresh_ttl, now)
+        let issued = sessions::start_family(tx, grant, refresh_ttl, now)?;
+        Ok((issued, subject(tx, grant)?))
     })?;
     cx.app.metrics.login("success");
-    mint(cx, client, grant, &issued)
+    mint(cx, subject, grant, &issued)
 }
 
 /// Exchanges an auth code for tokens (native POST /auth/token). The code
@@ -227,19 +228,20 @@ pub fn exchange_code(
     let now = cx.now();
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
     let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
-    let (cg, issued) = cx.write(|tx| {
+    let (cg, issued, subject) = cx.write(|tx| {
         let cg = sessions::redeem_code(tx, code, client_id, now)?;
         if cg.mfa_owed {
             return Err(Error::MfaRequired);
         }
         let issued = sessions::start_family(tx, &cg.grant, client.refresh_ttl, now)?;
-        Ok((cg, issued))
+        let subject = subject(tx, &cg.grant)?;
+        Ok((cg, issued, subject))
     })?;
-    mint(cx, Some(&client), &cg.grant, &issued)
+    mint(cx, subject, &cg.grant, &issued)
 }
 
 /// Rotates a refresh token. `tenant` switches tenant (must be the user's);
-/// `bearer_sid`, when a bearer was sent, must be the token's own family.
+/// `bearer`, when a bearer was sent, must belong to the token's own family.
 pub fn refresh(
     cx: &mut Ctx,
     token: &str,
@@ -256,7 +258,7 @@ pub fn refresh(
         }
     }
     let default_ttl = cx.app.config.refresh_ttl;
-    let rotation = cx.write(|tx| {
+    let outcome = cx.write(|tx| {
         if let Some(t) = tenant {
             let (_, user_id) = sessions::peek(tx, token)?.ok_or(Error::TokenInvalid)?;
             if accounts::membership(tx, &user_id, t)?.is_none() {
@@ -271,24 +273,20 @@ pub fn refresh(
                 .map(|c| c.refresh_ttl)
                 .unwrap_or(default_ttl)
         };
-        let rotation = sessions::rotate(tx, token, tenant, ttl, now)?;
-        if let Rotation::Rotated { grant, .. } = &rotation {
-            let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
-            if !user.is_active() {
-                return Err(Error::UserInactive);
+        match sessions::rotate(tx, token, tenant, ttl, now)? {
+            Rotation::Rotated { grant, issued } => {
+                let subject = subject(tx, &grant)?;
+                if !subject.user.is_active() {
+                    return Err(Error::UserInactive);
+                }
+                Ok(Ok((grant, issued, subject)))
             }
+            Rotation::ReuseDetected { family_id, user_id } => Ok(Err((family_id, user_id))),
         }
-        Ok(rotation)
     })?;
-    match rotation {
-        Rotation::Rotated { grant, issued } => {
-            let client = match &grant.client_id {
-                Some(c) => accounts::get_client(&cx.conn, c)?,
-                None => None,
-            };
-            mint(cx, client.as_ref(), &grant, &issued)
-        }
-        Rotation::ReuseDetected { family_id, user_id } => {
+    match outcome {
+        Ok((grant, issued, subject)) => mint(cx, subject, &grant, &issued),
+        Err((family_id, user_id)) => {
             eprintln!("security: refresh token reuse detected; session {family_id} of user {user_id} revoked");
             cx.app.metrics.reuse();
             Err(Error::TokenRevoked)
@@ -296,20 +294,41 @@ pub fn refresh(
     }
 }
 
-/// Signs an access token for a session.
-fn mint(
-    cx: &mut Ctx,
-    client: Option<&Client>,
-    grant: &Grant,
-    issued: &Issued,
-) -> Result<Tokens, Error> {
-    let now = cx.now();
-    let user = accounts::get_user(&cx.conn, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
+/// What an access token says about its holder, read in the transaction
+/// that issued the session (no extra read transaction on the hot path).
+struct Subject {
+    user: User,
+    membership: Option<accounts::Membership>,
+    client: Option<Client>,
+}
+
+fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
+    let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
     let membership = match &grant.tenant_id {
-        Some(t) => accounts::membership(&cx.conn, &user.id, t)?,
+        Some(t) => accounts::membership(tx, &user.id, t)?,
         None => None,
     };
+    let client = match &grant.client_id {
+        Some(c) => accounts::get_client(tx, c)?,
+        None => None,
+    };
+    Ok(Subject {
+        user,
+        membership,
+        client,
+    })
+}
+
+/// Signs an access token for a session (outside the writer lock).
+fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Result<Tokens, Error> {
+    let now = cx.now();
+    let Subject {
+        user,
+        membership,
+        client,
+    } = s;
     let ttl = client
+        .as_ref()
         .map(|c| c.access_ttl)
         .unwrap_or(cx.app.config.access_ttl);
     let role = if user.is_admin() {
@@ -324,7 +343,7 @@ fn mint(
         iss: cx.app.issuer.clone(),
         sub: user.id.clone(),
         aud: client
-            .map(|c| c.client_id.clone())
+            .map(|c| c.client_id)
             .unwrap_or_else(|| "hallpass".into()),
         exp: now + ttl,
         iat: now,
@@ -354,10 +373,11 @@ pub fn authenticate(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User), Error>
     let now = cx.now();
     let keys = cx.app.keys()?;
     let claims = cx.app.verified.verify(&keys, token, &cx.app.issuer, now)?;
-    if !sessions::family_is_live(&cx.conn, &claims.sid, &claims.sub)? {
+    let (user, live) =
+        sessions::session_user(&cx.conn, &claims.sub, &claims.sid)?.ok_or(Error::TokenRevoked)?;
+    if !live {
         return Err(Error::TokenRevoked);
     }
-    let user = accounts::get_user(&cx.conn, &claims.sub)?.ok_or(Error::TokenRevoked)?;
     if !user.is_active() {
         return Err(Error::UserInactive);
     }

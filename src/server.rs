@@ -93,8 +93,10 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
 
     let mut workers = Vec::new();
     for i in 0..app.config.workers {
+        let conn = db::open(&app.config.db)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let cx = Ctx {
-            conn: db::open(&app.config.db)?,
+            conn,
             app: app.clone(),
         };
         let server = server.clone();
@@ -115,7 +117,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         .name("background".into())
         .spawn(move || {
             let mut tick = 0u64;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(5))
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1))
             {
                 tick += 1;
                 if let Err(e) = background_tick(&mut bg, tick) {
@@ -157,16 +159,24 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     Ok(socket.into())
 }
 
-/// One pass of the background thread: pick up keys rotated by the CLI,
-/// save the rate buckets, and every minute sweep expired rows.
+/// One pass of the background thread (every second): checkpoint the WAL;
+/// every 5 s pick up keys rotated by the CLI and save the rate buckets;
+/// every minute sweep expired rows.
 fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
     let now = bg.now();
-    let fresh = KeySet::load(&bg.conn, &bg.app.master, now)?;
-    if fresh.stamp != bg.app.keys()?.stamp {
-        bg.app.set_keys(fresh);
+    // Workers never checkpoint (a checkpoint inside a request would stall
+    // it and every writer queued behind it); this thread does, every
+    // second, without blocking readers or writers.
+    bg.conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    if tick % 5 == 0 {
+        let fresh = KeySet::load(&bg.conn, &bg.app.master, now)?;
+        if fresh.stamp != bg.app.keys()?.stamp {
+            bg.app.set_keys(fresh);
+        }
+        bg.app.limiter.save(&mut bg.conn, now)?;
     }
-    bg.app.limiter.save(&mut bg.conn, now)?;
-    if tick % 12 == 0 {
+    if tick % 60 == 0 {
         bg.write(|tx| sessions::sweep(tx, now))?;
     }
     Ok(())

@@ -16,6 +16,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use crate::accounts::{user_cols, user_from_row, User};
 use crate::crypto::{random_token, token_hash, uuid_v4};
 use crate::error::Error;
 
@@ -221,15 +222,27 @@ pub fn revoke_user_families(
     )?)
 }
 
-/// True when the family exists, belongs to `user_id` and is not revoked.
-pub fn family_is_live(conn: &Connection, family_id: &str, user_id: &str) -> Result<bool, Error> {
+/// The user of a bearer token, read together with whether its session is
+/// still live: one statement, so one read transaction (the hot path of
+/// every authenticated request).
+pub fn session_user(
+    conn: &Connection,
+    user_id: &str,
+    family_id: &str,
+) -> Result<Option<(User, bool)>, Error> {
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        ", (SELECT revoked_at IS NULL FROM token_families WHERE id = ?2 AND user_id = ?1)
+           FROM users WHERE id = ?1 AND deleted_at IS NULL"
+    );
     Ok(conn
-        .prepare_cached(
-            "SELECT revoked_at IS NULL FROM token_families WHERE id = ?1 AND user_id = ?2",
-        )?
-        .query_row([family_id, user_id], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false))
+        .prepare_cached(sql)?
+        .query_row([user_id, family_id], |r| {
+            let live: Option<bool> = r.get(15)?;
+            Ok((user_from_row(r)?, live.unwrap_or(false)))
+        })
+        .optional()?)
 }
 
 /// True when the user holds a live session of this client (for RELOGIN).
