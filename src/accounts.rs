@@ -491,6 +491,24 @@ fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
     })
 }
 
+/// Lifetimes a new client gets (from the configuration's `[tokens]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ttls {
+    pub access: i64,
+    pub refresh: i64,
+    pub auth_code: i64,
+}
+
+impl Default for Ttls {
+    fn default() -> Ttls {
+        Ttls {
+            access: 900,
+            refresh: 30 * 86_400,
+            auth_code: 180,
+        }
+    }
+}
+
 /// Creates a client; returns it and, for a confidential one, its secret
 /// (shown once, stored as SHA-256).
 pub fn create_client(
@@ -499,19 +517,24 @@ pub fn create_client(
     redirect_urls: &[String],
     logout_redirect_url: Option<&str>,
     public: bool,
+    ttls: Ttls,
     now: i64,
 ) -> Result<(Client, Option<String>), Error> {
     let client_id = b64url(&random_bytes(12)?);
     let secret = if public { None } else { Some(random_token()?) };
     tx.execute(
-        "INSERT INTO clients (client_id, secret_hash, name, redirect_urls, logout_redirect_url, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO clients (client_id, secret_hash, name, redirect_urls, logout_redirect_url,
+                              access_ttl, refresh_ttl, auth_code_ttl, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             client_id,
             secret.as_deref().map(token_hash),
             name,
             serde_json::to_string(redirect_urls)?,
             logout_redirect_url,
+            ttls.access,
+            ttls.refresh,
+            ttls.auth_code,
             now
         ],
     )?;

@@ -382,63 +382,77 @@ impl Config {
         self.dialects.iter().any(|d| d == dialect)
     }
 
-    /// The effective configuration as TOML-like lines, secrets masked.
+    /// The effective configuration as a TOML file (it parses back), with
+    /// unset optional keys as comments and secrets masked.
     pub fn describe(&self) -> String {
-        let opt = |o: &Option<String>, dflt: &str| {
-            o.clone()
-                .map(|s| format!("{s:?}"))
-                .unwrap_or_else(|| format!("# default: {dflt}"))
-        };
+        let q = |s: &str| format!("{s:?}");
         let list = |v: &[String]| {
-            let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+            let items: Vec<String> = v.iter().map(|s| q(s)).collect();
             format!("[{}]", items.join(", "))
         };
+        let opt = |key: &str, v: &Option<String>, dflt: &str| match v {
+            Some(v) => format!("{key} = {}", q(v)),
+            None => format!("# {key}: unset, so {dflt}"),
+        };
         let l = &self.limits;
-        format!(
-            "listen = {:?}\ndb = {:?}\npublic_url = {}\nissuer = {}\nsignup = {:?}\n\
-             workers = {}\ntrusted_proxies = {}\naccess_log = {}\nmaster_key = {}\n\n\
-             [password]\npbkdf2_iterations = {}\n\n\
-             [tokens]\nalgorithm = {:?}\nrsa_key_file = {}\naccess_ttl = {}\nrefresh_ttl = {}\nauth_code_ttl = {}\n\n\
-             [limits]\nlogin_burst = {}\nlogin_per_minute = {}\ntoken_burst = {}\ntoken_per_minute = {}\nfree_failures = {}\n\n\
-             [mail]\ncommand = {}\nfrom = {:?}\n\n[api]\ndialects = {}\n",
-            self.listen,
-            self.db.display().to_string(),
-            opt(&self.public_url, "http://{listen}"),
-            opt(&self.issuer, "the public URL"),
-            match self.signup {
-                Signup::Invite => "invite",
-                Signup::Open => "open",
-                Signup::Off => "off",
-            },
-            self.workers,
-            list(&self.trusted_proxies),
-            self.access_log,
-            match &self.master_key {
-                Some(_) => "\"********\" # from HALLPASS_MASTER_KEY".to_string(),
-                None => format!("# from the key file {:?}", self.master_key_file.display().to_string()),
-            },
-            self.pbkdf2_iterations,
-            self.algorithm.name(),
-            self.rsa_key_file
-                .as_ref()
-                .map(|p| format!("{:?}", p.display().to_string()))
-                .unwrap_or_else(|| "# none".into()),
-            self.access_ttl,
-            self.refresh_ttl,
-            self.auth_code_ttl,
-            l.login_burst,
-            l.login_per_minute,
-            l.token_burst,
-            l.token_per_minute,
-            l.free_failures,
-            if self.mail_command.is_empty() {
-                "[] # the log mailer (stderr)".to_string()
-            } else {
-                list(&self.mail_command)
-            },
-            self.mail_from,
-            list(&self.dialects),
-        )
+        let signup = match self.signup {
+            Signup::Invite => "invite",
+            Signup::Open => "open",
+            Signup::Off => "off",
+        };
+        let key = match &self.master_key {
+            Some(_) => "# master key: ******** (from HALLPASS_MASTER_KEY)".to_string(),
+            None => format!(
+                "master_key_file = {}",
+                q(&self.master_key_file.display().to_string())
+            ),
+        };
+        let rsa = match &self.rsa_key_file {
+            Some(p) => format!("rsa_key_file = {}", q(&p.display().to_string())),
+            None => "# rsa_key_file: unset".to_string(),
+        };
+        let mail = if self.mail_command.is_empty() {
+            "command = [] # the log mailer (stderr)".to_string()
+        } else {
+            format!("command = {}", list(&self.mail_command))
+        };
+        [
+            format!("listen = {}", q(&self.listen)),
+            format!("db = {}", q(&self.db.display().to_string())),
+            opt("public_url", &self.public_url, "http://{bound address}"),
+            opt("issuer", &self.issuer, "the public URL"),
+            format!("signup = {}", q(signup)),
+            format!("workers = {}", self.workers),
+            format!("trusted_proxies = {}", list(&self.trusted_proxies)),
+            format!("access_log = {}", self.access_log),
+            key,
+            String::new(),
+            "[password]".into(),
+            format!("pbkdf2_iterations = {}", self.pbkdf2_iterations),
+            String::new(),
+            "[tokens]".into(),
+            format!("algorithm = {}", q(self.algorithm.name())),
+            rsa,
+            format!("access_ttl = {}", self.access_ttl),
+            format!("refresh_ttl = {}", self.refresh_ttl),
+            format!("auth_code_ttl = {}", self.auth_code_ttl),
+            String::new(),
+            "[limits]".into(),
+            format!("login_burst = {:?}", l.login_burst),
+            format!("login_per_minute = {:?}", l.login_per_minute),
+            format!("token_burst = {:?}", l.token_burst),
+            format!("token_per_minute = {:?}", l.token_per_minute),
+            format!("free_failures = {}", l.free_failures),
+            String::new(),
+            "[mail]".into(),
+            mail,
+            format!("from = {}", q(&self.mail_from)),
+            String::new(),
+            "[api]".into(),
+            format!("dialects = {}", list(&self.dialects)),
+            String::new(),
+        ]
+        .join("\n")
     }
 }
 
@@ -526,6 +540,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("signup"), "{err}");
+    }
+
+    #[test]
+    fn described_configuration_parses_back_to_the_same_values() {
+        let c = Config::load(&Flags::default(), &|k| match k {
+            "HALLPASS_SIGNUP" => Some("open".into()),
+            "HALLPASS_MAIL_COMMAND" => Some("msmtp -t".into()),
+            _ => None,
+        })
+        .unwrap();
+        let raw: RawConfig = toml::from_str(&c.describe()).unwrap();
+        let mut again = Config::defaults();
+        again.apply_raw(raw).unwrap();
+        assert_eq!(again.signup, Signup::Open);
+        assert_eq!(again.mail_command, vec!["msmtp", "-t"]);
+        assert_eq!(again.limits, c.limits);
+        assert_eq!(again.db, c.db);
     }
 
     #[test]

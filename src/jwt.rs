@@ -312,7 +312,11 @@ impl KeySet {
             }
             by_kid.insert(kid, key);
         }
-        let current = current.ok_or_else(|| Error::Internal("no current signing key".into()))?;
+        let current = current.ok_or_else(|| {
+            Error::Internal(
+                "no signing key yet: run `hallpass init` or start the server once".into(),
+            )
+        })?;
         Ok(KeySet {
             current,
             by_kid,

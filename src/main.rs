@@ -1,6 +1,6 @@
 //! The `hallpass` command: argh types (their doc comments are the help
 //! text) and one short function per sub-command, each calling the library.
-//! Errors are printed once, on stderr, and give exit code 1 (2 for usage).
+//! Errors are printed once, on stderr, and give exit code 1.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -692,7 +692,12 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
 }
 
 fn client_add(c: ClientAdd) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let ttls = accounts::Ttls {
+        access: cfg.access_ttl,
+        refresh: cfg.refresh_ttl,
+        auth_code: cfg.auth_code_ttl,
+    };
     let (client, secret) = db::immediate(&mut conn, |tx| {
         accounts::create_client(
             tx,
@@ -700,6 +705,7 @@ fn client_add(c: ClientAdd) -> Result<(), Error> {
             &c.redirect_url,
             c.logout_redirect_url.as_deref(),
             c.public,
+            ttls,
             now(),
         )
     })?;

@@ -81,9 +81,15 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    // Keep two workers free of password hashing whatever the login load.
-    let hashing = cores.min(config.workers.saturating_sub(2).max(1));
-    let waiting = config.workers.saturating_sub(2).saturating_sub(hashing);
+    // A quarter of the workers (at least one) never hash, whatever the
+    // login load, so refresh and /auth/me always find a worker; of the
+    // rest, `cores` hash and the others may queue for a permit.
+    let reserved = (config.workers / 4).max(1);
+    let hashing = cores.min(config.workers.saturating_sub(reserved).max(1));
+    let waiting = config
+        .workers
+        .saturating_sub(reserved)
+        .saturating_sub(hashing);
     let gate = HashGate::new(hashing, waiting, Duration::from_secs(5));
     let dummy = password::dummy_hash(config.pbkdf2_iterations)?;
     let app = Arc::new(App::new(

@@ -297,7 +297,8 @@ pub fn issue_code(
 }
 
 /// Redeems an auth code: it must exist, be unused, unexpired and belong to
-/// `client_id`. It is used up by any presentation, right or wrong client.
+/// `client_id`; only then is it used up (a wrong client is refused and
+/// cannot burn another client's code).
 pub fn redeem_code(
     tx: &Transaction,
     code: &str,

@@ -25,15 +25,20 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
-    let body = req.json()?;
-    let username = body.str("username", 320)?;
-    let password = body.str("password", MAX_LEN)?;
-    let outcome = auth::check_password(cx, &username, &password, &peer(req)).and_then(|user| {
+    let fields = req
+        .json()
+        .and_then(|b| Ok((b.str("username", 320)?, b.str("password", MAX_LEN)?)));
+    let outcome = fields.clone().and_then(|(username, password)| {
+        let user = auth::check_password(cx, &username, &password, &peer(req))?;
         let grant = auth::grant_for(&user, None, &["pwd"]);
         auth::issue_tokens(cx, None, &grant, "password", &peer(req))
             .map(|t| user_auth(&t.user, &t.access_token, t.claims.tenantId.as_deref()))
     });
-    let lockout = auth::lock_ends(cx, &username)?.to_string();
+    let lockout = match &fields {
+        Ok((username, _)) => auth::lock_ends(cx, username)?,
+        Err(_) => 0,
+    };
+    let lockout = lockout.to_string();
     let resp = match outcome {
         Ok(body) => Response::ok(&body),
         Err(e) => render_with_headers(render, &e),

@@ -148,6 +148,7 @@ impl TestServer {
                 &urls,
                 Some("https://app.example/bye"),
                 false,
+                accounts::Ttls::default(),
                 self.now(),
             )
         })
@@ -159,7 +160,15 @@ impl TestServer {
     pub fn add_public_client(&self) -> Client {
         let mut conn = self.conn();
         db::immediate(&mut conn, |tx| {
-            accounts::create_client(tx, "spa", &[], None, true, self.now())
+            accounts::create_client(
+                tx,
+                "spa",
+                &[],
+                None,
+                true,
+                accounts::Ttls::default(),
+                self.now(),
+            )
         })
         .unwrap()
         .0
