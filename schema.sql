@@ -110,7 +110,9 @@ CREATE TABLE auth_codes (
     code_challenge TEXT,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
-    used_at        INTEGER
+    used_at        INTEGER,
+    -- the session the code was exchanged for: revoked if the code is replayed
+    family_id      TEXT
 );
 
 CREATE TABLE login_activity (

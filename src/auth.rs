@@ -61,11 +61,23 @@ pub fn check_password(
     }
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
-    if let Err(e) = limits::check_lock(&cx.conn, &lock, now) {
+    // The attempt is counted as a failure before the hash runs, in the same
+    // transaction as the lock check, so concurrent guesses cannot all slip
+    // in before the first one is counted; a success clears the count.
+    let free = cx.app.config.limits.free_failures;
+    let counted = cx.write(|tx| {
+        limits::check_lock(tx, &lock, now)?;
+        limits::record_failure(tx, &lock, free, now)
+    });
+    if let Err(e) = counted {
         cx.app.metrics.login("locked");
         return Err(e);
     }
-    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    // A malformed stored hash costs the same as an unknown user.
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .filter(|h| password::is_well_formed(h));
     let ok = {
         let _permit = cx
             .app
@@ -77,9 +89,7 @@ pub fn check_password(
     };
     let Some(user) = user.filter(|_| ok) else {
         let actor = accounts::find_user_by_login(&cx.conn, login)?.map(|u| u.id);
-        let free = cx.app.config.limits.free_failures;
         cx.write(|tx| {
-            limits::record_failure(tx, &lock, free, now)?;
             audit::record(
                 tx,
                 &failed(actor.as_deref(), "password", "invalid_credentials", peer),
@@ -91,6 +101,7 @@ pub fn check_password(
     };
     if !user.is_active() {
         cx.write(|tx| {
+            limits::clear(tx, &lock)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), "password", "user_inactive", peer),
@@ -228,15 +239,23 @@ pub fn exchange_code(
     let now = cx.now();
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
     let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
-    let (cg, issued, subject) = cx.write(|tx| {
-        let cg = sessions::redeem_code(tx, code, client_id, now)?;
+    let outcome = cx.write(|tx| {
+        let cg = match sessions::redeem_code(tx, code, client_id, now)? {
+            sessions::Redemption::Valid(cg) => cg,
+            sessions::Redemption::Replayed => return Ok(None),
+        };
         if cg.mfa_owed {
             return Err(Error::MfaRequired);
         }
-        let issued = sessions::start_family(tx, &cg.grant, client.refresh_ttl, now)?;
         let subject = subject(tx, &cg.grant)?;
-        Ok((cg, issued, subject))
+        if !subject.user.is_active() {
+            return Err(Error::UserInactive);
+        }
+        let issued = sessions::start_family(tx, &cg.grant, client.refresh_ttl, now)?;
+        sessions::bind_code(tx, code, &issued.family_id)?;
+        Ok(Some((cg, issued, subject)))
     })?;
+    let (cg, issued, subject) = outcome.ok_or(Error::CodeExpired)?;
     mint(cx, subject, &cg.grant, &issued)
 }
 
@@ -259,14 +278,6 @@ pub fn refresh(
     }
     let default_ttl = cx.app.config.refresh_ttl;
     let outcome = cx.write(|tx| {
-        if let Some(t) = tenant {
-            let (_, user_id) = sessions::peek(tx, token)?.ok_or(Error::TokenInvalid)?;
-            if accounts::membership(tx, &user_id, t)?.is_none() {
-                return Err(Error::Forbidden(
-                    "The user is not a member of this tenant".into(),
-                ));
-            }
-        }
         let ttl = |client: Option<&str>| {
             client
                 .and_then(|c| accounts::get_client(tx, c).ok().flatten())
@@ -275,6 +286,16 @@ pub fn refresh(
         };
         match sessions::rotate(tx, token, tenant, ttl, now)? {
             Rotation::Rotated { grant, issued } => {
+                // After the rotation, so a replayed token with a bad
+                // tenantId still trips reuse detection; an error here rolls
+                // the rotation back.
+                if let Some(t) = tenant {
+                    if accounts::membership(tx, &grant.user_id, t)?.is_none() {
+                        return Err(Error::Forbidden(
+                            "The user is not a member of this tenant".into(),
+                        ));
+                    }
+                }
                 let subject = subject(tx, &grant)?;
                 if !subject.user.is_active() {
                     return Err(Error::UserInactive);
@@ -305,7 +326,8 @@ struct Subject {
 fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
     let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
     let membership = match &grant.tenant_id {
-        Some(t) => accounts::membership(tx, &user.id, t)?,
+        // A session in a tenant the user has left ends at its next refresh.
+        Some(t) => Some(accounts::membership(tx, &user.id, t)?.ok_or(Error::TokenRevoked)?),
         None => None,
     };
     let client = match &grant.client_id {
@@ -463,6 +485,7 @@ pub fn change_password(
     cx.write(|tx| {
         accounts::set_password_hash(tx, &user.id, &hash, now)?;
         limits::clear(tx, &lock)?;
+        sessions::drop_codes(tx, &user.id)?;
         sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)?;
         Ok(())
     })

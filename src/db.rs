@@ -76,6 +76,25 @@ fn create_private(_path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Creates a new, empty file with mode 0600; refuses if anything (a file,
+/// a symlink, even a dangling one) is already at `path`.
+pub fn create_new_private(path: &Path) -> Result<(), Error> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map(|_| ()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::Conflict(format!(
+            "{} exists; refusing to overwrite it",
+            path.display()
+        )),
+        _ => Error::Internal(format!("cannot create {}: {e}", path.display())),
+    })
+}
+
 /// Brings the schema to `LATEST`.
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

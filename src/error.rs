@@ -51,6 +51,8 @@ pub enum Error {
     BadRequest(String),
     /// The request body is over the 64 KiB limit.
     PayloadTooLarge,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// No route has this path.
     RouteNotFound,
     /// The path exists, but not for this method; carries the allowed ones.
@@ -82,6 +84,7 @@ impl Error {
             Error::NotFound(_) | Error::RouteNotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
+            Error::RequestTimeout => 408,
             Error::PayloadTooLarge => 413,
             Error::Validation { .. } => 422,
             Error::RateLimited { .. } => 429,
@@ -110,6 +113,7 @@ impl Error {
             Error::Validation { .. } => "VALIDATION_FAILED",
             Error::BadRequest(_) => "bad_request",
             Error::PayloadTooLarge => "payload_too_large",
+            Error::RequestTimeout => "request_timeout",
             Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
         }
@@ -162,6 +166,7 @@ impl fmt::Display for Error {
             Error::Validation { field, message, .. } => write!(f, "{field}: {message}"),
             Error::BadRequest(m) => write!(f, "bad request: {m}"),
             Error::PayloadTooLarge => f.write_str("Request body is larger than 64 KiB"),
+            Error::RequestTimeout => f.write_str("The request body did not arrive in time"),
             Error::RouteNotFound => f.write_str("No such endpoint"),
             Error::MethodNotAllowed(_) => f.write_str("Method not allowed on this endpoint"),
             Error::RateLimited { retry_after } => {

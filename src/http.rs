@@ -2,7 +2,6 @@
 //! tests can build a request by hand. This is the crate's only body reader
 //! (capped at 64 KiB), its only JSON field reader and its only responder.
 
-use std::io::Read;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
@@ -11,6 +10,8 @@ use crate::error::Error;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// The longest a request body may take to arrive.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An HTTP request, read in full.
 #[derive(Debug, Clone, Default)]
@@ -64,17 +65,40 @@ impl Request {
             })
             .collect();
         let peer = rq.remote_addr().map(|a| a.ip());
-        r.ip = client_ip(peer, r.header("x-forwarded-for"), trusted_proxies);
+        let xff = r.header_all("x-forwarded-for");
+        r.ip = client_ip(peer, xff.as_deref(), trusted_proxies);
         if rq.body_length().is_some_and(|n| n > MAX_BODY) {
             return Err(Error::PayloadTooLarge);
         }
+        // A client that trickles its body must not hold a worker: each read
+        // is bounded by the socket timeout set on the listener, the whole
+        // body by BODY_DEADLINE.
+        let deadline = std::time::Instant::now() + BODY_DEADLINE;
         let mut body = Vec::new();
-        rq.as_reader()
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|_| Error::BadRequest("could not read the request body".into()))?;
-        if body.len() > MAX_BODY {
-            return Err(Error::PayloadTooLarge);
+        let mut chunk = [0u8; 8192];
+        let reader = rq.as_reader();
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::RequestTimeout)
+                }
+                Err(_) => return Err(Error::BadRequest("could not read the request body".into())),
+            };
+            body.extend_from_slice(&chunk[..n]);
+            if body.len() > MAX_BODY {
+                return Err(Error::PayloadTooLarge);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::RequestTimeout);
+            }
         }
         r.body = body;
         Ok(r)
@@ -86,6 +110,17 @@ impl Request {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated header, joined with ", " in order.
+    pub fn header_all(&self, name: &str) -> Option<String> {
+        let v: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!v.is_empty()).then(|| v.join(", "))
     }
 
     /// The bearer token of the Authorization header.
@@ -179,8 +214,9 @@ impl Json {
     }
 }
 
-/// The client IP: the peer, or the last untrusted hop of X-Forwarded-For
-/// when the peer is a trusted proxy.
+/// The client IP: the peer, or, walking X-Forwarded-For from the right
+/// while the hop we stand on is a trusted proxy, the first untrusted hop.
+/// A hop that does not parse stops the walk at the proxy (fail closed).
 fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> String {
     let Some(peer) = peer else {
         return "unknown".into();
@@ -190,20 +226,25 @@ fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> Str
             .iter()
             .any(|t| t.parse::<IpAddr>().ok().as_ref() == Some(ip))
     };
-    if !is_trusted(&peer) {
-        return peer.to_string();
-    }
-    let hops: Vec<IpAddr> = xff
+    let mut current = peer;
+    let mut hops = xff
         .unwrap_or("")
         .split(',')
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .copied()
-        .unwrap_or(peer)
-        .to_string()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .rev();
+    while is_trusted(&current) {
+        let Some(hop) = hops.next() else { break };
+        let parsed = hop
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+        match parsed {
+            Some(ip) => current = ip,
+            None => break,
+        }
+    }
+    current.to_string()
 }
 
 /// Decodes `application/x-www-form-urlencoded` pairs.

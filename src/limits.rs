@@ -75,7 +75,7 @@ impl RateLimiter {
     /// Takes one token for `ip` in `family`, or says how long to wait.
     pub fn take(&self, family: Family, ip: &str, now: i64) -> Result<(), Error> {
         let (burst, rate) = self.shape(family);
-        let key = format!("{}|{ip}", family.prefix());
+        let key = format!("{}|{}", family.prefix(), bucket_ip(ip));
         let mut map = self
             .buckets
             .lock()
@@ -153,11 +153,29 @@ impl RateLimiter {
     }
 }
 
+/// The address a bucket is kept for: IPv4 as is, IPv6 by its /64 (one
+/// subscriber's allocation), so a host cannot spray from fresh addresses.
+fn bucket_ip(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        _ => ip.to_string(),
+    }
+}
+
 /// The soft-lock key for a sign-in: the account when known, else the name.
 pub fn lock_key(user_id: Option<&str>, identifier: &str) -> String {
     match user_id {
         Some(id) => format!("u:{id}"),
-        None => format!("n:{}", token_hash(&identifier.trim().to_lowercase())),
+        // ASCII folding, as SQLite's NOCASE does for the user look-up: any
+        // other folding would lock names differently from accounts.
+        None => format!("n:{}", token_hash(&identifier.trim().to_ascii_lowercase())),
     }
 }
 
@@ -304,6 +322,17 @@ mod tests {
         assert!(l.take(Family::Login, "5.6.7.8", 100).is_ok());
         assert!(l.take(Family::Token, "1.2.3.4", 100).is_ok());
         assert!(l.take(Family::Login, "1.2.3.4", 101).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_share_a_bucket_per_64() {
+        assert_eq!(
+            bucket_ip("2001:db8:1:2::1"),
+            bucket_ip("2001:db8:1:2:ffff::9")
+        );
+        assert_ne!(bucket_ip("2001:db8:1:2::1"), bucket_ip("2001:db8:1:3::1"));
+        assert_eq!(bucket_ip("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(bucket_ip("1.2.3.4"), "1.2.3.4");
     }
 
     #[test]

@@ -659,6 +659,7 @@ fn user_status(
     db::immediate(&mut conn, |tx| {
         accounts::set_status(tx, &u.id, status, now())?;
         if status != "active" {
+            sessions::drop_codes(tx, &u.id)?;
             sessions::revoke_user_families(tx, &u.id, None, "user disabled", now())?;
         }
         Ok(())
@@ -681,6 +682,7 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
     let hash = password::hash(&read_new_password(c.password_stdin)?, cfg.pbkdf2_iterations)?;
     db::immediate(&mut conn, |tx| {
         accounts::set_password_hash(tx, &u.id, &hash, now())?;
+        sessions::drop_codes(tx, &u.id)?;
         sessions::revoke_user_families(tx, &u.id, None, "password set by admin", now())?;
         hallpass::limits::clear(tx, &hallpass::limits::lock_key(Some(&u.id), ""))
     })?;
@@ -878,13 +880,7 @@ fn keys_rotate(c: KeysRotate) -> Result<(), Error> {
 
 fn backup(c: Backup) -> Result<(), Error> {
     let (cfg, conn) = open(c.config, c.db)?;
-    if c.file.exists() {
-        return Err(Error::Conflict(format!(
-            "{} exists; refusing to overwrite it",
-            c.file.display()
-        )));
-    }
-    drop(db::open(&c.file)?); // creates it 0600
+    db::create_new_private(&c.file)?; // 0600, and never through a symlink
     conn.backup(rusqlite::MAIN_DB, &c.file, None)?;
     println!("backup: {}", c.file.display());
     if cfg.master_key.is_none() {

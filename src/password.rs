@@ -71,6 +71,11 @@ pub fn verify(password: &str, stored: &str) -> bool {
     }
 }
 
+/// True when `stored` is a PHC string this module can verify.
+pub fn is_well_formed(stored: &str) -> bool {
+    parse(stored).is_some()
+}
+
 /// True when `stored` was made with other parameters than the configured ones.
 pub fn needs_rehash(stored: &str, iterations: u32) -> bool {
     !matches!(parse(stored), Some((i, _, h)) if i == iterations && h.len() == HASH_LEN)

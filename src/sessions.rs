@@ -168,6 +168,13 @@ pub fn rotate(
             return Ok(Rotation::ReuseDetected { family_id, user_id });
         }
     }
+    // Only one chain may live on: any other unused token of the family (the
+    // child of an earlier presentation inside the grace window) is marked
+    // used now, so whichever branch comes back after the window is reuse.
+    tx.prepare_cached(
+        "UPDATE refresh_tokens SET used_at = ?2 WHERE family_id = ?1 AND used_at IS NULL",
+    )?
+    .execute(params![family_id, now])?;
     let tenant_id = tenant.map(str::to_string).or(old_tenant);
     let ttl = refresh_ttl(client_id.as_deref());
     let issued = insert_token(tx, &family_id, Some(&hash), tenant_id.as_deref(), ttl, now)?;
@@ -296,6 +303,16 @@ pub fn issue_code(
     Ok(code)
 }
 
+/// What redeeming a code found.
+#[derive(Debug)]
+pub enum Redemption {
+    /// A good code; call `bind_code` with the session it buys.
+    Valid(CodeGrant),
+    /// A code used before: the session it bought was revoked (RFC 6749
+    /// §4.1.2); the caller commits that and refuses.
+    Replayed,
+}
+
 /// Redeems an auth code: it must exist, be unused, unexpired and belong to
 /// `client_id`; only then is it used up (a wrong client is refused and
 /// cannot burn another client's code).
@@ -304,11 +321,12 @@ pub fn redeem_code(
     code: &str,
     client_id: &str,
     now: i64,
-) -> Result<CodeGrant, Error> {
+) -> Result<Redemption, Error> {
     let hash = token_hash(code);
     let row = tx
         .prepare_cached(
-            "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at FROM auth_codes WHERE hash = ?1",
+            "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family_id
+               FROM auth_codes WHERE hash = ?1",
         )?
         .query_row([&hash], |r| {
             Ok((
@@ -319,18 +337,28 @@ pub fn redeem_code(
                 r.get::<_, bool>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })
         .optional()?;
-    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at)) = row else {
+    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family)) = row else {
         return Err(Error::CodeExpired);
     };
-    if used_at.is_some() || expires_at <= now || owner != client_id {
+    if owner != client_id {
+        return Err(Error::CodeExpired);
+    }
+    if used_at.is_some() {
+        if let Some(f) = family {
+            revoke_family(tx, &f, "auth code replayed", now)?;
+        }
+        return Ok(Redemption::Replayed);
+    }
+    if expires_at <= now {
         return Err(Error::CodeExpired);
     }
     tx.prepare_cached("UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1")?
         .execute(params![hash, now])?;
-    Ok(CodeGrant {
+    Ok(Redemption::Valid(CodeGrant {
         grant: Grant {
             user_id,
             client_id: Some(owner),
@@ -338,7 +366,21 @@ pub fn redeem_code(
             amr: serde_json::from_str(&amr).unwrap_or_default(),
         },
         mfa_owed,
-    })
+    }))
+}
+
+/// Records the session a code bought, for replay revocation.
+pub fn bind_code(tx: &Transaction, code: &str, family_id: &str) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE auth_codes SET family_id = ?2 WHERE hash = ?1")?
+        .execute(params![token_hash(code), family_id])?;
+    Ok(())
+}
+
+/// Deletes a user's unused auth codes (password change, disable).
+pub fn drop_codes(tx: &Connection, user_id: &str) -> Result<(), Error> {
+    tx.prepare_cached("DELETE FROM auth_codes WHERE user_id = ?1 AND used_at IS NULL")?
+        .execute([user_id])?;
+    Ok(())
 }
 
 /// Deletes expired codes and long-dead tokens (the sweeper).

@@ -120,7 +120,7 @@ fn delete(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
 /// lagrello's error envelope.
 pub fn render(e: &Error) -> Response {
     let kind = match e.status() {
-        400 | 405 | 413 | 422 => "BAD_REQUEST",
+        400 | 405 | 408 | 413 | 422 => "BAD_REQUEST",
         401 => "UNAUTHORIZED",
         403 => "FORBIDDEN",
         404 => "NOT_FOUND",

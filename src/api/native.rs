@@ -218,6 +218,7 @@ pub fn render(e: &Error) -> Response {
         403 => "ForbiddenError",
         404 => "NotFoundError",
         405 => "MethodNotAllowedError",
+        408 => "RequestTimeoutError",
         409 => "ConflictError",
         413 => "PayloadTooLargeError",
         422 => "UnprocessableEntityError",

@@ -519,3 +519,113 @@ fn health_metrics_and_jwks_are_served() {
         "{m}"
     );
 }
+
+/// Security review: a token presented twice inside the grace window must
+/// not leave two live chains (a thief's and the owner's).
+#[test]
+fn only_one_chain_survives_the_grace_window() {
+    let s = TestServer::start();
+    let (c, secret) = s.add_client();
+    s.add_user("alice@example.com");
+    let t = s.login_token(&c, &secret, "alice");
+    let body = json!({"refreshToken": t["refreshToken"]});
+    let owner = s.post("/auth/token-refresh", &body).json();
+    let thief = s.post("/auth/token-refresh", &body).json();
+    s.advance(11);
+    let r = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": owner["refreshToken"]}),
+    );
+    assert_eq!(r.status, 401, "the superseded branch is reuse");
+    let r = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": thief["refreshToken"]}),
+    );
+    assert_eq!(r.status, 401, "and the whole family is gone");
+}
+
+#[test]
+fn a_replayed_code_revokes_the_session_it_bought() {
+    let s = TestServer::start();
+    let (c, secret) = s.add_client();
+    s.add_user("alice@example.com");
+    let code = s
+        .post(
+            "/auth/login",
+            &login_body(&c.client_id, &secret, "alice", PASSWORD),
+        )
+        .json()["code"]
+        .clone();
+    let t = s
+        .post(
+            "/auth/token",
+            &json!({"clientId": c.client_id, "code": code}),
+        )
+        .json();
+    let access = t["accessToken"].as_str().unwrap();
+    assert_eq!(s.get_auth("/auth/me", access).status, 200);
+    assert_eq!(
+        s.post(
+            "/auth/token",
+            &json!({"clientId": c.client_id, "code": code})
+        )
+        .status,
+        401
+    );
+    assert_eq!(s.get_auth("/auth/me", access).status, 401);
+    assert_eq!(
+        s.post(
+            "/auth/token-refresh",
+            &json!({"refreshToken": t["refreshToken"]})
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn codes_do_not_outlive_a_disable_or_a_password_change() {
+    let s = TestServer::start();
+    let (c, secret) = s.add_client();
+    let u = s.add_user("alice@example.com");
+    let code = |s: &TestServer, pw: &str| {
+        s.post(
+            "/auth/login",
+            &login_body(&c.client_id, &secret, "alice", pw),
+        )
+        .json()["code"]
+            .clone()
+    };
+    let pending = code(&s, PASSWORD);
+    let t = s.login_token(&c, &secret, "alice");
+    let changed = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        t["accessToken"].as_str().unwrap(),
+        &json!({"oldPassword": PASSWORD, "password": "brand-new-passphrase-7"}),
+    );
+    assert_eq!(changed.status, 200);
+    assert_eq!(
+        s.post(
+            "/auth/token",
+            &json!({"clientId": c.client_id, "code": pending})
+        )
+        .status,
+        401
+    );
+    let pending = code(&s, "brand-new-passphrase-7");
+    s.conn()
+        .execute(
+            "UPDATE users SET status = 'disabled' WHERE id = ?1",
+            [&u.id],
+        )
+        .unwrap();
+    assert_eq!(
+        s.post(
+            "/auth/token",
+            &json!({"clientId": c.client_id, "code": pending})
+        )
+        .status,
+        403
+    );
+}
