@@ -10,7 +10,7 @@ python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]>=2.8" 
 python3 -c "import jwt, cryptography; print('PyJWT', jwt.__version__)"
 
 cargo build --quiet
-bin=target/debug/hallpass
+bin="${CARGO_TARGET_DIR:-target}/debug/hallpass"
 work=$(mktemp -d)
 pids=()
 cleanup() {
