@@ -98,6 +98,9 @@ CREATE TABLE refresh_tokens (
     grace_used  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+-- The live (unused) tokens of a family: rotation retires them, so this
+-- stays tiny however long the family's history grows.
+CREATE INDEX refresh_tokens_live ON refresh_tokens (family_id) WHERE used_at IS NULL;
 CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at);
 
 CREATE TABLE auth_codes (

@@ -70,9 +70,10 @@ impl Request {
         if rq.body_length().is_some_and(|n| n > MAX_BODY) {
             return Err(Error::PayloadTooLarge);
         }
-        // A client that trickles its body must not hold a worker: each read
-        // is bounded by the socket timeout set on the listener, the whole
-        // body by BODY_DEADLINE.
+        // A client that trickles its body must not hold a worker for long:
+        // the whole body is bounded by BODY_DEADLINE. (A client that stops
+        // sending altogether still blocks one read: tiny_http gives us no
+        // socket to time out; a buffering reverse proxy removes that risk.)
         let deadline = std::time::Instant::now() + BODY_DEADLINE;
         let mut body = Vec::new();
         let mut chunk = [0u8; 8192];

@@ -160,15 +160,10 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     socket.set_tcp_nodelay(true).map_err(fail)?;
-    // Also inherited: no read or write on a client socket blocks for more
-    // than 5 s (a slow client cannot pin a worker; idle keep-alive
-    // connections close after 5 s).
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(fail)?;
-    socket
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .map_err(fail)?;
+    // No SO_RCVTIMEO here, though accepted sockets would inherit it: on the
+    // listener it also times out accept(), and tiny_http's accept loop stops
+    // for good on the first accept error. Slow bodies are bounded by the
+    // body deadline in http.rs instead.
     socket.bind(&SockAddr::from(sa)).map_err(fail)?;
     socket.listen(1024).map_err(fail)?;
     Ok(socket.into())
