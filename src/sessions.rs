@@ -155,10 +155,8 @@ pub fn rotate(
         return Err(Error::TokenExpired);
     }
     match used_at {
-        None => {
-            tx.prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1")?
-                .execute(params![hash, now])?;
-        }
+        // Marked used below, with the family's other unused tokens.
+        None => {}
         Some(used) if now - used <= GRACE && !grace_used => {
             tx.prepare_cached("UPDATE refresh_tokens SET grace_used = 1 WHERE hash = ?1")?
                 .execute([&hash])?;
@@ -168,9 +166,10 @@ pub fn rotate(
             return Ok(Rotation::ReuseDetected { family_id, user_id });
         }
     }
-    // Only one chain may live on: any other unused token of the family (the
-    // child of an earlier presentation inside the grace window) is marked
-    // used now, so whichever branch comes back after the window is reuse.
+    // The presented token is used now, and so is any other unused token of
+    // the family (the child of an earlier presentation inside the grace
+    // window): only one chain lives on, and whichever branch comes back
+    // after the window is reuse.
     tx.prepare_cached(
         "UPDATE refresh_tokens SET used_at = ?2 WHERE family_id = ?1 AND used_at IS NULL",
     )?
