@@ -696,6 +696,35 @@ mod tests {
         );
     }
 
+    /// RFC 7515 appendix A.1: the HS256 example JWS verifies with its key,
+    /// and fails with one byte of the payload changed.
+    #[test]
+    fn hs256_matches_rfc_7515_appendix_a1() {
+        let k = b64url_decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow").unwrap();
+        let key = Key::from_secret("rfc", Alg::Hs256, &k).unwrap();
+        let msg = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = b64url_decode("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        assert!(key.verify(msg.as_bytes(), &sig));
+        assert_eq!(key.sign(msg.as_bytes()).unwrap(), sig);
+        let tampered = msg.replace("eyJpc3Mi", "eyJpc3Ni");
+        assert!(!key.verify(tampered.as_bytes(), &sig));
+    }
+
+    /// RFC 7515 appendix A.3: the ES256 example verifies with ring's
+    /// fixed-length (r || s) P-256 verifier, the encoding our tokens use.
+    #[test]
+    fn es256_signature_encoding_matches_rfc_7515_appendix_a3() {
+        let x = b64url_decode("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU").unwrap();
+        let y = b64url_decode("x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0").unwrap();
+        let mut point = vec![4u8];
+        point.extend(x);
+        point.extend(y);
+        let msg = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = b64url_decode("DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q").unwrap();
+        let key = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point);
+        assert!(key.verify(msg.as_bytes(), &sig).is_ok());
+    }
+
     /// RFC 7638 section 3.1's example key and thumbprint.
     #[test]
     fn thumbprints_match_rfc_7638() {
