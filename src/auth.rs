@@ -87,8 +87,8 @@ pub fn check_password(
         let against = stored.as_deref().unwrap_or(&cx.app.dummy_hash);
         password::verify(password, against) && stored.is_some()
     };
+    let actor = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
-        let actor = accounts::find_user_by_login(&cx.conn, login)?.map(|u| u.id);
         cx.write(|tx| {
             audit::record(
                 tx,
