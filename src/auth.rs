@@ -129,7 +129,7 @@ pub fn check_password(
     Ok(user)
 }
 
-fn failed<'a>(
+pub(crate) fn failed<'a>(
     actor: Option<&'a str>,
     method: &'a str,
     outcome: &'a str,
@@ -156,7 +156,7 @@ pub fn grant_for(user: &User, client: Option<&Client>, amr: &[&str]) -> Grant {
     }
 }
 
-fn sign_in_entry<'a>(
+pub(crate) fn sign_in_entry<'a>(
     tx: &Connection,
     grant: &'a Grant,
     method: &'a str,
@@ -178,7 +178,8 @@ fn sign_in_entry<'a>(
 }
 
 /// Issues an auth code for a signed-in user (native /auth/login), logging
-/// the sign-in in the same transaction.
+/// the sign-in in the same transaction. A code with a second factor owed
+/// is not a sign-in yet: it is logged when /auth/verify-otp settles it.
 pub fn issue_code(
     cx: &mut Ctx,
     client: &Client,
@@ -189,9 +190,11 @@ pub fn issue_code(
 ) -> Result<String, Error> {
     let now = cx.now();
     let code = cx.write(|tx| {
-        let entry = sign_in_entry(tx, grant, method, peer, now)?;
-        audit::record(tx, &entry, now)?;
-        accounts::touch_login(tx, &grant.user_id, now)?;
+        if !mfa_owed {
+            let entry = sign_in_entry(tx, grant, method, peer, now)?;
+            audit::record(tx, &entry, now)?;
+            accounts::touch_login(tx, &grant.user_id, now)?;
+        }
         sessions::issue_code(
             tx,
             grant,
@@ -201,7 +204,11 @@ pub fn issue_code(
             now,
         )
     })?;
-    cx.app.metrics.login("success");
+    cx.app.metrics.login(if mfa_owed {
+        "second_factor_owed"
+    } else {
+        "success"
+    });
     Ok(code)
 }
 
@@ -221,7 +228,7 @@ pub fn issue_tokens(
         let entry = sign_in_entry(tx, grant, method, peer, now)?;
         audit::record(tx, &entry, now)?;
         accounts::touch_login(tx, &grant.user_id, now)?;
-        let issued = sessions::start_family(tx, grant, refresh_ttl, now)?;
+        let issued = sessions::start_family(tx, grant, false, refresh_ttl, now)?;
         Ok((issued, subject(tx, grant)?))
     })?;
     cx.app.metrics.login("success");
@@ -251,7 +258,7 @@ pub fn exchange_code(
         if !subject.user.is_active() {
             return Err(Error::UserInactive);
         }
-        let issued = sessions::start_family(tx, &cg.grant, client.refresh_ttl, now)?;
+        let issued = sessions::start_family(tx, &cg.grant, false, client.refresh_ttl, now)?;
         sessions::bind_code(tx, code, &issued.family_id)?;
         Ok(Some((cg, issued, subject)))
     })?;
@@ -317,13 +324,13 @@ pub fn refresh(
 
 /// What an access token says about its holder, read in the transaction
 /// that issued the session (no extra read transaction on the hot path).
-struct Subject {
+pub(crate) struct Subject {
     user: User,
     membership: Option<accounts::Membership>,
     client: Option<Client>,
 }
 
-fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
+pub(crate) fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
     let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
     let membership = match &grant.tenant_id {
         // A session in a tenant the user has left ends at its next refresh.
@@ -342,7 +349,7 @@ fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
 }
 
 /// Signs an access token for a session (outside the writer lock).
-fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Result<Tokens, Error> {
+pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Result<Tokens, Error> {
     let now = cx.now();
     let Subject {
         user,

@@ -45,6 +45,25 @@ pub fn uuid_v4() -> Result<String, Error> {
     ))
 }
 
+/// `len` characters drawn uniformly from `alphabet` (rejection sampling:
+/// bytes at or above the largest multiple of its size are skipped).
+pub fn random_from(alphabet: &[u8], len: usize) -> Result<String, Error> {
+    let n = alphabet.len();
+    if n == 0 || n > 256 {
+        return Err(Error::Internal("bad alphabet".into()));
+    }
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in random_bytes(32)? {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % n] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = digest::digest(&digest::SHA256, data);

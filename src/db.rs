@@ -21,7 +21,11 @@ use crate::error::Error;
 pub const SCHEMA: &str = include_str!("../schema.sql");
 
 /// Migrations from version N to N+1 live at index N-1. Append only.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // 1 -> 2: the second factor (TOTP, recovery codes), one-time codes and
+    // the mail outbox.
+    include_str!("migrations/002_second_factor.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i64 = 1 + MIGRATIONS.len() as i64;
@@ -190,6 +194,73 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, LATEST + 1);
+    }
+
+    /// The columns and indexes of every table, to compare two schemas.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut st = conn
+            .prepare("SELECT type, name, tbl_name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap();
+        let rows: Vec<(String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        for (kind, name, table) in rows {
+            out.push(format!("{kind} {name} on {table}"));
+            if kind == "table" {
+                let mut cols = conn
+                    .prepare(
+                        "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)",
+                    )
+                    .unwrap();
+                let c: Vec<String> = cols
+                    .query_map([&name], |r| {
+                        Ok(format!(
+                            "  {} {} {} {:?} {}",
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, i64>(4)?
+                        ))
+                    })
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                out.extend(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_version_1_database_migrates_to_the_same_shape_as_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let conn = open(&old).unwrap();
+            conn.execute_batch(include_str!("../tests/fixtures/schema-v1.sql"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES ('t', 'kept', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let migrated = open_and_migrate(&old).unwrap();
+        let fresh = open_and_migrate(&dir.path().join("new.db")).unwrap();
+        assert_eq!(shape(&migrated), shape(&fresh));
+        let v: i64 = migrated
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST);
+        let kept: String = migrated
+            .query_row("SELECT name FROM tenants WHERE id = 't'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "kept");
     }
 
     #[test]

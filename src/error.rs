@@ -32,6 +32,8 @@ pub enum Error {
     UserInactive,
     /// A second factor is owed before this sign-in can complete.
     MfaRequired,
+    /// A wrong, used or expired one-time code (TOTP, recovery, emailed).
+    OtpInvalid,
     /// Authenticated, but not allowed to do this.
     Forbidden(String),
     /// The thing named does not exist (only said to callers entitled to know).
@@ -79,7 +81,8 @@ impl Error {
             | Error::TokenRevoked
             | Error::Unauthenticated
             | Error::IncorrectPassword
-            | Error::MfaRequired => 401,
+            | Error::MfaRequired
+            | Error::OtpInvalid => 401,
             Error::UserInactive | Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::RouteNotFound => 404,
             Error::MethodNotAllowed(_) => 405,
@@ -105,6 +108,7 @@ impl Error {
             Error::IncorrectPassword => "incorrect_password",
             Error::UserInactive => "user_inactive",
             Error::MfaRequired => "mfa_required",
+            Error::OtpInvalid => "otp_invalid",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::RouteNotFound => "route_not_found",
@@ -159,7 +163,8 @@ impl fmt::Display for Error {
             Error::Unauthenticated => f.write_str("Authorization header is missing or malformed"),
             Error::IncorrectPassword => f.write_str("Incorrect Password"),
             Error::UserInactive => f.write_str("UserInactive"),
-            Error::MfaRequired => f.write_str("A second factor is required"),
+            Error::MfaRequired => f.write_str("User Verification Failed"),
+            Error::OtpInvalid => f.write_str("Otp Invalid"),
             Error::Forbidden(m) => write!(f, "forbidden: {m}"),
             Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),

@@ -42,23 +42,28 @@ pub struct Issued {
     pub expires_at: i64,
 }
 
-/// Starts a family and issues its first refresh token.
+/// Starts a family and issues its first refresh token. A family started
+/// with `mfa_pending` is a limited session: its access tokens are refused
+/// and its refresh token is good only for `complete_second_factor`.
 pub fn start_family(
     tx: &Transaction,
     grant: &Grant,
+    mfa_pending: bool,
     refresh_ttl: i64,
     now: i64,
 ) -> Result<Issued, Error> {
     let family_id = uuid_v4()?;
     tx.prepare_cached(
-        "INSERT INTO token_families (id, user_id, client_id, amr, aal, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO token_families (id, user_id, client_id, amr, aal, mfa_pending, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         family_id,
         grant.user_id,
         grant.client_id,
         serde_json::to_string(&grant.amr)?,
-        if grant.amr.len() > 1 { 2 } else { 1 },
+        aal(&grant.amr),
+        mfa_pending,
         now
     ])?;
     insert_token(
@@ -69,6 +74,15 @@ pub fn start_family(
         refresh_ttl,
         now,
     )
+}
+
+/// The assurance level of a set of methods: 2 with a second factor.
+fn aal(amr: &[String]) -> i64 {
+    if amr.len() > 1 {
+        2
+    } else {
+        1
+    }
 }
 
 fn insert_token(
@@ -116,7 +130,7 @@ pub fn rotate(
     let row = tx
         .prepare_cached(
             "SELECT t.family_id, t.tenant_id, t.expires_at, t.used_at, t.grace_used,
-                    f.user_id, f.client_id, f.amr, f.revoked_at
+                    f.user_id, f.client_id, f.amr, f.revoked_at, f.mfa_pending
                FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
               WHERE t.hash = ?1",
         )?
@@ -131,6 +145,7 @@ pub fn rotate(
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, String>(7)?,
                 r.get::<_, Option<i64>>(8)?,
+                r.get::<_, bool>(9)?,
             ))
         })
         .optional()?;
@@ -144,12 +159,16 @@ pub fn rotate(
         client_id,
         amr,
         revoked_at,
+        mfa_pending,
     )) = row
     else {
         return Err(Error::TokenInvalid);
     };
     if revoked_at.is_some() {
         return Err(Error::TokenRevoked);
+    }
+    if mfa_pending {
+        return Err(Error::MfaRequired);
     }
     if expires_at <= now {
         return Err(Error::TokenExpired);
@@ -199,6 +218,75 @@ pub fn peek(conn: &Connection, token: &str) -> Result<Option<(String, String)>, 
         .optional()?)
 }
 
+/// A limited session (second factor owed) found by its refresh token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limited {
+    pub family_id: String,
+    pub user_id: String,
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub amr: Vec<String>,
+}
+
+/// The limited session whose live refresh token is `token`; None when the
+/// token is unknown, used, expired, revoked or not of a limited session.
+pub fn limited_session(conn: &Connection, token: &str, now: i64) -> Result<Option<Limited>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT f.id, f.user_id, f.client_id, t.tenant_id, f.amr
+               FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+              WHERE t.hash = ?1 AND t.used_at IS NULL AND t.expires_at > ?2
+                AND f.revoked_at IS NULL AND f.mfa_pending = 1",
+        )?
+        .query_row(params![token_hash(token), now], |r| {
+            let amr: String = r.get(4)?;
+            Ok(Limited {
+                family_id: r.get(0)?,
+                user_id: r.get(1)?,
+                client_id: r.get(2)?,
+                tenant_id: r.get(3)?,
+                amr: serde_json::from_str(&amr).unwrap_or_default(),
+            })
+        })
+        .optional()?)
+}
+
+/// Makes a limited session a full one now that the second factor was
+/// given: its refresh token is used up, the session records `amr`, and a
+/// new refresh token with the full lifetime is issued. None when the token
+/// was used meanwhile (a race lost).
+pub fn promote(
+    tx: &Transaction,
+    token: &str,
+    limited: &Limited,
+    amr: &[String],
+    refresh_ttl: i64,
+    now: i64,
+) -> Result<Option<Issued>, Error> {
+    let hash = token_hash(token);
+    let used = tx
+        .prepare_cached(
+            "UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
+        )?
+        .execute(params![hash, now])?;
+    if used != 1 {
+        return Ok(None);
+    }
+    tx.prepare_cached(
+        "UPDATE token_families SET mfa_pending = 0, amr = ?2, aal = ?3 WHERE id = ?1 AND mfa_pending = 1",
+    )?
+    .execute(params![limited.family_id, serde_json::to_string(amr)?, aal(amr)])?;
+    insert_token(
+        tx,
+        &limited.family_id,
+        Some(&hash),
+        limited.tenant_id.as_deref(),
+        refresh_ttl,
+        now,
+    )
+    .map(Some)
+}
+
 /// Revokes one family (idempotent).
 pub fn revoke_family(
     tx: &Connection,
@@ -229,7 +317,7 @@ pub fn revoke_user_families(
 }
 
 /// The user of a bearer token, read together with whether its session is
-/// still live: one statement, so one read transaction (the hot path of
+/// live (not revoked, no second factor owed): one statement, so one read transaction (the hot path of
 /// every authenticated request).
 pub fn session_user(
     conn: &Connection,
@@ -239,7 +327,7 @@ pub fn session_user(
     let sql = concat!(
         "SELECT ",
         user_cols!(),
-        ", (SELECT revoked_at IS NULL FROM token_families WHERE id = ?2 AND user_id = ?1)
+        ", (SELECT revoked_at IS NULL AND mfa_pending = 0 FROM token_families WHERE id = ?2 AND user_id = ?1)
            FROM users WHERE id = ?1 AND deleted_at IS NULL"
     );
     Ok(conn
@@ -271,7 +359,8 @@ pub fn has_live_session(
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeGrant {
     pub grant: Grant,
-    /// A second factor is still owed (TOTP users; the TOTP issue).
+    /// A second factor is still owed: /auth/token refuses the code until
+    /// /auth/verify-otp swaps it for one without the debt.
     pub mfa_owed: bool,
 }
 
@@ -366,6 +455,51 @@ pub fn redeem_code(
         },
         mfa_owed,
     }))
+}
+
+/// A live (unused, unexpired) auth code of `client_id`, without using it:
+/// its user and whether a second factor is owed.
+pub fn peek_code(
+    conn: &Connection,
+    code: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<Option<CodeGrant>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT user_id, tenant_id, amr, mfa_owed FROM auth_codes
+              WHERE hash = ?1 AND client_id = ?2 AND used_at IS NULL AND expires_at > ?3",
+        )?
+        .query_row(params![token_hash(code), client_id, now], |r| {
+            let amr: String = r.get(2)?;
+            Ok(CodeGrant {
+                grant: Grant {
+                    user_id: r.get(0)?,
+                    client_id: Some(client_id.to_string()),
+                    tenant_id: r.get(1)?,
+                    amr: serde_json::from_str(&amr).unwrap_or_default(),
+                },
+                mfa_owed: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A live auth code of whichever client, without using it (verify-otp,
+/// where clientId is optional).
+pub fn peek_code_any_client(
+    conn: &Connection,
+    code: &str,
+    now: i64,
+) -> Result<Option<CodeGrant>, Error> {
+    let client: Option<String> = conn
+        .prepare_cached("SELECT client_id FROM auth_codes WHERE hash = ?1")?
+        .query_row([token_hash(code)], |r| r.get(0))
+        .optional()?;
+    match client {
+        Some(c) => peek_code(conn, code, &c, now),
+        None => Ok(None),
+    }
 }
 
 /// Records the session a code bought, for replay revocation.

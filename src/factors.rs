@@ -1,0 +1,538 @@
+//! Second-factor sign-in flows shared by every dialect: checking a TOTP or
+//! recovery code under the brute-force limits, the two-step sign-ins
+//! (native owed codes, yat limited sessions, the mfa dialect's X-MFA-Token),
+//! enrollment and removal, recovery and the emailed MFA reset.
+//!
+//! Rules that hold for every caller:
+//! * A user whose factor is on never gets a full session without a TOTP or
+//!   recovery code (or, for the mfa reset, both emailed codes) in the same
+//!   sign-in; the password step alone yields an owed code, a limited
+//!   session or an X-MFA-Token, none of which /auth/me accepts.
+//! * Every factor check counts against the account's soft lock before the
+//!   code is compared, in the same transaction, exactly as passwords do;
+//!   a refusal writes a FAILED row, a success clears the count.
+//! * A TOTP step is accepted once per user; recovery codes are single use.
+
+use crate::accounts::{self, User};
+use crate::app::Ctx;
+use crate::audit;
+use crate::auth::{failed, mint, sign_in_entry, subject, Peer, Tokens};
+use crate::codes;
+use crate::crypto::uuid_v4;
+use crate::error::Error;
+use crate::limits::{self, Family};
+use crate::mail;
+use crate::sessions::{self, Grant, Redemption};
+use crate::totp::{self, Enrollment, RecoveryUse, State};
+
+/// How long an X-MFA-Token lives, in seconds.
+pub const MFA_TOKEN_TTL: i64 = 1800;
+/// Wrong codes an X-MFA-Token or a reset survives.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// The limited session of a yat sign-in that owes a second factor.
+pub const LIMITED_TTL: i64 = 600;
+/// How long a recovery code used at /recover stays good for disabling.
+pub const RECOVER_KEEP: i64 = 600;
+/// MFA reset codes: length and lifetime.
+pub const RESET_CODE_LEN: usize = 5;
+pub const RESET_TTL: i64 = 86_400;
+
+/// A second factor as presented.
+#[derive(Debug, Clone, Copy)]
+pub enum Factor<'a> {
+    Totp(&'a str),
+    Recovery(&'a str, RecoveryUse),
+}
+
+impl Factor<'_> {
+    /// The RFC 8176 method reference the factor adds to a session.
+    pub fn amr(&self) -> &'static str {
+        match self {
+            Factor::Totp(_) => "otp",
+            Factor::Recovery(..) => "recovery",
+        }
+    }
+
+    fn method(&self) -> &'static str {
+        match self {
+            Factor::Totp(_) => "totp",
+            Factor::Recovery(..) => "recovery_code",
+        }
+    }
+}
+
+/// Reads `code` as a TOTP code (six digits) or a recovery code; anything
+/// else is a 422 naming `field`.
+pub fn parse_factor<'a>(
+    field: &str,
+    code: &'a str,
+    recovery: RecoveryUse,
+) -> Result<Factor<'a>, Error> {
+    if totp::check_code_format(field, code).is_ok() {
+        Ok(Factor::Totp(code))
+    } else if totp::normalize_recovery(code).is_some() {
+        Ok(Factor::Recovery(code, recovery))
+    } else {
+        Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} must be a 6-digit code or a recovery code"),
+        ))
+    }
+}
+
+/// Where the user's second factor stands.
+pub fn state(cx: &Ctx, user_id: &str) -> Result<State, Error> {
+    totp::state(&cx.conn, user_id, cx.now())
+}
+
+/// True when sign-in needs a second factor from this user.
+pub fn required(cx: &Ctx, user: &User) -> Result<bool, Error> {
+    Ok(state(cx, &user.id)? == State::On)
+}
+
+/// Checks a second factor of `user` under the account's soft lock. With
+/// `pending_ok`, a TOTP code may confirm a pending enrollment. Returns the
+/// amr entry on success; OtpInvalid (or 429 while locked) otherwise.
+pub fn check(
+    cx: &mut Ctx,
+    user: &User,
+    factor: Factor,
+    pending_ok: bool,
+    peer: &Peer,
+) -> Result<&'static str, Error> {
+    let now = cx.now();
+    let lock = limits::lock_key(Some(&user.id), "");
+    let free = cx.app.config.limits.free_failures;
+    let master = cx.app.master.clone();
+    let outcome = cx.write(|tx| {
+        if let Err(e) = limits::check_lock(tx, &lock, now) {
+            return Ok(Err(e));
+        }
+        let ok = match factor {
+            Factor::Totp(code) => totp::verify(tx, &master, &user.id, code, pending_ok, now)?,
+            Factor::Recovery(code, how) => {
+                totp::redeem_recovery(tx, &master, &user.id, code, how, now)?
+            }
+        };
+        if ok {
+            limits::clear(tx, &lock)?;
+            Ok(Ok(()))
+        } else {
+            limits::record_failure(tx, &lock, free, now)?;
+            audit::record(
+                tx,
+                &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
+                now,
+            )?;
+            Ok(Err(Error::OtpInvalid))
+        }
+    })?;
+    if let Err(e) = outcome {
+        cx.app.metrics.login(match e {
+            Error::RateLimited { .. } => "locked",
+            _ => "otp_invalid",
+        });
+        return Err(e);
+    }
+    if let Factor::Recovery(..) = factor {
+        let left = totp::recovery_left(&cx.conn, &user.id)?;
+        eprintln!(
+            "security: recovery code used by user {} ({left} left)",
+            user.id
+        );
+    }
+    Ok(factor.amr())
+}
+
+/// A refusal where there is no factor to check (unknown user, no factor,
+/// a wrong login code): counted against the name's or account's soft lock
+/// and logged like a wrong code, so it answers and costs the same.
+fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &Peer) -> Error {
+    let now = cx.now();
+    let lock = limits::lock_key(user.map(|u| u.id.as_str()), login);
+    let free = cx.app.config.limits.free_failures;
+    let actor = user.map(|u| u.id.clone());
+    let written = cx.write(|tx| {
+        limits::check_lock(tx, &lock, now)?;
+        limits::record_failure(tx, &lock, free, now)?;
+        audit::record(
+            tx,
+            &failed(actor.as_deref(), method, "otp_invalid", peer),
+            now,
+        )
+    });
+    cx.app.metrics.login("otp_invalid");
+    match written {
+        Err(e) => e,
+        Ok(()) => Error::OtpInvalid,
+    }
+}
+
+fn with_amr(base: &[String], extra: &str) -> Vec<String> {
+    let mut amr = base.to_vec();
+    if !amr.iter().any(|a| a == extra) {
+        amr.push(extra.to_string());
+    }
+    amr
+}
+
+/// The issuer name authenticator apps show: the host of the JWT issuer
+/// when it is a URL, else the issuer itself.
+pub fn issuer_name(cx: &Ctx) -> String {
+    let iss = cx.app.issuer.as_str();
+    let rest = iss.split_once("://").map(|(_, r)| r).unwrap_or(iss);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// Starts (or restarts) a pending TOTP enrollment; `recovery` draws the
+/// recovery codes its confirmation will activate.
+pub fn enroll(cx: &mut Ctx, user: &User, recovery: bool) -> Result<Enrollment, Error> {
+    let now = cx.now();
+    let issuer = issuer_name(cx);
+    let master = cx.app.master.clone();
+    cx.write(|tx| {
+        totp::enroll(
+            tx,
+            &master,
+            &user.id,
+            &issuer,
+            user.display_name(),
+            recovery,
+            now,
+        )
+    })
+}
+
+/// Turns the user's factor off (and drops their recovery codes and owed
+/// codes). Returns what it was.
+pub fn remove(cx: &mut Ctx, user: &User, why: &str) -> Result<State, Error> {
+    let now = cx.now();
+    let before = cx.write(|tx| totp::remove(tx, &user.id, now))?;
+    if before == State::On {
+        eprintln!(
+            "security: two-factor authentication of user {} turned off ({why})",
+            user.id
+        );
+    }
+    Ok(before)
+}
+
+// --- native: owed login codes -------------------------------------------
+
+/// The user of a live login code of `client_id` (check-qr-code and
+/// create-qr-code name the user by it).
+pub fn code_user(cx: &Ctx, code: &str, client_id: &str) -> Result<User, Error> {
+    let cg = sessions::peek_code(&cx.conn, code, client_id, cx.now())?.ok_or(Error::CodeExpired)?;
+    accounts::get_user(&cx.conn, &cg.grant.user_id)?.ok_or(Error::CodeExpired)
+}
+
+/// native /auth/verify-otp for a user with a TOTP factor: `code` must be
+/// their live login code (of `client_id` when given); with a right TOTP
+/// code (which confirms a pending factor) it is swapped for a fresh code
+/// without the second-factor debt. A name and a TOTP code alone never sign
+/// in: every refusal is the same OtpInvalid.
+pub fn verify_login_code(
+    cx: &mut Ctx,
+    login: &str,
+    otp: &str,
+    code: Option<&str>,
+    client_id: Option<&str>,
+    peer: &Peer,
+) -> Result<String, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    limits::check_lock(&cx.conn, &lock, now)?;
+    let Some(user) = user else {
+        return Err(refuse(cx, None, login, "totp", peer));
+    };
+    // Emailed one-time codes (users without TOTP) arrive with the mail
+    // capability; until then such a user has nothing to verify here.
+    if state(cx, &user.id)? == State::Off {
+        return Err(refuse(cx, Some(&user), login, "totp", peer));
+    }
+    let found = match code {
+        Some(c) => {
+            let hit = match client_id {
+                Some(client) => sessions::peek_code(&cx.conn, c, client, now)?,
+                None => sessions::peek_code_any_client(&cx.conn, c, now)?,
+            };
+            hit.filter(|cg| cg.grant.user_id == user.id)
+        }
+        None => None,
+    };
+    let Some(cg) = found else {
+        return Err(refuse(cx, Some(&user), login, "totp", peer));
+    };
+    let client_id = cg.grant.client_id.clone().ok_or(Error::CodeExpired)?;
+    totp::check_code_format("otp", otp)?;
+    let amr = check(cx, &user, Factor::Totp(otp), true, peer)?;
+    let client = accounts::get_client(&cx.conn, &client_id)?.ok_or(Error::ClientInvalid)?;
+    let code = code.unwrap_or_default();
+    let fresh = cx.write(|tx| {
+        let Redemption::Valid(cg) = sessions::redeem_code(tx, code, &client_id, now)? else {
+            return Ok(None);
+        };
+        let grant = Grant {
+            amr: with_amr(&cg.grant.amr, amr),
+            ..cg.grant
+        };
+        let entry = sign_in_entry(tx, &grant, "password", peer, now)?;
+        audit::record(tx, &entry, now)?;
+        accounts::touch_login(tx, &grant.user_id, now)?;
+        sessions::issue_code(tx, &grant, &client_id, false, client.auth_code_ttl, now).map(Some)
+    })?;
+    cx.app.metrics.login("success");
+    fresh.ok_or(Error::CodeExpired)
+}
+
+// --- yat: limited sessions ------------------------------------------------
+
+/// Starts a limited session for a password sign-in that owes a second
+/// factor: tokens whose access token nothing accepts and whose refresh
+/// token is good only at `complete_limited`, for `LIMITED_TTL`.
+pub fn start_limited(cx: &mut Ctx, grant: &Grant) -> Result<Tokens, Error> {
+    let now = cx.now();
+    let (issued, subject) = cx.write(|tx| {
+        let issued = sessions::start_family(tx, grant, true, LIMITED_TTL, now)?;
+        Ok((issued, subject(tx, grant)?))
+    })?;
+    cx.app.metrics.login("second_factor_owed");
+    mint(cx, subject, grant, &issued)
+}
+
+/// yat /auth/2fa: a limited session's refresh token and a TOTP or recovery
+/// code give a full session (the same family, now with the factor in amr).
+pub fn complete_limited(
+    cx: &mut Ctx,
+    refresh_token: &str,
+    code: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let factor = parse_factor("code", code, RecoveryUse::SignIn)?;
+    let limited =
+        sessions::limited_session(&cx.conn, refresh_token, now)?.ok_or(Error::TokenInvalid)?;
+    let user = accounts::get_user(&cx.conn, &limited.user_id)?.ok_or(Error::TokenInvalid)?;
+    let amr = check(cx, &user, factor, false, peer)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    let full = with_amr(&limited.amr, amr);
+    let ttl = limited
+        .client_id
+        .as_deref()
+        .and_then(|c| accounts::get_client(&cx.conn, c).ok().flatten())
+        .map(|c| c.refresh_ttl)
+        .unwrap_or(cx.app.config.refresh_ttl);
+    let grant = Grant {
+        user_id: limited.user_id.clone(),
+        client_id: limited.client_id.clone(),
+        tenant_id: limited.tenant_id.clone(),
+        amr: full.clone(),
+    };
+    let out = cx.write(|tx| {
+        let Some(issued) = sessions::promote(tx, refresh_token, &limited, &full, ttl, now)? else {
+            return Ok(None);
+        };
+        let entry = sign_in_entry(tx, &grant, "password", peer, now)?;
+        audit::record(tx, &entry, now)?;
+        accounts::touch_login(tx, &grant.user_id, now)?;
+        Ok(Some((issued, subject(tx, &grant)?)))
+    })?;
+    let (issued, subject) = out.ok_or(Error::TokenInvalid)?;
+    cx.app.metrics.login("success");
+    mint(cx, subject, &grant, &issued)
+}
+
+// --- mfa: X-MFA-Token, recovery, reset ------------------------------------
+
+/// The X-MFA-Token for a password sign-in that owes a second factor.
+pub fn start_mfa_token(cx: &mut Ctx, user: &User) -> Result<String, Error> {
+    let now = cx.now();
+    let token = uuid_v4()?;
+    cx.write(|tx| codes::issue_token(tx, codes::MFA_LOGIN, &user.id, &token, MFA_TOKEN_TTL, now))?;
+    cx.app.metrics.login("second_factor_owed");
+    Ok(token)
+}
+
+/// Issues a full session after a completed second factor.
+fn sign_in(
+    cx: &mut Ctx,
+    user: &User,
+    amr: &[&str],
+    method: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    let grant = crate::auth::grant_for(user, None, amr);
+    crate::auth::issue_tokens(cx, None, &grant, method, peer)
+}
+
+/// mfa /api/user/mfa/auth: the X-MFA-Token and a TOTP code. The token
+/// survives `MAX_ATTEMPTS` wrong codes, and is used up by the right one.
+pub fn finish_mfa_token(
+    cx: &mut Ctx,
+    token: &str,
+    code: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let found = codes::find_token(&cx.conn, codes::MFA_LOGIN, token, now)?
+        .filter(|f| f.attempts < MAX_ATTEMPTS)
+        .ok_or(Error::TokenInvalid)?;
+    totp::check_code_format("code", code)?;
+    let user = accounts::get_user(&cx.conn, &found.user_id)?.ok_or(Error::TokenInvalid)?;
+    if let Err(e) = check(cx, &user, Factor::Totp(code), false, peer) {
+        if e == Error::OtpInvalid {
+            cx.write(|tx| codes::fail(tx, &found.hash))?;
+        }
+        return Err(e);
+    }
+    if !cx.write(|tx| codes::consume(tx, &found.hash, now))? {
+        return Err(Error::TokenInvalid);
+    }
+    sign_in(cx, &user, &["pwd", "otp"], "password", peer)
+}
+
+/// mfa /api/user/mfa/recover: a name and a recovery code sign in; the code
+/// stays good for disabling MFA until the returned time (unix seconds).
+pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(Tokens, i64), Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    limits::check_lock(&cx.conn, &lock, now)?;
+    let on = match &user {
+        Some(u) => state(cx, &u.id)? == State::On,
+        None => false,
+    };
+    let user = match user {
+        Some(u) if on => u,
+        other => return Err(refuse(cx, other.as_ref(), login, "recovery_code", peer)),
+    };
+    let factor = Factor::Recovery(code, RecoveryUse::SignInKeep { keep: RECOVER_KEEP });
+    check(cx, &user, factor, false, peer)?;
+    let tokens = sign_in(cx, &user, &["recovery"], "recovery_code", peer)?;
+    Ok((tokens, now + RECOVER_KEEP))
+}
+
+/// mfa /api/user/mfa/reset: mails one code to the main address and one to
+/// the recovery address of a user whose MFA is on. Says nothing about
+/// whether the name is known.
+pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let Some(user) = accounts::find_user_by_login(&cx.conn, login)? else {
+        return Ok(());
+    };
+    let (Some(main), Some(recovery)) = (user.email.clone(), user.recovery_email.clone()) else {
+        return Ok(());
+    };
+    if state(cx, &user.id)? != State::On {
+        return Ok(());
+    }
+    let master = cx.app.master.clone();
+    cx.write(|tx| {
+        let a = codes::issue_code(tx, &master, codes::MFA_RESET_MAIN, &user.id, RESET_CODE_LEN, RESET_TTL, now)?;
+        let b = codes::issue_code(tx, &master, codes::MFA_RESET_RECOVERY, &user.id, RESET_CODE_LEN, RESET_TTL, now)?;
+        mail::enqueue(
+            tx,
+            &mail::Message {
+                kind: "mfa_reset",
+                to: &main,
+                subject: "Your two-factor reset code (1 of 2)",
+                body: &format!(
+                    "Someone asked to turn off two-factor authentication for your account.\n\n\
+                     Code 1 of 2: {a}\nUser id: {}\n\n\
+                     The second code went to your recovery address. Both are needed, within 24 hours.\n\
+                     If this was not you, ignore this message.\n",
+                    user.id
+                ),
+            },
+            now,
+        )?;
+        mail::enqueue(
+            tx,
+            &mail::Message {
+                kind: "mfa_reset",
+                to: &recovery,
+                subject: "Your two-factor reset code (2 of 2)",
+                body: &format!(
+                    "Someone asked to turn off two-factor authentication for the account {main}.\n\n\
+                     Code 2 of 2: {b}\n\n\
+                     The first code went to the account's main address. Both are needed, within 24 hours.\n\
+                     If this was not you, ignore this message.\n"
+                ),
+            },
+            now,
+        )?;
+        Ok(())
+    })
+}
+
+/// mfa PUT /api/user/mfa/reset/{user-id}: both emailed codes turn MFA off
+/// and sign in. Together they survive `MAX_ATTEMPTS` wrong tries.
+pub fn finish_reset(
+    cx: &mut Ctx,
+    user_id: &str,
+    main_code: &str,
+    recovery_code: &str,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let Some(user) = accounts::get_user(&cx.conn, user_id)? else {
+        return Err(refuse(cx, None, user_id, "mfa_reset", peer));
+    };
+    let lock = limits::lock_key(Some(&user.id), "");
+    limits::check_lock(&cx.conn, &lock, now)?;
+    let master = cx.app.master.clone();
+    let a = codes::find_code(
+        &cx.conn,
+        &master,
+        codes::MFA_RESET_MAIN,
+        &user.id,
+        main_code,
+        now,
+    )?;
+    let b = codes::find_code(
+        &cx.conn,
+        &master,
+        codes::MFA_RESET_RECOVERY,
+        &user.id,
+        recovery_code,
+        now,
+    )?;
+    let (Some((a, a_ok)), Some((b, b_ok))) = (a, b) else {
+        return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
+    };
+    if a.attempts >= MAX_ATTEMPTS || b.attempts >= MAX_ATTEMPTS || !(a_ok && b_ok) {
+        cx.write(|tx| {
+            codes::fail(tx, &a.hash)?;
+            codes::fail(tx, &b.hash)
+        })?;
+        return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
+    }
+    let done = cx.write(|tx| {
+        let ok = codes::consume(tx, &a.hash, now)? && codes::consume(tx, &b.hash, now)?;
+        if !ok {
+            return Err(Error::OtpInvalid);
+        }
+        totp::remove(tx, &user.id, now)?;
+        limits::clear(tx, &lock)?;
+        Ok(())
+    });
+    done?;
+    eprintln!(
+        "security: two-factor authentication of user {} turned off by the emailed reset",
+        user.id
+    );
+    sign_in(cx, &user, &["email"], "mfa_reset", peer)
+}
