@@ -723,3 +723,41 @@ pub fn touch_api_key(tx: &Connection, id: &str, now: i64) -> Result<(), Error> {
         .execute(params![id, now])?;
     Ok(())
 }
+
+/// Sets a user's display name and recovery address (mfa's PATCH
+/// /api/users). The recovery address must be a valid address other than
+/// the main one, and once set it can be changed but not cleared.
+pub fn update_profile(
+    tx: &Connection,
+    user: &User,
+    name: Option<&str>,
+    recovery_email: Option<&str>,
+    now: i64,
+) -> Result<(), Error> {
+    if let Some(r) = recovery_email {
+        check_email("recovery_email", r)?;
+        if user
+            .email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(r.trim()))
+        {
+            return Err(Error::invalid(
+                "recovery_email",
+                "same_as_email",
+                "recovery_email must differ from the account's email",
+            ));
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE users SET name = coalesce(?2, name), recovery_email = coalesce(?3, recovery_email),
+                          updated_at = ?4
+          WHERE id = ?1",
+    )?
+    .execute(params![
+        user.id,
+        name.map(str::trim),
+        recovery_email.map(str::trim),
+        now
+    ])?;
+    Ok(())
+}

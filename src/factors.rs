@@ -177,19 +177,11 @@ fn with_amr(base: &[String], extra: &str) -> Vec<String> {
     amr
 }
 
-/// The issuer name authenticator apps show: the host of the JWT issuer
-/// when it is a URL, else the issuer itself.
-pub fn issuer_name(cx: &Ctx) -> String {
-    let iss = cx.app.issuer.as_str();
-    let rest = iss.split_once("://").map(|(_, r)| r).unwrap_or(iss);
-    rest.split('/').next().unwrap_or(rest).to_string()
-}
-
 /// Starts (or restarts) a pending TOTP enrollment; `recovery` draws the
 /// recovery codes its confirmation will activate.
 pub fn enroll(cx: &mut Ctx, user: &User, recovery: bool) -> Result<Enrollment, Error> {
     let now = cx.now();
-    let issuer = issuer_name(cx);
+    let issuer = totp::issuer_label(&cx.app.issuer);
     let master = cx.app.master.clone();
     cx.write(|tx| {
         totp::enroll(

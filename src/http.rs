@@ -203,6 +203,34 @@ impl Json {
         }
     }
 
+    /// A required list of strings, each at most `max` characters, at most
+    /// `max_items` of them.
+    pub fn str_list(
+        &self,
+        field: &str,
+        max_items: usize,
+        max: usize,
+    ) -> Result<Vec<String>, Error> {
+        let wrong = || {
+            Error::invalid(
+                field,
+                "type",
+                format!("{field} must be a list of at most {max_items} strings"),
+            )
+        };
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(Error::required(field)),
+            Some(Value::Array(items)) if items.len() <= max_items => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) if s.chars().count() <= max => Ok(s.clone()),
+                    _ => Err(wrong()),
+                })
+                .collect(),
+            Some(_) => Err(wrong()),
+        }
+    }
+
     /// A required boolean.
     pub fn bool(&self, field: &str) -> Result<bool, Error> {
         match self.0.get(field) {

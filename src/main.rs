@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use hallpass::accounts::{self, NewUser};
 use hallpass::config::{Config, Flags};
-use hallpass::{app, clock, db, jwt, password, server, sessions, Clock, Error};
+use hallpass::{app, clock, db, jwt, password, server, sessions, totp, Clock, Error};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -105,6 +105,8 @@ enum UserSub {
     Enable(UserEnable),
     Delete(UserDelete),
     SetPassword(UserSetPassword),
+    ResetMfa(UserResetMfa),
+    EnrollMfa(UserEnrollMfa),
 }
 
 common_flags! {
@@ -200,6 +202,26 @@ struct UserSetPassword {
     /// read the password from the first line of standard input
     #[argh(switch)]
     password_stdin: bool,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "reset-mfa")]
+/// Turn a user's two-factor authentication off (they lost their device).
+struct UserResetMfa {
+    #[argh(positional)]
+    user: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "enroll-mfa")]
+/// Enroll a user in TOTP here: shows the QR code, then asks for a code.
+struct UserEnrollMfa {
+    #[argh(positional)]
+    user: String,
 }
 }
 
@@ -448,6 +470,8 @@ fn run(cmd: Command) -> Result<(), Error> {
             UserSub::Enable(c) => user_status(c.config, c.db, &c.user, "active"),
             UserSub::Delete(c) => user_delete(c),
             UserSub::SetPassword(c) => user_set_password(c),
+            UserSub::ResetMfa(c) => user_reset_mfa(c),
+            UserSub::EnrollMfa(c) => user_enroll_mfa(c),
         },
         Command::Client(c) => match c.cmd {
             ClientSub::Add(c) => client_add(c),
@@ -629,6 +653,12 @@ fn user_show(c: UserShow) -> Result<(), Error> {
     let u = accounts::find_user(&conn, &c.user)?;
     let tenants = accounts::memberships(&conn, &u.id)?;
     let mut v = accounts::user_json(&u);
+    v["mfa"] = json!(match totp::state(&conn, &u.id, now())? {
+        totp::State::On => "on",
+        totp::State::Pending => "pending",
+        totp::State::Off => "off",
+    });
+    v["recovery_codes_left"] = json!(totp::recovery_left(&conn, &u.id)?);
     v["tenants"] = json!(tenants
         .iter()
         .map(|m| json!({"tenant_id": m.tenant_id, "role": m.role}))
@@ -690,6 +720,58 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
         "{}: password set; their sessions were ended",
         u.display_name()
     );
+    Ok(())
+}
+
+fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    let before = db::immediate(&mut conn, |tx| totp::remove(tx, &u.id, now()))?;
+    match before {
+        totp::State::Off => println!("{}: two-factor authentication was not on", u.display_name()),
+        _ => println!("{}: two-factor authentication turned off", u.display_name()),
+    }
+    Ok(())
+}
+
+fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
+    let (cfg, mut conn) = open(c.config, c.db)?;
+    let master = app::load_master_key(&cfg)?;
+    let u = accounts::find_user(&conn, &c.user)?;
+    let issuer = cfg
+        .issuer
+        .clone()
+        .or(cfg.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let label = totp::issuer_label(&issuer);
+    let e = db::immediate(&mut conn, |tx| {
+        totp::enroll(tx, &master, &u.id, &label, u.display_name(), true, now())
+    })?;
+    println!("{}", totp::qr_terminal(&e.uri)?);
+    println!("secret: {}", e.secret);
+    println!("uri: {}", e.uri);
+    eprint!("Scan the code (or type the secret), then enter the 6-digit code: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let code = line.trim();
+    totp::check_code_format("code", code)?;
+    let ok = db::immediate(&mut conn, |tx| {
+        totp::verify(tx, &master, &u.id, code, true, now())
+    })?;
+    if !ok {
+        return Err(Error::BadRequest(
+            "that code is not right; the enrollment stays pending for 10 minutes: run this again"
+                .into(),
+        ));
+    }
+    println!(
+        "{}: two-factor authentication is on. Recovery codes (shown only now):",
+        u.display_name()
+    );
+    for code in &e.recovery_codes {
+        println!("  {code}");
+    }
     Ok(())
 }
 

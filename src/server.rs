@@ -187,7 +187,11 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
         bg.app.limiter.save(&mut bg.conn, now)?;
     }
     if tick % 60 == 0 {
-        bg.write(|tx| sessions::sweep(tx, now))?;
+        bg.write(|tx| {
+            sessions::sweep(tx, now)?;
+            crate::totp::sweep(tx, now)?;
+            crate::codes::sweep(tx, now)
+        })?;
     }
     Ok(())
 }

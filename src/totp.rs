@@ -105,6 +105,13 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
     )
 }
 
+/// The issuer name authenticator apps show for a JWT issuer: its host
+/// when it is a URL, else the issuer itself.
+pub fn issuer_label(issuer: &str) -> String {
+    let rest = issuer.split_once("://").map(|(_, r)| r).unwrap_or(issuer);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
 fn qr(uri: &str) -> Result<qrcode::QrCode, Error> {
     qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M)
         .map_err(|e| Error::Internal(format!("cannot draw a QR code: {e}")))

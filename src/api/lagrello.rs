@@ -10,7 +10,9 @@ use super::{Params, Route};
 use crate::accounts::{self, ApiKey, Membership, NewUser};
 use crate::app::Ctx;
 use crate::error::Error;
+use crate::factors::{self, Factor};
 use crate::http::{Request, Response};
+use crate::totp::{self, State};
 
 /// The lagrello route table.
 pub fn routes() -> Vec<Route> {
@@ -19,6 +21,8 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/v1/users/{userId}", show),
         Route::new("PATCH", "/v1/users/{userId}", update),
         Route::new("DELETE", "/v1/users/{userId}", delete),
+        Route::new("POST", "/v1/users/{userId}/totp", totp_toggle),
+        Route::new("GET", "/v1/users/{userId}/totp", totp_verify),
     ]
 }
 
@@ -115,6 +119,50 @@ fn delete(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
     let m = member(cx, &key, p.get("userId"))?;
     cx.write(|tx| accounts::remove_member(tx, &m))?;
     Ok(Response::empty(204))
+}
+
+fn member_user(cx: &Ctx, m: &Membership) -> Result<accounts::User, Error> {
+    accounts::get_user(&cx.conn, &m.user_id)?.ok_or_else(|| Error::NotFound("No such user".into()))
+}
+
+/// {enable: true} starts a pending factor (confirmed by the first good
+/// verify) and answers its secret and QR code; {enable: false} turns the
+/// factor off: the API key is the authority here, as an admin is.
+fn totp_toggle(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "auth:write")?;
+    let body = req.json()?;
+    let enable = body.bool("enable")?;
+    let m = member(cx, &key, p.get("userId"))?;
+    let user = member_user(cx, &m)?;
+    if enable {
+        let e = factors::enroll(cx, &user, false)?;
+        return Ok(Response::ok(&json!({
+            "secretKey": e.secret,
+            "qrImage": totp::qr_png_data_url(&e.uri)?,
+        })));
+    }
+    match factors::remove(cx, &user, "disabled through the service API")? {
+        State::Off => Err(Error::Conflict(
+            "Two-factor authentication is not enabled".into(),
+        )),
+        _ => Ok(Response::empty(204)),
+    }
+}
+
+/// ?payload=CODE: 200 with the user when the code is right (confirming a
+/// pending factor), 401 for a wrong or replayed code or no factor.
+fn totp_verify(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let key = key(cx, req, "auth:write")?;
+    let code = req
+        .query("payload")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::required("payload"))?
+        .to_string();
+    totp::check_code_format("payload", &code)?;
+    let m = member(cx, &key, p.get("userId"))?;
+    let user = member_user(cx, &m)?;
+    factors::check(cx, &user, Factor::Totp(&code), true, &super::peer(req))?;
+    Ok(Response::ok(&user_json(cx, &m)?))
 }
 
 /// lagrello's error envelope.

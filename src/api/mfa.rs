@@ -1,27 +1,44 @@
-//! mfa: ShellHub's password sign-in (`/api/login`) so far; the MfaApi
-//! routes under /api/user/mfa come with the second-factor issue. Errors as
-//! `{"message": "...", "fields": {...}}`. Fields: shared/API.md §3.
+//! mfa: ShellHub's password sign-in and its MfaApi under /api/user/mfa.
+//! Errors as `{"message": "...", "fields": {...}}`. Fields: shared/API.md §3.
 //!
 //! Every sign-in answer carries `X-Account-Lockout` (unix seconds at which
 //! the soft lock ends, 0 when there is none), and a locked account gets 429
-//! with an empty body, as ShellHub's clients expect.
+//! with an empty body, as ShellHub's clients expect. A user with MFA on
+//! gets 401 with an empty body and `X-MFA-Token` from the password step.
 
 use serde_json::json;
 
-use super::{peer, render as render_with_headers, Params, Route};
-use crate::accounts::User;
+use super::{bearer, peer, render as render_with_headers, Params, Route};
+use crate::accounts::{self, User};
 use crate::app::Ctx;
-use crate::auth;
+use crate::auth::{self, Tokens};
 use crate::error::Error;
+use crate::factors::{self, Factor};
 use crate::http::{Request, Response};
 use crate::password::MAX_LEN;
+use crate::totp::{self, RecoveryUse, State};
 
 /// The mfa route table.
 pub fn routes() -> Vec<Route> {
     vec![
         Route::new("POST", "/api/login", login),
         Route::new("POST", "/api/auth/user", login),
+        Route::new("POST", "/api/user/mfa/auth", mfa_auth),
+        Route::new("GET", "/api/user/mfa/generate", generate),
+        Route::new("PUT", "/api/user/mfa/enable", enable),
+        Route::new("PUT", "/api/user/mfa/disable", disable),
+        Route::new("POST", "/api/user/mfa/recover", recover),
+        Route::new("POST", "/api/user/mfa/reset", reset),
+        Route::new("PUT", "/api/user/mfa/reset/{user-id}", finish_reset),
+        Route::new("PATCH", "/api/users", update_user),
     ]
+}
+
+/// What the password step of /api/login leads to.
+enum Step {
+    Done(Tokens),
+    /// MFA is on: the X-MFA-Token to finish with.
+    Owed(String),
 }
 
 fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -30,9 +47,11 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
         .and_then(|b| Ok((b.str("username", 320)?, b.str("password", MAX_LEN)?)));
     let outcome = fields.clone().and_then(|(username, password)| {
         let user = auth::check_password(cx, &username, &password, &peer(req))?;
+        if factors::required(cx, &user)? {
+            return factors::start_mfa_token(cx, &user).map(Step::Owed);
+        }
         let grant = auth::grant_for(&user, None, &["pwd"]);
-        auth::issue_tokens(cx, None, &grant, "password", &peer(req))
-            .map(|t| user_auth(&t.user, &t.access_token, t.claims.tenantId.as_deref()))
+        auth::issue_tokens(cx, None, &grant, "password", &peer(req)).map(Step::Done)
     });
     let lockout = match &fields {
         Ok((username, _)) => auth::lock_ends(cx, username)?,
@@ -40,25 +59,153 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     };
     let lockout = lockout.to_string();
     let resp = match outcome {
-        Ok(body) => Response::ok(&body),
+        Ok(Step::Done(t)) => Response::ok(&user_auth(&t, false)),
+        Ok(Step::Owed(token)) => Response::empty(401).with_header("X-MFA-Token", &token),
         Err(e) => render_with_headers(render, &e),
     };
     Ok(resp.with_header("X-Account-Lockout", &lockout))
 }
 
+fn mfa_auth(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let token = body.str("token", 64)?;
+    let code = body.str("code", 64)?;
+    let tokens = factors::finish_mfa_token(cx, &token, &code, &peer(req))?;
+    Ok(Response::ok(&user_auth(&tokens, true)))
+}
+
+fn generate(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (_, user) = bearer(cx, req)?;
+    let e = factors::enroll(cx, &user, true)?;
+    Ok(Response::ok(&json!({
+        "link": e.uri,
+        "secret": e.secret,
+        "recovery_codes": e.recovery_codes,
+    })))
+}
+
+fn enable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (_, user) = bearer(cx, req)?;
+    let body = req.json()?;
+    let code = body.str("code", 64)?;
+    let secret = body.str("secret", 128)?;
+    let codes = body.str_list("recovery_codes", totp::RECOVERY_CODES, 64)?;
+    totp::check_code_format("code", &code)?;
+    if user.recovery_email.is_none() {
+        return Err(Error::invalid(
+            "recovery_email",
+            "required",
+            "Set a recovery email (PATCH /api/users) before enabling MFA",
+        ));
+    }
+    let now = cx.now();
+    match factors::state(cx, &user.id)? {
+        State::On => {
+            return Err(Error::Conflict(
+                "Two-factor authentication is already enabled".into(),
+            ))
+        }
+        State::Off => {
+            return Err(Error::invalid(
+                "secret",
+                "invalid",
+                "No enrollment is pending: call /api/user/mfa/generate first",
+            ))
+        }
+        State::Pending => {}
+    }
+    if !totp::pending_matches(&cx.conn, &cx.app.master, &user.id, &secret, &codes, now)? {
+        return Err(Error::invalid(
+            "secret",
+            "invalid",
+            "secret and recovery_codes must be those of the pending enrollment",
+        ));
+    }
+    factors::check(cx, &user, Factor::Totp(&code), true, &peer(req))?;
+    Ok(Response::empty(200))
+}
+
+fn disable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (_, user) = bearer(cx, req)?;
+    let body = req.json()?;
+    let code = body.opt_str("code", 64)?;
+    let recovery = body.opt_str("recovery_code", 64)?;
+    let factor = match (&code, &recovery) {
+        (Some(c), _) => {
+            totp::check_code_format("code", c)?;
+            Factor::Totp(c)
+        }
+        (None, Some(r)) => Factor::Recovery(r, RecoveryUse::Disable),
+        (None, None) => return Err(Error::required("code")),
+    };
+    if factors::state(cx, &user.id)? != State::On {
+        return Err(Error::Conflict(
+            "Two-factor authentication is not enabled".into(),
+        ));
+    }
+    factors::check(cx, &user, factor, false, &peer(req))?;
+    factors::remove(cx, &user, "disabled by the user")?;
+    Ok(Response::empty(200))
+}
+
+fn recover(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let identifier = body.str("identifier", 320)?;
+    let code = body.str("recovery_code", 64)?;
+    let (tokens, until) = factors::recover(cx, &identifier, &code, &peer(req))?;
+    Ok(Response::ok(&user_auth(&tokens, true)).with_header("X-Expires-At", &until.to_string()))
+}
+
+fn reset(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let identifier = body.str("identifier", 320)?;
+    factors::request_reset(cx, &identifier, &peer(req))?;
+    Ok(Response::empty(200))
+}
+
+fn finish_reset(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let main = body.str("main_email_code", 64)?;
+    let recovery = body.str("recovery_email_code", 64)?;
+    let tokens = factors::finish_reset(cx, p.get("user-id"), &main, &recovery, &peer(req))?;
+    Ok(Response::ok(&user_auth(&tokens, false)))
+}
+
+fn update_user(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (_, user) = bearer(cx, req)?;
+    let body = req.json()?;
+    let name = body.opt_str("name", 256)?;
+    let recovery_email = match body.0.get("recovery_email") {
+        Some(serde_json::Value::String(s)) if s.is_empty() => {
+            return Err(Error::invalid(
+                "recovery_email",
+                "invalid",
+                "recovery_email cannot be cleared once set",
+            ))
+        }
+        _ => body.opt_str("recovery_email", 254)?,
+    };
+    let now = cx.now();
+    cx.write(|tx| {
+        accounts::update_profile(tx, &user, name.as_deref(), recovery_email.as_deref(), now)
+    })?;
+    Ok(Response::empty(200))
+}
+
 /// UserAuth.
-fn user_auth(user: &User, token: &str, tenant: Option<&str>) -> serde_json::Value {
+fn user_auth(t: &Tokens, mfa: bool) -> serde_json::Value {
+    let user: &User = &t.user;
     json!({
-        "token": token,
+        "token": t.access_token,
         "id": user.id,
         "origin": "local",
         "user": user.username.clone().or(user.email.clone()).unwrap_or_default(),
         "name": user.name.clone().unwrap_or_default(),
         "email": user.email.clone().unwrap_or_default(),
         "recovery_email": user.recovery_email.clone().unwrap_or_default(),
-        "tenant": tenant.unwrap_or(""),
+        "tenant": t.claims.tenantId.as_deref().unwrap_or(""),
         "role": user.role,
-        "mfa": false,
+        "mfa": mfa,
         "admin": user.is_admin(),
     })
 }

@@ -10,9 +10,11 @@ use crate::app::Ctx;
 use crate::auth::{self, Tokens};
 use crate::clock::iso8601;
 use crate::error::Error;
+use crate::factors;
 use crate::http::{percent_encode, Json, Request, Response};
 use crate::jwt::Claims;
 use crate::password::MAX_LEN;
+use crate::totp;
 
 /// The native route table.
 pub fn routes() -> Vec<Route> {
@@ -27,6 +29,9 @@ pub fn routes() -> Vec<Route> {
         Route::new("PATCH", "/auth/change-password", change_password),
         Route::new("POST", "/logout", logout),
         Route::new("GET", "/logout/redirect", logout_redirect),
+        Route::new("POST", "/auth/verify-otp", verify_otp),
+        Route::new("GET", "/auth/check-qr-code", check_qr_code),
+        Route::new("POST", "/auth/create-qr-code", create_qr_code),
     ]
 }
 
@@ -56,8 +61,9 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let password = body.str("password", MAX_LEN)?;
     let client = client(cx, &body)?;
     let user = auth::check_password(cx, &username, &password, &peer(req))?;
+    let owed = factors::required(cx, &user)?;
     let grant = auth::grant_for(&user, Some(&client), &["pwd"]);
-    let code = auth::issue_code(cx, &client, &grant, false, "password", &peer(req))?;
+    let code = auth::issue_code(cx, &client, &grant, owed, "password", &peer(req))?;
     Ok(Response::ok(&json!({ "code": code })))
 }
 
@@ -67,6 +73,9 @@ fn login_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
     let password = body.str("password", MAX_LEN)?;
     let client = client(cx, &body)?;
     let user = auth::check_password(cx, &username, &password, &peer(req))?;
+    if factors::required(cx, &user)? {
+        return Err(Error::MfaRequired);
+    }
     let grant = auth::grant_for(&user, Some(&client), &["pwd"]);
     let tokens = auth::issue_tokens(cx, Some(&client), &grant, "password", &peer(req))?;
     Ok(token_response(&tokens))
@@ -153,6 +162,50 @@ fn logout_redirect(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, 
         None => url,
     };
     Ok(Response::redirect(&location))
+}
+
+fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let key = body.str("key", MAX_LOGIN)?;
+    let otp = body.str("otp", 64)?;
+    let code = body.opt_str("code", MAX_TOKEN)?;
+    let client_id = match body.opt_str("clientId", 256)? {
+        Some(c) => Some(c),
+        None => body.opt_str("client_id", 256)?,
+    };
+    let code = factors::verify_login_code(
+        cx,
+        &key,
+        &otp,
+        code.as_deref(),
+        client_id.as_deref(),
+        &peer(req),
+    )?;
+    Ok(Response::ok(&json!({ "code": code })))
+}
+
+fn check_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let code = req.header("code").ok_or(Error::Unauthenticated)?;
+    let client_id = req.header("clientId").ok_or(Error::Unauthenticated)?;
+    let user = factors::code_user(cx, code, client_id)?;
+    let on = factors::state(cx, &user.id)? == totp::State::On;
+    Ok(Response::ok(&json!({ "isGenerated": on })))
+}
+
+fn create_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let code = body.str("code", MAX_TOKEN)?;
+    let client_id = match body.opt_str("clientId", 256)? {
+        Some(c) => c,
+        None => body
+            .str("client_id", 256)
+            .map_err(|_| Error::required("clientId"))?,
+    };
+    let user = factors::code_user(cx, &code, &client_id)?;
+    let enrollment = factors::enroll(cx, &user, false)?;
+    Ok(Response::ok(
+        &json!({ "qrCode": totp::qr_png_data_url(&enrollment.uri)? }),
+    ))
 }
 
 /// TokenResponse: `expiresIn` in seconds, `expiresAt`/`expires` in ms.

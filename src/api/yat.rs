@@ -1,5 +1,6 @@
-//! yat: the Yat UserAuthenticationApi (password sign-in and refresh so
-//! far). snake_case bodies; errors as `{"error": "...", "fields": {...}}`.
+//! yat: the Yat UserAuthenticationApi: password sign-in, refresh and the
+//! second factor (a sign-in that owes one gets a limited pair and
+//! `requires_2fa`; /auth/2fa completes it). snake_case bodies; errors as `{"error": "...", "fields": {...}}`.
 //! Fields: shared/API.md §2.
 
 use serde_json::json;
@@ -8,6 +9,7 @@ use super::{peer, Params, Route};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
 use crate::error::Error;
+use crate::factors;
 use crate::http::{Request, Response};
 use crate::password::MAX_LEN;
 
@@ -21,6 +23,7 @@ pub fn routes() -> Vec<Route> {
             handler: token,
         },
         Route::new("POST", "/auth/token/refresh", refresh),
+        Route::new("POST", "/auth/2fa", two_factor),
     ]
 }
 
@@ -39,23 +42,36 @@ fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     };
     let user = auth::check_password(cx, &login, &password, &peer(req))?;
     let grant = auth::grant_for(&user, None, &["pwd"]);
+    if factors::required(cx, &user)? {
+        let tokens = factors::start_limited(cx, &grant)?;
+        return Ok(token_response(&tokens, Some("GoogleAuthenticator")));
+    }
     let tokens = auth::issue_tokens(cx, None, &grant, "password", &peer(req))?;
-    Ok(token_response(&tokens))
+    Ok(token_response(&tokens, None))
+}
+
+fn two_factor(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let code = body.str("code", 64)?;
+    let refresh_token = body.str("refresh_token", 4096)?;
+    let tokens = factors::complete_limited(cx, &refresh_token, &code, &peer(req))?;
+    Ok(token_response(&tokens, None))
 }
 
 fn refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let refresh_token = body.str("refresh_token", 4096)?;
     let tokens = auth::refresh(cx, &refresh_token, None, None, &peer(req))?;
-    Ok(token_response(&tokens))
+    Ok(token_response(&tokens, None))
 }
 
-fn token_response(t: &Tokens) -> Response {
+/// TokenResponse; `requires_2fa` names the factor a limited pair owes.
+fn token_response(t: &Tokens, requires_2fa: Option<&str>) -> Response {
     Response::ok(&json!({
         "access_token": t.access_token,
         "refresh_token": t.refresh_token,
         "has_password": t.user.password_hash.is_some(),
-        "requires_2fa": null,
+        "requires_2fa": requires_2fa,
     }))
 }
 
