@@ -36,7 +36,7 @@ pub fn routes() -> Vec<Route> {
 
 /// What the password step of /api/login leads to.
 enum Step {
-    Done(Tokens),
+    Done(Box<Tokens>),
     /// MFA is on: the X-MFA-Token to finish with.
     Owed(String),
 }
@@ -51,7 +51,8 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             return factors::start_mfa_token(cx, &user).map(Step::Owed);
         }
         let grant = auth::grant_for(&user, None, &["pwd"]);
-        auth::issue_tokens(cx, None, &grant, "password", &peer(req)).map(Step::Done)
+        auth::issue_tokens(cx, None, &grant, "password", &peer(req))
+            .map(|t| Step::Done(Box::new(t)))
     });
     let lockout = match &fields {
         Ok((username, _)) => auth::lock_ends(cx, username)?,

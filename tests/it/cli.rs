@@ -257,3 +257,70 @@ fn serve_says_how_to_make_the_first_admin() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("user add"), "{err}");
 }
+
+#[test]
+fn an_admin_enrolls_a_user_in_totp_and_resets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, _, err) = run(
+        d,
+        &["user", "add", "ada@example.com", "--password-stdin"],
+        Some("correct-horse-battery-9\n"),
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = run(d, &["user", "show", "ada@example.com"], None);
+    assert!(out.contains("mfa: off"), "{out}");
+
+    // enroll-mfa draws the QR code and the secret, then reads a code.
+    let mut child = hallpass(d)
+        .args(["user", "enroll-mfa", "ada@example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut secret = String::new();
+    let mut drawing = 0;
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains('█') || line.contains('▀') || line.contains('▄') {
+            drawing += 1;
+        }
+        if let Some(s) = line.trim_end().strip_prefix("secret: ") {
+            secret = s.to_string();
+            break;
+        }
+    }
+    assert!(drawing > 10, "a QR code in terminal blocks");
+    let raw = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &secret).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = totp_lite::totp_custom::<totp_lite::Sha1>(30, 6, &raw, now);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("two-factor authentication is on"), "{rest}");
+    let recovery: Vec<&str> = rest.lines().filter_map(|l| l.strip_prefix("  ")).collect();
+    assert_eq!(recovery.len(), 10, "{rest}");
+
+    let (_, out, _) = run(d, &["user", "show", "ada@example.com", "--json"], None);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["mfa"], "on");
+    assert_eq!(shown["recovery_codes_left"], 10);
+
+    let (ok, out, err) = run(d, &["user", "reset-mfa", "ada@example.com"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("turned off"), "{out}");
+    let (_, out, _) = run(d, &["user", "show", "ada@example.com"], None);
+    assert!(out.contains("mfa: off"), "{out}");
+    assert!(out.contains("recovery_codes_left: 0"), "{out}");
+}

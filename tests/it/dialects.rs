@@ -128,7 +128,7 @@ fn mfa_login_returns_userauth_and_the_lockout_header() {
         .contains("password"));
 }
 
-fn api_key(s: &TestServer, scopes: &[&str]) -> (String, String) {
+pub(crate) fn api_key(s: &TestServer, scopes: &[&str]) -> (String, String) {
     let mut conn = s.conn();
     let scopes: Vec<String> = scopes.iter().map(|x| x.to_string()).collect();
     hallpass::db::immediate(&mut conn, |tx| {

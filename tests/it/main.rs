@@ -8,4 +8,5 @@ mod cli;
 mod dialects;
 mod limits;
 mod native;
+mod second_factor;
 mod tokens;
