@@ -78,10 +78,13 @@ fn mfa_auth(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> 
 fn generate(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let (_, user) = bearer(cx, req)?;
     let e = factors::enroll(cx, &user, true)?;
+    // qr_code and qr_code_svg are ours: the link drawn, for a UI to show.
     Ok(Response::ok(&json!({
         "link": e.uri,
         "secret": e.secret,
         "recovery_codes": e.recovery_codes,
+        "qr_code": totp::qr_png_data_url(&e.uri)?,
+        "qr_code_svg": totp::qr_svg(&e.uri)?,
     })))
 }
 

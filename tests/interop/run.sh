@@ -9,6 +9,18 @@ here=tests/interop
 python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]>=2.8" 2>&1 | tail -n 3
 python3 -c "import jwt, cryptography; print('PyJWT', jwt.__version__)"
 
+# Debian: oathtool (codes as an authenticator app makes them), zbar-tools
+# (reads our QR images).
+if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get install -y -q oathtool zbar-tools >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q oathtool zbar-tools >/dev/null; }
+fi
+oathtool --version | head -n 1
+command -v zbarimg >/dev/null || { echo "interop: zbarimg is missing" >&2; exit 1; }
+
 cargo build --quiet
 bin="${CARGO_TARGET_DIR:-target}/debug/hallpass"
 work=$(mktemp -d)
@@ -46,4 +58,19 @@ for alg in ES256 EdDSA RS256; do
     echo "== $alg at $base"
     python3 "$here/verify_jwt.py" "$base" "$client_id" "$client_secret" ada correct-horse-battery-9 "$alg"
 done
-echo "interop: 3 passed, 0 failed"
+
+# TOTP: the ES256 server, two more users.
+export HALLPASS_TOKEN_ALGORITHM=ES256
+dir="$work/ES256"
+export HALLPASS_DB="$dir/h.db"
+unset HALLPASS_CONFIG || true
+out=$("$bin" client add totp-interop)
+client_id=$(echo "$out" | sed -n 's/^client_id: //p')
+client_secret=$(echo "$out" | sed -n 's/^client_secret: //p')
+echo "correct-horse-battery-9" | "$bin" user add ann@example.com --username ann --password-stdin >/dev/null
+echo "correct-horse-battery-9" | "$bin" user add bea@example.com --username bea --password-stdin >/dev/null
+base=$(head -n 1 "$dir/out" | sed 's/^listening on //')
+echo "== TOTP at $base"
+python3 "$here/totp.py" "$base" "$client_id" "$client_secret"
+
+echo "interop: 4 passed, 0 failed"
