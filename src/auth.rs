@@ -146,6 +146,31 @@ pub(crate) fn failed<'a>(
     }
 }
 
+/// Checks a PKCE challenge as given at sign-in (RFC 7636): S256 only (the
+/// `plain` method offers nothing over no PKCE), 43 base64url characters.
+pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), Error> {
+    if method.is_some_and(|m| m != "S256") {
+        return Err(Error::invalid(
+            "code_challenge_method",
+            "invalid",
+            "code_challenge_method must be S256",
+        ));
+    }
+    let ok = challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "code_challenge",
+            "invalid",
+            "code_challenge must be BASE64URL(SHA-256(code_verifier)): 43 characters",
+        ))
+    }
+}
+
 /// The grant of a fresh sign-in: the user's default tenant, the methods used.
 pub fn grant_for(user: &User, client: Option<&Client>, amr: &[&str]) -> Grant {
     Grant {
@@ -185,6 +210,7 @@ pub fn issue_code(
     client: &Client,
     grant: &Grant,
     mfa_owed: bool,
+    challenge: Option<&str>,
     method: &str,
     peer: &Peer,
 ) -> Result<String, Error> {
@@ -200,6 +226,7 @@ pub fn issue_code(
             grant,
             &client.client_id,
             mfa_owed,
+            challenge,
             client.auth_code_ttl,
             now,
         )
@@ -236,11 +263,14 @@ pub fn issue_tokens(
 }
 
 /// Exchanges an auth code for tokens (native POST /auth/token). The code
-/// itself was the sign-in, so no activity row is written here.
+/// itself was the sign-in, so no activity row is written here. A code
+/// issued with a PKCE challenge needs its verifier (RFC 7636, S256); a
+/// wrong or missing one is refused without using the code up.
 pub fn exchange_code(
     cx: &mut Ctx,
     client_id: &str,
     code: &str,
+    verifier: Option<&str>,
     peer: &Peer,
 ) -> Result<Tokens, Error> {
     let now = cx.now();
@@ -253,6 +283,18 @@ pub fn exchange_code(
         };
         if cg.mfa_owed {
             return Err(Error::MfaRequired);
+        }
+        if let Some(challenge) = &cg.challenge {
+            let answered = verifier
+                .map(|v| crate::crypto::b64url(&crate::crypto::sha256(v.as_bytes())))
+                .is_some_and(|c| crate::crypto::ct_eq(c.as_bytes(), challenge.as_bytes()));
+            if !answered {
+                return Err(Error::invalid(
+                    "code_verifier",
+                    "invalid",
+                    "code_verifier does not match the code_challenge given at sign-in",
+                ));
+            }
         }
         let subject = subject(tx, &cg.grant)?;
         if !subject.user.is_active() {

@@ -274,7 +274,16 @@ pub fn verify_login_code(
         let entry = sign_in_entry(tx, &grant, "password", peer, now)?;
         audit::record(tx, &entry, now)?;
         accounts::touch_login(tx, &grant.user_id, now)?;
-        sessions::issue_code(tx, &grant, &client_id, false, client.auth_code_ttl, now).map(Some)
+        sessions::issue_code(
+            tx,
+            &grant,
+            &client_id,
+            false,
+            cg.challenge.as_deref(),
+            client.auth_code_ttl,
+            now,
+        )
+        .map(Some)
     })?;
     cx.app.metrics.login("success");
     fresh.ok_or(Error::CodeExpired)

@@ -362,6 +362,8 @@ pub struct CodeGrant {
     /// A second factor is still owed: /auth/token refuses the code until
     /// /auth/verify-otp swaps it for one without the debt.
     pub mfa_owed: bool,
+    /// The PKCE challenge (RFC 7636, S256) the exchange must answer.
+    pub challenge: Option<String>,
 }
 
 /// Issues a single-use auth code for a client.
@@ -370,13 +372,15 @@ pub fn issue_code(
     grant: &Grant,
     client_id: &str,
     mfa_owed: bool,
+    challenge: Option<&str>,
     ttl: i64,
     now: i64,
 ) -> Result<String, Error> {
     let code = random_token()?;
     tx.prepare_cached(
-        "INSERT INTO auth_codes (hash, client_id, user_id, tenant_id, amr, mfa_owed, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO auth_codes (hash, client_id, user_id, tenant_id, amr, mfa_owed, code_challenge,
+                                 created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         token_hash(&code),
@@ -385,6 +389,7 @@ pub fn issue_code(
         grant.tenant_id,
         serde_json::to_string(&grant.amr)?,
         mfa_owed,
+        challenge,
         now,
         now + ttl
     ])?;
@@ -413,7 +418,8 @@ pub fn redeem_code(
     let hash = token_hash(code);
     let row = tx
         .prepare_cached(
-            "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family_id
+            "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family_id,
+                    code_challenge
                FROM auth_codes WHERE hash = ?1",
         )?
         .query_row([&hash], |r| {
@@ -426,10 +432,13 @@ pub fn redeem_code(
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })
         .optional()?;
-    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family)) = row else {
+    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family, challenge)) =
+        row
+    else {
         return Err(Error::CodeExpired);
     };
     if owner != client_id {
@@ -454,6 +463,7 @@ pub fn redeem_code(
             amr: serde_json::from_str(&amr).unwrap_or_default(),
         },
         mfa_owed,
+        challenge,
     }))
 }
 
@@ -467,7 +477,7 @@ pub fn peek_code(
 ) -> Result<Option<CodeGrant>, Error> {
     Ok(conn
         .prepare_cached(
-            "SELECT user_id, tenant_id, amr, mfa_owed FROM auth_codes
+            "SELECT user_id, tenant_id, amr, mfa_owed, code_challenge FROM auth_codes
               WHERE hash = ?1 AND client_id = ?2 AND used_at IS NULL AND expires_at > ?3",
         )?
         .query_row(params![token_hash(code), client_id, now], |r| {
@@ -480,6 +490,7 @@ pub fn peek_code(
                     amr: serde_json::from_str(&amr).unwrap_or_default(),
                 },
                 mfa_owed: r.get(3)?,
+                challenge: r.get(4)?,
             })
         })
         .optional()?)

@@ -59,11 +59,24 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let username = body.str("username", MAX_LOGIN)?;
     let password = body.str("password", MAX_LEN)?;
+    let challenge = body.opt_str("code_challenge", 128)?;
+    let method = body.opt_str("code_challenge_method", 16)?;
+    if let Some(c) = &challenge {
+        auth::check_challenge(c, method.as_deref())?;
+    }
     let client = client(cx, &body)?;
     let user = auth::check_password(cx, &username, &password, &peer(req))?;
     let owed = factors::required(cx, &user)?;
     let grant = auth::grant_for(&user, Some(&client), &["pwd"]);
-    let code = auth::issue_code(cx, &client, &grant, owed, "password", &peer(req))?;
+    let code = auth::issue_code(
+        cx,
+        &client,
+        &grant,
+        owed,
+        challenge.as_deref(),
+        "password",
+        &peer(req),
+    )?;
     Ok(Response::ok(&json!({ "code": code })))
 }
 
@@ -90,7 +103,8 @@ fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             .str("client_id", 256)
             .map_err(|_| Error::required("clientId"))?,
     };
-    let tokens = auth::exchange_code(cx, &client_id, &code, &peer(req))?;
+    let verifier = body.opt_str("code_verifier", 128)?;
+    let tokens = auth::exchange_code(cx, &client_id, &code, verifier.as_deref(), &peer(req))?;
     Ok(token_response(&tokens))
 }
 

@@ -629,3 +629,64 @@ fn codes_do_not_outlive_a_disable_or_a_password_change() {
         403
     );
 }
+
+/// RFC 7636 appendix B: this verifier's S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+#[test]
+fn a_code_with_a_pkce_challenge_needs_its_verifier() {
+    let s = TestServer::start();
+    let spa = s.add_public_client();
+    s.add_user("alice@example.com");
+    let login = |extra: serde_json::Value| {
+        let mut body =
+            json!({"client_id": spa.client_id, "username": "alice", "password": PASSWORD});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        s.post("/auth/login", &body)
+    };
+    let plain = login(json!({"code_challenge": CHALLENGE, "code_challenge_method": "plain"}));
+    assert_eq!(plain.status, 422, "only S256");
+    let short = login(json!({"code_challenge": "abc"}));
+    assert_eq!(short.status, 422);
+    assert_eq!(
+        short.json()["error"]["details"][0]["path"],
+        "/code_challenge"
+    );
+
+    let r = login(json!({"code_challenge": CHALLENGE, "code_challenge_method": "S256"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    let exchange = |verifier: Option<&str>| {
+        let mut body = json!({"clientId": spa.client_id, "code": code});
+        if let Some(v) = verifier {
+            body["code_verifier"] = json!(v);
+        }
+        s.post("/auth/token", &body)
+    };
+    assert_eq!(exchange(None).status, 422, "the verifier is required");
+    let wrong = exchange(Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"));
+    assert_eq!(wrong.status, 422);
+    assert_eq!(
+        wrong.json()["error"]["details"][0]["path"],
+        "/code_verifier"
+    );
+    let ok = exchange(Some(VERIFIER));
+    assert_eq!(
+        ok.status, 200,
+        "a refused verifier does not use the code up: {}",
+        ok.body
+    );
+    assert_eq!(exchange(Some(VERIFIER)).status, 401, "single use");
+
+    // Without a challenge, a verifier is not needed (PKCE is the client's choice).
+    let r = login(json!({}));
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    let t = s.post(
+        "/auth/token",
+        &json!({"clientId": spa.client_id, "code": code}),
+    );
+    assert_eq!(t.status, 200);
+}

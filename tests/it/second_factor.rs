@@ -834,3 +834,35 @@ fn a_pending_enrollment_expires_after_ten_minutes() {
     );
     assert_eq!(late.status, 422, "{}", late.body);
 }
+
+#[test]
+fn the_code_verify_otp_gives_keeps_the_pkce_challenge() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let ann = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &ann);
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let r = s.post(
+        "/auth/login",
+        &json!({"client_id": client.client_id, "client_secret": cs, "username": "ann",
+                "password": PASSWORD, "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "code_challenge_method": "S256"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = s.post(
+        "/auth/verify-otp",
+        &json!({"key": "ann", "otp": code_at(&secret, s.now()), "code": r.json()["code"]}),
+    );
+    assert_eq!(v.status, 200, "{}", v.body);
+    let fresh = v.json()["code"].as_str().unwrap().to_string();
+    let without = s.post(
+        "/auth/token",
+        &json!({"clientId": client.client_id, "code": fresh}),
+    );
+    assert_eq!(without.status, 422, "{}", without.body);
+    let with = s.post(
+        "/auth/token",
+        &json!({"clientId": client.client_id, "code": fresh, "code_verifier": verifier}),
+    );
+    assert_eq!(with.status, 200, "{}", with.body);
+}
