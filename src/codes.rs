@@ -158,6 +158,15 @@ pub fn find_code(
     }))
 }
 
+/// When the newest code of `kind` for `user_id` was issued, if any.
+pub fn last_issued(conn: &Connection, kind: &str, user_id: &str) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT max(created_at) FROM one_time_codes WHERE kind = ?1 AND subject = ?2",
+        )?
+        .query_row([kind, user_id], |r| r.get(0))?)
+}
+
 /// Counts a wrong guess against a code or token.
 pub fn fail(tx: &Connection, hash: &str) -> Result<(), Error> {
     tx.prepare_cached("UPDATE one_time_codes SET attempts = attempts + 1 WHERE hash = ?1")?

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::limits::{self, Family};
 use crate::mail;
 use crate::sessions::{self, Grant, Redemption};
-use crate::totp::{self, Enrollment, RecoveryUse, State};
+use crate::totp::{self, Confirm, Enrollment, RecoveryUse, State};
 
 /// How long an X-MFA-Token lives, in seconds.
 pub const MFA_TOKEN_TTL: i64 = 1800;
@@ -36,6 +36,8 @@ pub const RECOVER_KEEP: i64 = 600;
 /// MFA reset codes: length and lifetime.
 pub const RESET_CODE_LEN: usize = 5;
 pub const RESET_TTL: i64 = 86_400;
+/// The least time between two MFA reset mails to one account, in seconds.
+pub const RESET_INTERVAL: i64 = 60;
 
 /// A second factor as presented.
 #[derive(Debug, Clone, Copy)]
@@ -92,17 +94,18 @@ pub fn required(cx: &Ctx, user: &User) -> Result<bool, Error> {
 }
 
 /// Checks a second factor of `user` under the account's soft lock. With
-/// `pending_ok`, a TOTP code may confirm a pending enrollment. Returns the
+/// `confirm`, a TOTP code may confirm a pending enrollment. Returns the
 /// amr entry on success; OtpInvalid (or 429 while locked) otherwise.
 pub fn check(
     cx: &mut Ctx,
     user: &User,
     factor: Factor,
-    pending_ok: bool,
+    confirm: Confirm,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
     let now = cx.now();
-    let lock = limits::lock_key(Some(&user.id), "");
+    // The second factor's own count: a password sign-in does not reset it.
+    let lock = limits::factor_lock_key(&user.id);
     let free = cx.app.config.limits.free_failures;
     let master = cx.app.master.clone();
     let outcome = cx.write(|tx| {
@@ -110,7 +113,7 @@ pub fn check(
             return Ok(Err(e));
         }
         let ok = match factor {
-            Factor::Totp(code) => totp::verify(tx, &master, &user.id, code, pending_ok, now)?,
+            Factor::Totp(code) => totp::verify(tx, &master, &user.id, code, confirm, now)?,
             Factor::Recovery(code, how) => {
                 totp::redeem_recovery(tx, &master, &user.id, code, how, now)?
             }
@@ -146,11 +149,12 @@ pub fn check(
 }
 
 /// A refusal where there is no factor to check (unknown user, no factor,
-/// a wrong login code): counted against the name's or account's soft lock
-/// and logged like a wrong code, so it answers and costs the same.
+/// a wrong login code): counted against the second-factor soft lock of the
+/// account (or of the typed name) and logged like a wrong code, so it
+/// answers and costs the same.
 fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &Peer) -> Error {
     let now = cx.now();
-    let lock = limits::lock_key(user.map(|u| u.id.as_str()), login);
+    let lock = factor_lock(user, login);
     let free = cx.app.config.limits.free_failures;
     let actor = user.map(|u| u.id.clone());
     let written = cx.write(|tx| {
@@ -166,6 +170,15 @@ fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &P
     match written {
         Err(e) => e,
         Ok(()) => Error::OtpInvalid,
+    }
+}
+
+/// The soft-lock key of a second-factor attempt: the account's factor
+/// count, or the typed name's when it matches no account.
+fn factor_lock(user: Option<&User>, login: &str) -> String {
+    match user {
+        Some(u) => limits::factor_lock_key(&u.id),
+        None => limits::lock_key(None, login),
     }
 }
 
@@ -196,8 +209,8 @@ pub fn enroll(cx: &mut Ctx, user: &User, recovery: bool) -> Result<Enrollment, E
     })
 }
 
-/// Turns the user's factor off (and drops their recovery codes and owed
-/// codes). Returns what it was.
+/// Turns the user's factor off, with their recovery codes. Returns what it
+/// was.
 pub fn remove(cx: &mut Ctx, user: &User, why: &str) -> Result<State, Error> {
     let now = cx.now();
     let before = cx.write(|tx| totp::remove(tx, &user.id, now))?;
@@ -233,9 +246,10 @@ pub fn verify_login_code(
     peer: &Peer,
 ) -> Result<String, Error> {
     let now = cx.now();
+    totp::check_code_format("otp", otp)?;
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    let lock = factor_lock(user.as_ref(), login);
     limits::check_lock(&cx.conn, &lock, now)?;
     let Some(user) = user else {
         return Err(refuse(cx, None, login, "totp", peer));
@@ -259,8 +273,7 @@ pub fn verify_login_code(
         return Err(refuse(cx, Some(&user), login, "totp", peer));
     };
     let client_id = cg.grant.client_id.clone().ok_or(Error::CodeExpired)?;
-    totp::check_code_format("otp", otp)?;
-    let amr = check(cx, &user, Factor::Totp(otp), true, peer)?;
+    let amr = check(cx, &user, Factor::Totp(otp), Confirm::Plain, peer)?;
     let client = accounts::get_client(&cx.conn, &client_id)?.ok_or(Error::ClientInvalid)?;
     let code = code.unwrap_or_default();
     let fresh = cx.write(|tx| {
@@ -291,17 +304,26 @@ pub fn verify_login_code(
 
 // --- yat: limited sessions ------------------------------------------------
 
+/// A limited pair (yat, second factor owed).
+#[derive(Debug, Clone)]
+pub struct LimitedPair {
+    /// An opaque random value, not a JWT: nothing accepts it, not even a
+    /// service that verifies our tokens offline with the JWKS.
+    pub access_token: String,
+    /// Good only at `complete_limited`, for `LIMITED_TTL`.
+    pub refresh_token: String,
+}
+
 /// Starts a limited session for a password sign-in that owes a second
-/// factor: tokens whose access token nothing accepts and whose refresh
-/// token is good only at `complete_limited`, for `LIMITED_TTL`.
-pub fn start_limited(cx: &mut Ctx, grant: &Grant) -> Result<Tokens, Error> {
+/// factor.
+pub fn start_limited(cx: &mut Ctx, grant: &Grant) -> Result<LimitedPair, Error> {
     let now = cx.now();
-    let (issued, subject) = cx.write(|tx| {
-        let issued = sessions::start_family(tx, grant, true, LIMITED_TTL, now)?;
-        Ok((issued, subject(tx, grant)?))
-    })?;
+    let issued = cx.write(|tx| sessions::start_family(tx, grant, true, LIMITED_TTL, now))?;
     cx.app.metrics.login("second_factor_owed");
-    mint(cx, subject, grant, &issued)
+    Ok(LimitedPair {
+        access_token: crate::crypto::random_token()?,
+        refresh_token: issued.refresh_token,
+    })
 }
 
 /// yat /auth/2fa: a limited session's refresh token and a TOTP or recovery
@@ -318,10 +340,10 @@ pub fn complete_limited(
     let limited =
         sessions::limited_session(&cx.conn, refresh_token, now)?.ok_or(Error::TokenInvalid)?;
     let user = accounts::get_user(&cx.conn, &limited.user_id)?.ok_or(Error::TokenInvalid)?;
-    let amr = check(cx, &user, factor, false, peer)?;
     if !user.is_active() {
         return Err(Error::UserInactive);
     }
+    let amr = check(cx, &user, factor, Confirm::No, peer)?;
     let full = with_amr(&limited.amr, amr);
     let ttl = limited
         .client_id
@@ -390,7 +412,10 @@ pub fn finish_mfa_token(
         .ok_or(Error::TokenInvalid)?;
     totp::check_code_format("code", code)?;
     let user = accounts::get_user(&cx.conn, &found.user_id)?.ok_or(Error::TokenInvalid)?;
-    if let Err(e) = check(cx, &user, Factor::Totp(code), false, peer) {
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    if let Err(e) = check(cx, &user, Factor::Totp(code), Confirm::No, peer) {
         if e == Error::OtpInvalid {
             cx.write(|tx| codes::fail(tx, &found.hash))?;
         }
@@ -407,8 +432,15 @@ pub fn finish_mfa_token(
 pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(Tokens, i64), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    if totp::normalize_recovery(code).is_none() {
+        return Err(Error::invalid(
+            "recovery_code",
+            "invalid",
+            "recovery_code must be a 10-character recovery code",
+        ));
+    }
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    let lock = factor_lock(user.as_ref(), login);
     limits::check_lock(&cx.conn, &lock, now)?;
     let on = match &user {
         Some(u) => state(cx, &u.id)? == State::On,
@@ -419,7 +451,10 @@ pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(To
         other => return Err(refuse(cx, other.as_ref(), login, "recovery_code", peer)),
     };
     let factor = Factor::Recovery(code, RecoveryUse::SignInKeep { keep: RECOVER_KEEP });
-    check(cx, &user, factor, false, peer)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    check(cx, &user, factor, Confirm::No, peer)?;
     let tokens = sign_in(cx, &user, &["recovery"], "recovery_code", peer)?;
     Ok((tokens, now + RECOVER_KEEP))
 }
@@ -437,6 +472,11 @@ pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error
         return Ok(());
     };
     if state(cx, &user.id)? != State::On {
+        return Ok(());
+    }
+    // One pair of mails a minute per account, however many callers ask.
+    let last = codes::last_issued(&cx.conn, codes::MFA_RESET_MAIN, &user.id)?;
+    if last.is_some_and(|t| now - t < RESET_INTERVAL) {
         return Ok(());
     }
     let master = cx.app.master.clone();
@@ -492,8 +532,11 @@ pub fn finish_reset(
     let Some(user) = accounts::get_user(&cx.conn, user_id)? else {
         return Err(refuse(cx, None, user_id, "mfa_reset", peer));
     };
-    let lock = limits::lock_key(Some(&user.id), "");
+    let lock = limits::factor_lock_key(&user.id);
     limits::check_lock(&cx.conn, &lock, now)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
     let master = cx.app.master.clone();
     let a = codes::find_code(
         &cx.conn,

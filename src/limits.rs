@@ -179,6 +179,13 @@ pub fn lock_key(user_id: Option<&str>, identifier: &str) -> String {
     }
 }
 
+/// The soft-lock key for second-factor codes of an account: apart from
+/// the password's, so that a password sign-in (which clears its own count)
+/// does not reset the count of wrong codes; only a right code does.
+pub fn factor_lock_key(user_id: &str) -> String {
+    format!("f:{user_id}")
+}
+
 const DELAYS: [i64; 9] = [1, 3, 10, 30, 60, 120, 300, 600, 900];
 const FORGET_AFTER: i64 = 86_400;
 

@@ -726,7 +726,10 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
 fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
     let (_, mut conn) = open(c.config, c.db)?;
     let u = accounts::find_user(&conn, &c.user)?;
-    let before = db::immediate(&mut conn, |tx| totp::remove(tx, &u.id, now()))?;
+    let before = db::immediate(&mut conn, |tx| {
+        hallpass::limits::clear(tx, &hallpass::limits::factor_lock_key(&u.id))?;
+        totp::remove(tx, &u.id, now())
+    })?;
     match before {
         totp::State::Off => println!("{}: two-factor authentication was not on", u.display_name()),
         _ => println!("{}: two-factor authentication turned off", u.display_name()),
@@ -757,7 +760,7 @@ fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
     let code = line.trim();
     totp::check_code_format("code", code)?;
     let ok = db::immediate(&mut conn, |tx| {
-        totp::verify(tx, &master, &u.id, code, true, now())
+        totp::verify(tx, &master, &u.id, code, totp::Confirm::Any, now())
     })?;
     if !ok {
         return Err(Error::BadRequest(

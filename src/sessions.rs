@@ -264,9 +264,11 @@ pub fn promote(
     now: i64,
 ) -> Result<Option<Issued>, Error> {
     let hash = token_hash(token);
+    // grace_used: a limited token gets no grace window; presented again,
+    // it is reuse, and ends the session.
     let used = tx
         .prepare_cached(
-            "UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
+            "UPDATE refresh_tokens SET used_at = ?2, grace_used = 1 WHERE hash = ?1 AND used_at IS NULL",
         )?
         .execute(params![hash, now])?;
     if used != 1 {

@@ -321,24 +321,37 @@ pub fn pending_matches(
     Ok(ct_eq(&raw, &given) && want.len() == got.len() && want == got)
 }
 
-/// Checks a TOTP code. The accepted step is consumed; with `pending_ok`, a
-/// live pending enrollment is checked too, and a good code confirms it
-/// (activating its recovery codes). Returns false for a wrong, replayed or
-/// out-of-window code, and when there is no factor to check against.
+/// Which pending enrollments a code may confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// None: only a factor that is on is checked.
+    No,
+    /// Enrollments without recovery codes (native, lagrello).
+    Plain,
+    /// Any, including those with recovery codes (the mfa dialect's enable,
+    /// which checks its own preconditions first, and the CLI).
+    Any,
+}
+
+/// Checks a TOTP code. The accepted step is consumed; a live pending
+/// enrollment is checked too when `confirm` allows it, and a good code
+/// confirms it (activating its recovery codes). Returns false for a wrong,
+/// replayed or out-of-window code, and when there is no factor to check.
 pub fn verify(
     tx: &Transaction,
     master: &MasterKey,
     user_id: &str,
     code: &str,
-    pending_ok: bool,
+    confirm: Confirm,
     now: i64,
 ) -> Result<bool, Error> {
     let Some(r) = row(tx, user_id)? else {
         return Ok(false);
     };
-    match state_of(&r, now) {
-        State::On => {}
-        State::Pending if pending_ok => {}
+    match (state_of(&r, now), confirm) {
+        (State::On, _) => {}
+        (State::Pending, Confirm::Any) => {}
+        (State::Pending, Confirm::Plain) if r.pending_recovery.is_none() => {}
         _ => return Ok(false),
     }
     let secret = master.open(&seal_purpose(user_id), &r.sealed)?;
@@ -388,24 +401,6 @@ fn replace_recovery(
         ins.execute(params![user_id, h, now])?;
     }
     Ok(())
-}
-
-/// Draws a new set of recovery codes for a user, replacing the old set.
-pub fn regenerate_recovery(
-    tx: &Transaction,
-    master: &MasterKey,
-    user_id: &str,
-    now: i64,
-) -> Result<Vec<String>, Error> {
-    let codes = (0..RECOVERY_CODES)
-        .map(|_| random_recovery_code())
-        .collect::<Result<Vec<_>, _>>()?;
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| recovery_hash(master, user_id, c))
-        .collect();
-    replace_recovery(tx, user_id, &hashes, now)?;
-    Ok(codes)
 }
 
 /// How a recovery code is being used.

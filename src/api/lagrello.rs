@@ -12,7 +12,7 @@ use crate::app::Ctx;
 use crate::error::Error;
 use crate::factors::{self, Factor};
 use crate::http::{Request, Response};
-use crate::totp::{self, State};
+use crate::totp::{self, Confirm, State};
 
 /// The lagrello route table.
 pub fn routes() -> Vec<Route> {
@@ -161,7 +161,13 @@ fn totp_verify(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Erro
     totp::check_code_format("payload", &code)?;
     let m = member(cx, &key, p.get("userId"))?;
     let user = member_user(cx, &m)?;
-    factors::check(cx, &user, Factor::Totp(&code), true, &super::peer(req))?;
+    factors::check(
+        cx,
+        &user,
+        Factor::Totp(&code),
+        Confirm::Plain,
+        &super::peer(req),
+    )?;
     Ok(Response::ok(&user_json(cx, &m)?))
 }
 

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::factors::{self, Factor};
 use crate::http::{Request, Response};
 use crate::password::MAX_LEN;
-use crate::totp::{self, RecoveryUse, State};
+use crate::totp::{self, Confirm, RecoveryUse, State};
 
 /// The mfa route table.
 pub fn routes() -> Vec<Route> {
@@ -69,7 +69,7 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
 
 fn mfa_auth(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
-    let token = body.str("token", 64)?;
+    let token = body.str("token", 4096)?;
     let code = body.str("code", 64)?;
     let tokens = factors::finish_mfa_token(cx, &token, &code, &peer(req))?;
     Ok(Response::ok(&user_auth(&tokens, true)))
@@ -125,7 +125,7 @@ fn enable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             "secret and recovery_codes must be those of the pending enrollment",
         ));
     }
-    factors::check(cx, &user, Factor::Totp(&code), true, &peer(req))?;
+    factors::check(cx, &user, Factor::Totp(&code), Confirm::Any, &peer(req))?;
     Ok(Response::empty(200))
 }
 
@@ -139,7 +139,16 @@ fn disable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             totp::check_code_format("code", c)?;
             Factor::Totp(c)
         }
-        (None, Some(r)) => Factor::Recovery(r, RecoveryUse::Disable),
+        (None, Some(r)) => {
+            if totp::normalize_recovery(r).is_none() {
+                return Err(Error::invalid(
+                    "recovery_code",
+                    "invalid",
+                    "recovery_code must be a 10-character recovery code",
+                ));
+            }
+            Factor::Recovery(r, RecoveryUse::Disable)
+        }
         (None, None) => return Err(Error::required("code")),
     };
     if factors::state(cx, &user.id)? != State::On {
@@ -147,7 +156,7 @@ fn disable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             "Two-factor authentication is not enabled".into(),
         ));
     }
-    factors::check(cx, &user, factor, false, &peer(req))?;
+    factors::check(cx, &user, factor, Confirm::No, &peer(req))?;
     factors::remove(cx, &user, "disabled by the user")?;
     Ok(Response::empty(200))
 }

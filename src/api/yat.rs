@@ -43,11 +43,16 @@ fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let user = auth::check_password(cx, &login, &password, &peer(req))?;
     let grant = auth::grant_for(&user, None, &["pwd"]);
     if factors::required(cx, &user)? {
-        let tokens = factors::start_limited(cx, &grant)?;
-        return Ok(token_response(&tokens, Some("GoogleAuthenticator")));
+        let pair = factors::start_limited(cx, &grant)?;
+        return Ok(Response::ok(&json!({
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+            "has_password": true,
+            "requires_2fa": "GoogleAuthenticator",
+        })));
     }
     let tokens = auth::issue_tokens(cx, None, &grant, "password", &peer(req))?;
-    Ok(token_response(&tokens, None))
+    Ok(token_response(&tokens))
 }
 
 fn two_factor(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -55,23 +60,23 @@ fn two_factor(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     let code = body.str("code", 64)?;
     let refresh_token = body.str("refresh_token", 4096)?;
     let tokens = factors::complete_limited(cx, &refresh_token, &code, &peer(req))?;
-    Ok(token_response(&tokens, None))
+    Ok(token_response(&tokens))
 }
 
 fn refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let refresh_token = body.str("refresh_token", 4096)?;
     let tokens = auth::refresh(cx, &refresh_token, None, None, &peer(req))?;
-    Ok(token_response(&tokens, None))
+    Ok(token_response(&tokens))
 }
 
-/// TokenResponse; `requires_2fa` names the factor a limited pair owes.
-fn token_response(t: &Tokens, requires_2fa: Option<&str>) -> Response {
+/// TokenResponse of a full sign-in.
+fn token_response(t: &Tokens) -> Response {
     Response::ok(&json!({
         "access_token": t.access_token,
         "refresh_token": t.refresh_token,
         "has_password": t.user.password_hash.is_some(),
-        "requires_2fa": requires_2fa,
+        "requires_2fa": null,
     }))
 }
 

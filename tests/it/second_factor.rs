@@ -325,6 +325,10 @@ fn yat_limited_tokens_are_refused_until_the_second_factor() {
     let limited = sign_in();
     assert_eq!(limited["requires_2fa"], "GoogleAuthenticator");
     let access = limited["access_token"].as_str().unwrap();
+    assert!(
+        !access.contains('.'),
+        "the limited access token is not a JWT a JWKS verifier could accept"
+    );
     assert_eq!(s.get_auth("/auth/me", access).status, 401);
     let refresh = s.post(
         "/auth/token/refresh",
@@ -366,6 +370,30 @@ fn yat_limited_tokens_are_refused_until_the_second_factor() {
         &json!({"code": code_at(&secret, s.now()), "refresh_token": limited["refresh_token"]}),
     );
     assert_eq!(reused.status, 401, "a limited token completes once");
+    // Nor does it buy a refresh afterwards, even at once: that is reuse,
+    // and it ends the session it became.
+    let promoted = s.post(
+        "/auth/token",
+        &json!({"email": "ann@example.com", "password": PASSWORD}),
+    );
+    let promoted = promoted.json();
+    s.advance(30);
+    let full = s.post(
+        "/auth/2fa",
+        &json!({"code": code_at(&secret, s.now()), "refresh_token": promoted["refresh_token"]}),
+    );
+    assert_eq!(full.status, 200, "{}", full.body);
+    let sneak = s.post(
+        "/auth/token/refresh",
+        &json!({"refresh_token": promoted["refresh_token"]}),
+    );
+    assert_eq!(sneak.status, 401);
+    assert_eq!(
+        s.get_auth("/auth/me", full.json()["access_token"].as_str().unwrap())
+            .status,
+        401,
+        "reuse of the limited token revoked the session"
+    );
 
     // A limited token lives 10 minutes.
     let late = sign_in();
@@ -675,6 +703,12 @@ fn the_emailed_reset_needs_both_codes_and_turns_mfa_off() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(queued(&s), 2);
+    let flood = s.post(
+        "/api/user/mfa/reset",
+        &json!({"identifier": "ann@example.com"}),
+    );
+    assert_eq!(flood.status, 200);
+    assert_eq!(queued(&s), 2, "one pair of mails a minute per account");
     let main = outbox_code(&s, "ann@example.com", "Code 1 of 2:");
     let backup = outbox_code(&s, "ann.backup@example.org", "Code 2 of 2:");
     assert_eq!(main.len(), 5);
@@ -865,4 +899,97 @@ fn the_code_verify_otp_gives_keeps_the_pkce_challenge() {
         &json!({"clientId": client.client_id, "code": fresh, "code_verifier": verifier}),
     );
     assert_eq!(with.status, 200, "{}", with.body);
+}
+
+#[test]
+fn a_password_sign_in_does_not_reset_the_count_of_wrong_codes() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let ann = s.add_user("ann@example.com");
+    enable_native(&s, &client, &cs, &ann);
+    let limited = || {
+        s.post(
+            "/auth/token",
+            &json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .json()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wrong = |rt: &str| {
+        s.post("/auth/2fa", &json!({"code": "000000", "refresh_token": rt}))
+            .status
+    };
+    let rt = limited();
+    for _ in 0..3 {
+        assert_eq!(wrong(&rt), 401);
+    }
+    s.advance(10);
+    // The right password again: the count of wrong codes goes on (4, 5, 6
+    // and then the soft lock), it does not start over.
+    let rt = limited();
+    let statuses: Vec<u16> = (0..4).map(|_| wrong(&rt)).collect();
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
+}
+
+#[test]
+fn code_shapes_are_checked_before_anything_else() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let (_, codes) = enable_mfa_dialect(&s, "ann");
+    let r = s.post("/auth/verify-otp", &json!({"key": "ann", "otp": "12x456"}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let long = "a".repeat(100);
+    let r = s.post(
+        "/api/user/mfa/auth",
+        &json!({"token": long, "code": "123456"}),
+    );
+    assert_eq!(r.status, 401, "a forged token, however long: {}", r.body);
+    let r = s.post(
+        "/api/user/mfa/recover",
+        &json!({"identifier": "ann", "recovery_code": "0"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let token = s
+        .post(
+            "/api/user/mfa/recover",
+            &json!({"identifier": "ann", "recovery_code": codes[0]}),
+        )
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.send_auth(
+        "PUT",
+        "/api/user/mfa/disable",
+        &token,
+        &json!({"recovery_code": "not-a-code"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+}
+
+#[test]
+fn an_mfa_dialect_enrollment_is_confirmed_only_by_its_enable_call() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    s.add_user("ann@example.com");
+    let token = mfa_login(&s, "ann").json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let g = s.get_auth("/api/user/mfa/generate", &token).json();
+    let secret = g["secret"].as_str().unwrap();
+    // native verify-otp would skip enable's checks (recovery email, codes).
+    let code = login_code(&s, &client, &cs, "ann");
+    let v = s.post(
+        "/auth/verify-otp",
+        &json!({"key": "ann", "otp": code_at(secret, s.now()), "code": code}),
+    );
+    assert_eq!(v.status, 401, "{}", v.body);
+    assert_eq!(
+        s.get_auth("/api/user/mfa/generate", &token).status,
+        200,
+        "still not on"
+    );
 }
