@@ -327,11 +327,14 @@ pub fn refresh(
     }
     let default_ttl = cx.app.config.refresh_ttl;
     let outcome = cx.write(|tx| {
-        let ttl = |client: Option<&str>| {
-            client
-                .and_then(|c| accounts::get_client(tx, c).ok().flatten())
-                .map(|c| c.refresh_ttl)
-                .unwrap_or(default_ttl)
+        // The client is read once: for the new token's lifetime here, and
+        // for the access token's audience and lifetime below.
+        let client = std::cell::RefCell::new(None);
+        let ttl = |client_id: Option<&str>| {
+            let c = client_id.and_then(|c| accounts::get_client(tx, c).ok().flatten());
+            let ttl = c.as_ref().map(|c| c.refresh_ttl).unwrap_or(default_ttl);
+            *client.borrow_mut() = c;
+            ttl
         };
         match sessions::rotate(tx, token, tenant, ttl, now)? {
             Rotation::Rotated { grant, issued } => {
@@ -345,7 +348,7 @@ pub fn refresh(
                         ));
                     }
                 }
-                let subject = subject(tx, &grant)?;
+                let subject = subject_with(tx, &grant, client.into_inner())?;
                 if !subject.user.is_active() {
                     return Err(Error::UserInactive);
                 }
@@ -373,14 +376,19 @@ pub(crate) struct Subject {
 }
 
 pub(crate) fn subject(tx: &Connection, grant: &Grant) -> Result<Subject, Error> {
+    let client = match &grant.client_id {
+        Some(c) => accounts::get_client(tx, c)?,
+        None => None,
+    };
+    subject_with(tx, grant, client)
+}
+
+/// `subject`, with the session's client already read.
+fn subject_with(tx: &Connection, grant: &Grant, client: Option<Client>) -> Result<Subject, Error> {
     let user = accounts::get_user(tx, &grant.user_id)?.ok_or(Error::TokenInvalid)?;
     let membership = match &grant.tenant_id {
         // A session in a tenant the user has left ends at its next refresh.
         Some(t) => Some(accounts::membership(tx, &user.id, t)?.ok_or(Error::TokenRevoked)?),
-        None => None,
-    };
-    let client = match &grant.client_id {
-        Some(c) => accounts::get_client(tx, c)?,
         None => None,
     };
     Ok(Subject {

@@ -209,6 +209,17 @@ mod tests {
             .collect();
         for (kind, name, table) in rows {
             out.push(format!("{kind} {name} on {table}"));
+            if kind == "index" {
+                let mut cols = conn
+                    .prepare("SELECT name FROM pragma_index_info(?1)")
+                    .unwrap();
+                let c: Vec<String> = cols
+                    .query_map([&name], |r| r.get::<_, Option<String>>(0))
+                    .unwrap()
+                    .map(|r| format!("  ({})", r.unwrap().unwrap_or_default()))
+                    .collect();
+                out.extend(c);
+            }
             if kind == "table" {
                 let mut cols = conn
                     .prepare(

@@ -59,12 +59,8 @@ impl Request {
         r.headers = rq
             .headers()
             .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
+            // Names as sent: every look-up ignores ASCII case.
+            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
             .collect();
         let peer = rq.remote_addr().map(|a| a.ip());
         let xff = r.header_all("x-forwarded-for");
@@ -300,10 +296,15 @@ pub struct Response {
 impl Response {
     /// A JSON response.
     pub fn json(status: u16, value: &Value) -> Response {
+        Response::serialize(status, value)
+    }
+
+    /// A JSON response from anything serializable (no intermediate Value).
+    pub fn serialize<T: serde::Serialize>(status: u16, body: &T) -> Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: serde_json::to_vec(value).unwrap_or_default(),
+            body: serde_json::to_vec(body).unwrap_or_default(),
         }
     }
 

@@ -17,7 +17,9 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn healthz(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
-    cx.conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    cx.conn
+        .prepare_cached("SELECT 1")?
+        .query_row([], |r| r.get::<_, i64>(0))?;
     Ok(Response::ok(&json!({ "status": "ok" })))
 }
 

@@ -102,6 +102,9 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
 }
 
 fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
+    if !pattern.contains('{') {
+        return (pattern == path).then(Params::default);
+    }
     let mut params = Params::default();
     let mut want = pattern.split('/');
     let mut got = path.split('/');

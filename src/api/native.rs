@@ -2,7 +2,8 @@
 //! main dialect. camelCase responses, client credentials in the body,
 //! LoopBack error envelopes. Fields: shared/API.md §1.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::{bearer, peer, Params, Route};
 use crate::accounts::{self, Client, User};
@@ -139,7 +140,7 @@ fn switch_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
 
 fn me(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let (claims, user) = bearer(cx, req)?;
-    Ok(Response::ok(&auth_user(&user, &claims)))
+    Ok(auth_user(&user, &claims))
 }
 
 fn change_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -233,47 +234,66 @@ fn token_response(t: &Tokens) -> Response {
     }))
 }
 
-/// AuthUser: absent values are omitted.
-fn auth_user(user: &User, claims: &Claims) -> Value {
-    let mut m = Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
+/// AuthUser: absent values are omitted. A struct rather than a map: it is
+/// the /auth/me answer, written on every call.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthUser<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_tenant_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_tenant_id: Option<&'a str>,
+    role: &'a str,
+    permissions: &'a [String],
+    auth_client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_login: Option<String>,
+    status: u8,
+    created_at: String,
+    updated_at: String,
+}
+
+fn auth_user(user: &User, claims: &Claims) -> Response {
+    let name = user.name.as_deref().map(str::trim);
+    let (first, last) = match name.and_then(|n| n.split_once(' ')) {
+        Some((f, l)) => (Some(f), Some(l.trim())),
+        None => (name, None),
     };
-    let (first, last) = match user
-        .name
-        .as_deref()
-        .map(str::trim)
-        .and_then(|n| n.split_once(' '))
-    {
-        Some((f, l)) => (Some(f.to_string()), Some(l.trim().to_string())),
-        None => (user.name.clone(), None),
+    let body = AuthUser {
+        id: &user.id,
+        username: user.username.as_deref(),
+        email: user.email.as_deref(),
+        phone: user.phone.as_deref(),
+        name: user.name.as_deref(),
+        first_name: first,
+        last_name: last,
+        default_tenant_id: user.default_tenant_id.as_deref(),
+        tenant_id: claims.tenantId.as_deref(),
+        user_tenant_id: claims.userTenantId.as_deref(),
+        role: &claims.role,
+        permissions: &claims.permissions,
+        auth_client_id: &claims.aud,
+        last_login: user.last_login_at.map(iso8601),
+        status: if user.is_active() { 1 } else { 2 },
+        created_at: iso8601(user.created_at),
+        updated_at: iso8601(user.updated_at),
     };
-    put("id", Some(json!(user.id)));
-    put("username", user.username.as_ref().map(|v| json!(v)));
-    put("email", user.email.as_ref().map(|v| json!(v)));
-    put("phone", user.phone.as_ref().map(|v| json!(v)));
-    put("name", user.name.as_ref().map(|v| json!(v)));
-    put("firstName", first.map(|v| json!(v)));
-    put("lastName", last.map(|v| json!(v)));
-    put(
-        "defaultTenantId",
-        user.default_tenant_id.as_ref().map(|v| json!(v)),
-    );
-    put("tenantId", claims.tenantId.as_ref().map(|v| json!(v)));
-    put(
-        "userTenantId",
-        claims.userTenantId.as_ref().map(|v| json!(v)),
-    );
-    put("role", Some(json!(claims.role)));
-    put("permissions", Some(json!(claims.permissions)));
-    put("authClientId", Some(json!(claims.aud)));
-    put("lastLogin", user.last_login_at.map(|t| json!(iso8601(t))));
-    put("status", Some(json!(if user.is_active() { 1 } else { 2 })));
-    put("createdAt", Some(json!(iso8601(user.created_at))));
-    put("updatedAt", Some(json!(iso8601(user.updated_at))));
-    Value::Object(m)
+    Response::serialize(200, &body)
 }
 
 /// The LoopBack error envelope.

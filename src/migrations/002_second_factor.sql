@@ -1,7 +1,13 @@
 -- Schema 1 -> 2: the second factor (TOTP, recovery codes), one-time
--- codes and the mail outbox. schema.sql holds the same tables.
+-- codes and the mail outbox; one index for a family's refresh tokens.
+-- schema.sql holds the same tables.
 
 ALTER TABLE token_families ADD COLUMN mfa_pending INTEGER NOT NULL DEFAULT 0;
+
+-- One index for a family's tokens, live ones first, instead of two.
+DROP INDEX refresh_tokens_family;
+DROP INDEX refresh_tokens_live;
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id, used_at);
 
 -- A user's TOTP factor (RFC 6238). Pending (confirmed_at NULL) until the
 -- first good code, and only for 10 minutes; a pending factor never
