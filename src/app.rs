@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, Transaction};
 
+use crate::auth::{RotateJob, Rotated};
+use crate::batch::Batcher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -37,6 +39,8 @@ pub struct App {
     /// A hash of a random password at the configured cost, verified against
     /// when the user is unknown so that both cases cost the same.
     pub dummy_hash: String,
+    /// Refresh-token rotations, committed in groups (batch.rs).
+    pub rotations: Batcher<RotateJob, Rotated>,
     writer: Mutex<()>,
 }
 
@@ -65,6 +69,7 @@ impl App {
             gate,
             metrics: Metrics::default(),
             dummy_hash,
+            rotations: Batcher::default(),
             writer: Mutex::new(()),
         }
     }

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
@@ -325,41 +325,17 @@ pub fn refresh(
             _ => return Err(Error::TokenInvalid),
         }
     }
-    let default_ttl = cx.app.config.refresh_ttl;
-    let outcome = cx.write(|tx| {
-        // The client is read once: for the new token's lifetime here, and
-        // for the access token's audience and lifetime below.
-        let client = std::cell::RefCell::new(None);
-        let ttl = |client_id: Option<&str>| {
-            let c = client_id.and_then(|c| accounts::get_client(tx, c).ok().flatten());
-            let ttl = c.as_ref().map(|c| c.refresh_ttl).unwrap_or(default_ttl);
-            *client.borrow_mut() = c;
-            ttl
-        };
-        match sessions::rotate(tx, token, tenant, ttl, now)? {
-            Rotation::Rotated { grant, issued } => {
-                // After the rotation, so a replayed token with a bad
-                // tenantId still trips reuse detection; an error here rolls
-                // the rotation back.
-                if let Some(t) = tenant {
-                    if accounts::membership(tx, &grant.user_id, t)?.is_none() {
-                        return Err(Error::Forbidden(
-                            "The user is not a member of this tenant".into(),
-                        ));
-                    }
-                }
-                let subject = subject_with(tx, &grant, client.into_inner())?;
-                if !subject.user.is_active() {
-                    return Err(Error::UserInactive);
-                }
-                Ok(Ok((grant, issued, subject)))
-            }
-            Rotation::ReuseDetected { family_id, user_id } => Ok(Err((family_id, user_id))),
-        }
-    })?;
+    let job = RotateJob {
+        token: token.to_string(),
+        tenant: tenant.map(str::to_string),
+        now,
+    };
+    // Concurrent refreshes share a transaction (see batch.rs).
+    let app = cx.app.clone();
+    let outcome = app.rotations.run(job, |jobs| rotate_batch(cx, jobs))?;
     match outcome {
-        Ok((grant, issued, subject)) => mint(cx, subject, &grant, &issued),
-        Err((family_id, user_id)) => {
+        Rotated::Fresh(grant, issued, subject) => mint(cx, *subject, &grant, &issued),
+        Rotated::Reuse { family_id, user_id } => {
             eprintln!("security: refresh token reuse detected; session {family_id} of user {user_id} revoked");
             cx.app.metrics.reuse();
             Err(Error::TokenRevoked)
@@ -367,9 +343,78 @@ pub fn refresh(
     }
 }
 
+/// A refresh waiting for its turn in a batch.
+pub struct RotateJob {
+    token: String,
+    tenant: Option<String>,
+    now: i64,
+}
+
+/// What one rotation came to.
+pub enum Rotated {
+    Fresh(Grant, Issued, Box<Subject>),
+    /// Reuse detected: the family is revoked (and that is committed).
+    Reuse {
+        family_id: String,
+        user_id: String,
+    },
+}
+
+/// Runs a batch of rotations in one transaction, each inside its own
+/// savepoint so that a refused one leaves no trace.
+fn rotate_batch(cx: &mut Ctx, jobs: Vec<RotateJob>) -> Result<Vec<Result<Rotated, Error>>, Error> {
+    let default_ttl = cx.app.config.refresh_ttl;
+    cx.write(|tx| {
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            tx.prepare_cached("SAVEPOINT rotation")?.execute([])?;
+            let r = rotate_one(tx, job, default_ttl);
+            if r.is_err() {
+                tx.prepare_cached("ROLLBACK TO rotation")?.execute([])?;
+            }
+            tx.prepare_cached("RELEASE rotation")?.execute([])?;
+            out.push(r);
+        }
+        Ok(out)
+    })
+}
+
+fn rotate_one(tx: &Transaction, job: &RotateJob, default_ttl: i64) -> Result<Rotated, Error> {
+    let tenant = job.tenant.as_deref();
+    // The client is read once: for the new token's lifetime here, and for
+    // the access token's audience and lifetime below.
+    let client = std::cell::RefCell::new(None);
+    let ttl = |client_id: Option<&str>| {
+        let c = client_id.and_then(|c| accounts::get_client(tx, c).ok().flatten());
+        let ttl = c.as_ref().map(|c| c.refresh_ttl).unwrap_or(default_ttl);
+        *client.borrow_mut() = c;
+        ttl
+    };
+    match sessions::rotate(tx, &job.token, tenant, ttl, job.now)? {
+        Rotation::Rotated { grant, issued } => {
+            // After the rotation, so a replayed token with a bad tenantId
+            // still trips reuse detection; an error here rolls the rotation
+            // back (to its savepoint).
+            if let Some(t) = tenant {
+                if accounts::membership(tx, &grant.user_id, t)?.is_none() {
+                    return Err(Error::Forbidden(
+                        "The user is not a member of this tenant".into(),
+                    ));
+                }
+            }
+            let subject = subject_with(tx, &grant, client.into_inner())?;
+            if !subject.user.is_active() {
+                return Err(Error::UserInactive);
+            }
+            Ok(Rotated::Fresh(grant, issued, Box::new(subject)))
+        }
+        Rotation::ReuseDetected { family_id, user_id } => Ok(Rotated::Reuse { family_id, user_id }),
+    }
+}
+
 /// What an access token says about its holder, read in the transaction
 /// that issued the session (no extra read transaction on the hot path).
-pub(crate) struct Subject {
+pub struct Subject {
     user: User,
     membership: Option<accounts::Membership>,
     client: Option<Client>,

@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod codes;
 pub mod config;

@@ -690,3 +690,62 @@ fn a_code_with_a_pkce_challenge_needs_its_verifier() {
     );
     assert_eq!(t.status, 200);
 }
+
+#[test]
+fn concurrent_refreshes_each_rotate_their_own_session() {
+    // Refreshes arriving together are committed in shared transactions:
+    // each must still get its own new pair, and each chain must stay intact.
+    let s = std::sync::Arc::new(TestServer::start_with(|c| {
+        c.limits.token_burst = 1e9;
+        c.limits.token_per_minute = 1e9;
+    }));
+    let (c, secret) = s.add_client();
+    s.add_user("alice@example.com");
+    let starts: Vec<String> = (0..6)
+        .map(|_| {
+            s.login_token(&c, &secret, "alice")["refreshToken"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let handles: Vec<_> = starts
+        .iter()
+        .cloned()
+        .map(|first| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut rt = first;
+                let mut seen = vec![rt.clone()];
+                for _ in 0..15 {
+                    let r = s.post("/auth/token-refresh", &json!({"refreshToken": rt}));
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    rt = r.json()["refreshToken"].as_str().unwrap().to_string();
+                    seen.push(rt.clone());
+                }
+                seen
+            })
+        })
+        .collect();
+    let chains: Vec<Vec<String>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<&String> = chains.iter().flatten().collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "every token issued once");
+    // Past the grace window, an old link of any chain is reuse; the newest
+    // link of every other chain still works.
+    s.advance(11);
+    let reuse = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": chains[0][3]}),
+    );
+    assert_eq!(reuse.status, 401);
+    for chain in &chains[1..] {
+        let r = s.post(
+            "/auth/token-refresh",
+            &json!({"refreshToken": chain.last().unwrap()}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
