@@ -3,15 +3,17 @@
 //!     cargo build --release && cargo run --release --example bench
 //!
 //! It starts the release binary on a fresh database and measures, in one
-//! run: GET /auth/me next to a bare tiny_http "hello" server driven the same
-//! way (the ratio is the figure), refreshes/s of /auth/token-refresh (each a
+//! run: GET /auth/me next to a bare tiny_http "hello" server in its own
+//! process, sent the same request and driven the same way (the ratio is the
+//! figure; server CPU per request is read from /proc for both), refreshes/s of /auth/token-refresh (each a
 //! committed rotation), password logins/s next to this machine's raw
 //! PBKDF2-600k hashes/s, idle RSS, exec-to-first-200 on an existing
 //! database, and the stripped binary size. The load generator is in this
 //! file: keep-alive HTTP/1.1 connections, one thread each.
 //!
 //! For profiling: `HALLPASS_BIN=path` runs another build, and
-//! `HALLPASS_BENCH_HOLD=me` (or `refresh`) runs only that load for 20 s.
+//! `HALLPASS_BENCH_HOLD=me` (or `refresh`, or `healthz`) runs only that
+//! load, 4 x 5 s.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
