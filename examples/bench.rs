@@ -297,6 +297,18 @@ fn median(runs: &[(f64, f64, usize, f64)]) -> (f64, f64, usize, f64) {
     )
 }
 
+/// One new session per connection; their refresh tokens.
+fn fresh_refresh_tokens(c: &mut Conn, login: &Value) -> Vec<String> {
+    (0..CONNS)
+        .map(|_| {
+            let (st, body) = c.call("POST", "/auth/login-token", None, Some(login));
+            assert_eq!(st, 200);
+            let v: Value = serde_json::from_slice(&body).expect("json");
+            v["refreshToken"].as_str().expect("rt").to_string()
+        })
+        .collect()
+}
+
 /// One refresh, keeping the new token for the next.
 fn refresh_step(c: &mut Conn, rt: &mut String) -> bool {
     let (st, body) = c.call(
@@ -389,14 +401,8 @@ fn main() {
                 "me" => drive(&addr, tokens.clone(), |c, t| {
                     c.call("GET", "/auth/me", Some(t), None).0 == 200
                 }),
-                "refresh" => drive(
-                    &addr,
-                    sessions
-                        .iter()
-                        .map(|s| s["refreshToken"].as_str().expect("rt").to_string())
-                        .collect(),
-                    refresh_step,
-                ),
+                // Fresh sessions each round: the last round's tokens are used.
+                "refresh" => drive(&addr, fresh_refresh_tokens(&mut c, &login), refresh_step),
                 _ => drive(&addr, vec![(); CONNS], |c, _| {
                     c.call("GET", "/healthz", None, None).0 == 200
                 }),
@@ -443,14 +449,7 @@ fn main() {
 
     let mut ref_runs = Vec::new();
     for _ in 0..ROUNDS {
-        let refresh: Vec<String> = (0..CONNS)
-            .map(|_| {
-                let (st, body) = c.call("POST", "/auth/login-token", None, Some(&login));
-                assert_eq!(st, 200);
-                let v: Value = serde_json::from_slice(&body).expect("json");
-                v["refreshToken"].as_str().expect("rt").to_string()
-            })
-            .collect();
+        let refresh = fresh_refresh_tokens(&mut c, &login);
         ref_runs.push(drive_measured(child.id(), &addr, refresh, refresh_step));
     }
     let (ref_rps, ref_p99, ref_err, ref_cpu) = median(&ref_runs);
