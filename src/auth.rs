@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::jwt::Claims;
 use crate::limits::{self, Family};
 use crate::password;
-use crate::sessions::{self, Grant, Issued, Rotation};
+use crate::sessions::{self, Grant, Issued, Pkce, Rotation};
 
 /// Who is calling, for logs and limits.
 #[derive(Debug, Clone, Default)]
@@ -146,31 +146,6 @@ pub(crate) fn failed<'a>(
     }
 }
 
-/// Checks a PKCE challenge as given at sign-in (RFC 7636): S256 only (the
-/// `plain` method offers nothing over no PKCE), 43 base64url characters.
-pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), Error> {
-    if method.is_some_and(|m| m != "S256") {
-        return Err(Error::invalid(
-            "code_challenge_method",
-            "invalid",
-            "code_challenge_method must be S256",
-        ));
-    }
-    let ok = challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "code_challenge",
-            "invalid",
-            "code_challenge must be BASE64URL(SHA-256(code_verifier)): 43 characters",
-        ))
-    }
-}
-
 /// The grant of a fresh sign-in: the user's default tenant, the methods used.
 pub fn grant_for(user: &User, client: Option<&Client>, amr: &[&str]) -> Grant {
     Grant {
@@ -265,7 +240,8 @@ pub fn issue_tokens(
 /// Exchanges an auth code for tokens (native POST /auth/token). The code
 /// itself was the sign-in, so no activity row is written here. A code
 /// issued with a PKCE challenge needs its verifier (RFC 7636, S256); a
-/// wrong or missing one is refused without using the code up.
+/// wrong or missing one is refused without using the code up (see
+/// `sessions::redeem_code`).
 pub fn exchange_code(
     cx: &mut Ctx,
     client_id: &str,
@@ -277,24 +253,12 @@ pub fn exchange_code(
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
     let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
     let outcome = cx.write(|tx| {
-        let cg = match sessions::redeem_code(tx, code, client_id, now)? {
+        let cg = match sessions::redeem_code(tx, code, client_id, Pkce::Verify(verifier), now)? {
             sessions::Redemption::Valid(cg) => cg,
             sessions::Redemption::Replayed => return Ok(None),
         };
         if cg.mfa_owed {
             return Err(Error::MfaRequired);
-        }
-        if let Some(challenge) = &cg.challenge {
-            let answered = verifier
-                .map(|v| crate::crypto::b64url(&crate::crypto::sha256(v.as_bytes())))
-                .is_some_and(|c| crate::crypto::ct_eq(c.as_bytes(), challenge.as_bytes()));
-            if !answered {
-                return Err(Error::invalid(
-                    "code_verifier",
-                    "invalid",
-                    "code_verifier does not match the code_challenge given at sign-in",
-                ));
-            }
         }
         let subject = subject(tx, &cg.grant)?;
         if !subject.user.is_active() {

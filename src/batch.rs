@@ -50,6 +50,8 @@ impl<J, R> Default for Batcher<J, R> {
 /// Hands out the leader's results, or errors if it unwound before that.
 struct Handout<'a, J, R> {
     batcher: &'a Batcher<J, R>,
+    /// The leader's own job, whose result it takes itself.
+    own: u64,
     ids: Vec<u64>,
     results: Option<Vec<Result<R, Error>>>,
 }
@@ -66,7 +68,8 @@ impl<J, R> Drop for Handout<'_, J, R> {
                 }
             }
             None => {
-                for id in self.ids.drain(..) {
+                // The leader is unwinding and will not collect its own.
+                for id in self.ids.drain(..).filter(|id| *id != self.own) {
                     st.results
                         .insert(id, Err(Error::Internal("batch leader failed".into())));
                 }
@@ -109,6 +112,7 @@ impl<J, R> Batcher<J, R> {
                     let n = ids.len();
                     let mut handout = Handout {
                         batcher: self,
+                        own: id,
                         ids,
                         results: None,
                     };

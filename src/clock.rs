@@ -50,10 +50,12 @@ pub fn system_now() -> i64 {
 /// Formats unix seconds as an RFC 3339 / ISO 8601 UTC time (years 0 to
 /// 9999; written digit by digit: it is on the /auth/me hot path).
 pub fn iso8601(secs: i64) -> String {
+    // 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z
+    let secs = secs.clamp(-62_167_219_200, 253_402_300_799);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let y = y.clamp(0, 9999) as u32;
+    let y = y as u32;
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, v: u32, width: usize| {
         let mut v = v;
@@ -95,6 +97,8 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso8601(1_795_000_000), "2026-11-18T11:06:40.000Z");
+        assert_eq!(iso8601(253_402_300_800), "9999-12-31T23:59:59.000Z");
+        assert_eq!(iso8601(-62_167_219_201), "0000-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -275,6 +275,24 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_from_before_the_live_token_index_migrates_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let conn = open(&old).unwrap();
+            let v1 = include_str!("../tests/fixtures/schema-v1.sql").replace(
+                "CREATE INDEX refresh_tokens_live ON refresh_tokens (family_id) WHERE used_at IS NULL;",
+                "",
+            );
+            conn.execute_batch(&v1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let migrated = open_and_migrate(&old).unwrap();
+        let fresh = open_and_migrate(&dir.path().join("new.db")).unwrap();
+        assert_eq!(shape(&migrated), shape(&fresh));
+    }
+
+    #[test]
     fn a_failed_statement_rolls_the_transaction_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_and_migrate(&dir.path().join("h.db")).unwrap();

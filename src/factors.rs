@@ -277,7 +277,9 @@ pub fn verify_login_code(
     let client = accounts::get_client(&cx.conn, &client_id)?.ok_or(Error::ClientInvalid)?;
     let code = code.unwrap_or_default();
     let fresh = cx.write(|tx| {
-        let Redemption::Valid(cg) = sessions::redeem_code(tx, code, &client_id, now)? else {
+        let Redemption::Valid(cg) =
+            sessions::redeem_code(tx, code, &client_id, sessions::Pkce::CarryOver, now)?
+        else {
             return Ok(None);
         };
         let grant = Grant {

@@ -408,13 +408,83 @@ pub enum Redemption {
     Replayed,
 }
 
-/// Redeems an auth code: it must exist, be unused, unexpired and belong to
-/// `client_id`; only then is it used up (a wrong client is refused and
-/// cannot burn another client's code).
+/// How a redemption treats the code's PKCE challenge (RFC 7636).
+#[derive(Debug, Clone, Copy)]
+pub enum Pkce<'a> {
+    /// The token exchange: a code with a challenge needs its verifier, and
+    /// a code without one refuses a verifier (RFC 9700 §2.1.1: that is
+    /// the mark of a code injected from another flow).
+    Verify(Option<&'a str>),
+    /// An internal swap (verify-otp): the challenge passes to the next code.
+    CarryOver,
+}
+
+/// Checks a PKCE challenge as given at sign-in: the method must be named
+/// and be S256 (RFC 7636 makes a missing method mean `plain`, which offers
+/// nothing over no PKCE), and the challenge 43 base64url characters.
+pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), Error> {
+    if method != Some("S256") {
+        return Err(Error::invalid(
+            "code_challenge_method",
+            "invalid",
+            "code_challenge_method must be S256",
+        ));
+    }
+    let ok = challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "code_challenge",
+            "invalid",
+            "code_challenge must be BASE64URL(SHA-256(code_verifier)): 43 characters",
+        ))
+    }
+}
+
+/// Checks a code's PKCE binding at the token exchange.
+fn check_verifier(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), Error> {
+    let wrong = |m: &str| Error::invalid("code_verifier", "invalid", m);
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(wrong(
+            "code_verifier was sent, but the code was issued without a code_challenge",
+        )),
+        (Some(_), None) => Err(Error::required("code_verifier")),
+        (Some(c), Some(v)) => {
+            let shaped = (43..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !shaped {
+                return Err(wrong(
+                    "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~",
+                ));
+            }
+            let computed = crate::crypto::b64url(&crate::crypto::sha256(v.as_bytes()));
+            if crate::crypto::ct_eq(computed.as_bytes(), c.as_bytes()) {
+                Ok(())
+            } else {
+                Err(wrong(
+                    "code_verifier does not match the code_challenge given at sign-in",
+                ))
+            }
+        }
+    }
+}
+
+/// Redeems an auth code: it must exist, belong to `client_id` and answer
+/// its PKCE challenge; only then is a replay acted on (so whoever holds a
+/// stolen code but not the verifier cannot end the session it bought) and
+/// the code, if unused and unexpired, used up. A refusal before that
+/// changes nothing.
 pub fn redeem_code(
     tx: &Transaction,
     code: &str,
     client_id: &str,
+    pkce: Pkce,
     now: i64,
 ) -> Result<Redemption, Error> {
     let hash = token_hash(code);
@@ -445,6 +515,9 @@ pub fn redeem_code(
     };
     if owner != client_id {
         return Err(Error::CodeExpired);
+    }
+    if let Pkce::Verify(verifier) = pkce {
+        check_verifier(challenge.as_deref(), verifier)?;
     }
     if used_at.is_some() {
         if let Some(f) = family {

@@ -15,6 +15,7 @@ use crate::factors;
 use crate::http::{percent_encode, Json, Request, Response};
 use crate::jwt::Claims;
 use crate::password::MAX_LEN;
+use crate::sessions;
 use crate::totp;
 
 /// The native route table.
@@ -63,7 +64,7 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let challenge = body.opt_str("code_challenge", 128)?;
     let method = body.opt_str("code_challenge_method", 16)?;
     if let Some(c) = &challenge {
-        auth::check_challenge(c, method.as_deref())?;
+        sessions::check_challenge(c, method.as_deref())?;
     }
     let client = client(cx, &body)?;
     let user = auth::check_password(cx, &username, &password, &peer(req))?;

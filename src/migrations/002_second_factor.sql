@@ -5,8 +5,8 @@
 ALTER TABLE token_families ADD COLUMN mfa_pending INTEGER NOT NULL DEFAULT 0;
 
 -- One index for a family's tokens, live ones first, instead of two.
-DROP INDEX refresh_tokens_family;
-DROP INDEX refresh_tokens_live;
+DROP INDEX IF EXISTS refresh_tokens_family;
+DROP INDEX IF EXISTS refresh_tokens_live;
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id, used_at);
 
 -- A user's TOTP factor (RFC 6238). Pending (confirmed_at NULL) until the

@@ -649,7 +649,13 @@ fn a_code_with_a_pkce_challenge_needs_its_verifier() {
     };
     let plain = login(json!({"code_challenge": CHALLENGE, "code_challenge_method": "plain"}));
     assert_eq!(plain.status, 422, "only S256");
-    let short = login(json!({"code_challenge": "abc"}));
+    let unnamed = login(json!({"code_challenge": CHALLENGE}));
+    assert_eq!(unnamed.status, 422, "a missing method means plain: refused");
+    assert_eq!(
+        unnamed.json()["error"]["details"][0]["path"],
+        "/code_challenge_method"
+    );
+    let short = login(json!({"code_challenge": "abc", "code_challenge_method": "S256"}));
     assert_eq!(short.status, 422);
     assert_eq!(
         short.json()["error"]["details"][0]["path"],
@@ -679,11 +685,25 @@ fn a_code_with_a_pkce_challenge_needs_its_verifier() {
         "a refused verifier does not use the code up: {}",
         ok.body
     );
+    // Someone holding the stolen code but not the verifier cannot end the
+    // session it bought by replaying it.
+    let stolen = exchange(Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"));
+    assert_eq!(stolen.status, 422);
+    let rt = ok.json()["refreshToken"].as_str().unwrap().to_string();
+    let still = s.post("/auth/token-refresh", &json!({"refreshToken": rt}));
+    assert_eq!(still.status, 200, "{}", still.body);
+    // The verifier's holder replaying it is a replay: single use.
     assert_eq!(exchange(Some(VERIFIER)).status, 401, "single use");
 
-    // Without a challenge, a verifier is not needed (PKCE is the client's choice).
+    // Without a challenge, a verifier is not needed (PKCE is the client's
+    // choice), and one that is sent anyway is refused (RFC 9700 §2.1.1).
     let r = login(json!({}));
     let code = r.json()["code"].as_str().unwrap().to_string();
+    let injected = s.post(
+        "/auth/token",
+        &json!({"clientId": spa.client_id, "code": code, "code_verifier": VERIFIER}),
+    );
+    assert_eq!(injected.status, 422);
     let t = s.post(
         "/auth/token",
         &json!({"clientId": spa.client_id, "code": code}),
