@@ -41,19 +41,20 @@ pub fn routes() -> Vec<Route> {
 pub const MAX_LOGIN: usize = 320;
 const MAX_TOKEN: usize = 4096;
 
+/// A field the SourceLoop SDKs spell two ways (`client_id` / `clientId`):
+/// the first spelling present.
+fn either(body: &Json, a: &str, b: &str) -> Result<Option<String>, Error> {
+    match body.opt_str(a, 256)? {
+        Some(v) => Ok(Some(v)),
+        None => body.opt_str(b, 256),
+    }
+}
+
 /// The client named in the body (`client_id` or `clientId`), checked
 /// against its secret (`client_secret` or `clientSecret`).
 fn client(cx: &Ctx, body: &Json) -> Result<Client, Error> {
-    let id = match body.opt_str("client_id", 256)? {
-        Some(id) => id,
-        None => body
-            .str("clientId", 256)
-            .map_err(|_| Error::required("client_id"))?,
-    };
-    let secret = match body.opt_str("client_secret", 256)? {
-        Some(s) => Some(s),
-        None => body.opt_str("clientSecret", 256)?,
-    };
+    let id = either(body, "client_id", "clientId")?.ok_or_else(|| Error::required("client_id"))?;
+    let secret = either(body, "client_secret", "clientSecret")?;
     accounts::authenticate_client(&cx.conn, &id, secret.as_deref())
 }
 
@@ -99,12 +100,8 @@ fn login_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
 fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let code = body.str("code", MAX_TOKEN)?;
-    let client_id = match body.opt_str("clientId", 256)? {
-        Some(c) => c,
-        None => body
-            .str("client_id", 256)
-            .map_err(|_| Error::required("clientId"))?,
-    };
+    let client_id =
+        either(&body, "clientId", "client_id")?.ok_or_else(|| Error::required("clientId"))?;
     let verifier = body.opt_str("code_verifier", 128)?;
     let tokens = auth::exchange_code(cx, &client_id, &code, verifier.as_deref(), &peer(req))?;
     Ok(token_response(&tokens))
@@ -185,10 +182,7 @@ fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     let key = body.str("key", MAX_LOGIN)?;
     let otp = body.str("otp", 64)?;
     let code = body.opt_str("code", MAX_TOKEN)?;
-    let client_id = match body.opt_str("clientId", 256)? {
-        Some(c) => Some(c),
-        None => body.opt_str("client_id", 256)?,
-    };
+    let client_id = either(&body, "clientId", "client_id")?;
     let code = factors::verify_login_code(
         cx,
         &key,
@@ -211,12 +205,8 @@ fn check_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
 fn create_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let code = body.str("code", MAX_TOKEN)?;
-    let client_id = match body.opt_str("clientId", 256)? {
-        Some(c) => c,
-        None => body
-            .str("client_id", 256)
-            .map_err(|_| Error::required("clientId"))?,
-    };
+    let client_id =
+        either(&body, "clientId", "client_id")?.ok_or_else(|| Error::required("clientId"))?;
     let user = factors::code_user(cx, &code, &client_id)?;
     let enrollment = factors::enroll(cx, &user, false)?;
     Ok(Response::ok(
