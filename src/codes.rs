@@ -184,11 +184,6 @@ pub fn consume(tx: &Connection, hash: &str, now: i64) -> Result<bool, Error> {
         == 1)
 }
 
-/// Deletes the user's unused codes of `kind`.
-pub fn drop_kind(tx: &Connection, kind: &str, user_id: &str) -> Result<(), Error> {
-    drop_unused(tx, kind, user_id)
-}
-
 /// Deletes codes that expired a day ago (the sweeper).
 pub fn sweep(tx: &Connection, now: i64) -> Result<usize, Error> {
     Ok(tx.execute(
