@@ -531,7 +531,18 @@ fn serve(c: Serve) -> Result<(), Error> {
         let _ = tx.send(());
     })
     .map_err(|e| Error::Internal(format!("cannot install the signal handler: {e}")))?;
-    let _ = rx.recv();
+    // Until a signal, or the listener's failure (checked every second).
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        rx.recv_timeout(std::time::Duration::from_secs(1))
+    {
+        if let Some(e) = running.listener_failed() {
+            eprintln!("fatal: the listener stopped accepting connections ({e}); stopping");
+            running.shutdown();
+            return Err(Error::Internal(format!(
+                "the listener failed: {e} (raise the open-files limit, e.g. LimitNOFILE=, if that was it)"
+            )));
+        }
+    }
     eprintln!("shutting down: finishing in-flight requests");
     running.shutdown();
     Ok(())

@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -129,6 +130,9 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
                 if let Err(e) = background_tick(&mut bg, tick) {
                     eprintln!("background: {e}");
                 }
+                if tick % 5 == 0 {
+                    probe_listener(&bg.app, addr);
+                }
             }
             let now = bg.now();
             if let Err(e) = bg.app.limiter.save(&mut bg.conn, now) {
@@ -169,6 +173,30 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     Ok(socket.into())
 }
 
+/// Connects to our own listener. tiny_http's accept thread ends for good
+/// at an accept error, and panics (closing the listener) when it cannot
+/// duplicate a new socket, e.g. out of file descriptors; either way no
+/// connection would be served again. A refused connection is recorded as
+/// the listener's failure, for `serve` to stop on. (Our own errors, such as
+/// running out of descriptors for the probe itself, prove nothing.)
+fn probe_listener(app: &App, addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            if let Ok(mut slot) = app.listener_error.lock() {
+                slot.get_or_insert_with(|| format!("connections to {addr} are refused"));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One pass of the background thread (every second): checkpoint the WAL;
 /// every 5 s pick up keys rotated by the CLI and save the rate buckets;
 /// every minute sweep expired rows.
@@ -197,7 +225,23 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
 }
 
 fn work(mut cx: Ctx, server: &tiny_http::Server, tables: &[Dialect]) {
-    for mut rq in server.incoming_requests() {
+    loop {
+        let mut rq = match server.recv() {
+            Ok(rq) => rq,
+            Err(e) => {
+                // Shutdown unblocks us; anything else means tiny_http's
+                // accept loop has died (it stops for good on an accept
+                // error, e.g. out of file descriptors): no new connection
+                // will ever be served, so `serve` must not go on as if
+                // it were healthy.
+                if !cx.app.stopping.load(Ordering::SeqCst) {
+                    if let Ok(mut slot) = cx.app.listener_error.lock() {
+                        slot.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                break;
+            }
+        };
         let started = Instant::now();
         let (route, resp, ip) = match Request::read(&mut rq, &cx.app.config.trusted_proxies) {
             Ok(req) => {
@@ -266,6 +310,7 @@ impl Running {
     }
 
     fn stop(&mut self) {
+        self.app.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
         }
@@ -276,6 +321,12 @@ impl Running {
             let _ = stop.send(());
             let _ = handle.join();
         }
+    }
+
+    /// Why the listener stopped accepting connections, if it has: the
+    /// server can then only be stopped (and restarted by its supervisor).
+    pub fn listener_failed(&self) -> Option<String> {
+        self.app.listener_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// Reloads the signing keys from the database now (the background

@@ -324,3 +324,58 @@ fn an_admin_enrolls_a_user_in_totp_and_resets_it() {
     assert!(out.contains("mfa: off"), "{out}");
     assert!(out.contains("recovery_codes_left: 0"), "{out}");
 }
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_with_an_error_when_it_can_no_longer_accept_connections() {
+    // tiny_http's accept loop ends for good at its first accept error (here:
+    // out of file descriptors). hallpass must not linger as a server that
+    // accepts nothing: it exits non-zero, so a supervisor restarts it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = env!("CARGO_BIN_EXE_hallpass");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec '{bin}' serve --listen 127.0.0.1:0"
+        ))
+        .current_dir(d)
+        .env_remove("HALLPASS_MASTER_KEY")
+        .env_remove("HALLPASS_CONFIG")
+        .env("HALLPASS_PBKDF2_ITERATIONS", "1000")
+        .env("HALLPASS_DB", d.join("h.db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_string();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Ok(c) = std::net::TcpStream::connect(&addr) {
+            held.push(c);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hallpass went on without a listener"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(held);
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("listener"), "{err}");
+}
