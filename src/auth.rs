@@ -557,9 +557,18 @@ pub fn change_password(
     })
 }
 
-/// When the soft lock on `login` ends (unix seconds; 0 when not locked).
+/// When the soft lock on `login` ends (unix seconds; 0 when not locked):
+/// the later of the password's and, for an account, the second factor's.
+/// (The second factor's count only moves after a right password, so it
+/// tells nothing to someone without one.)
 pub fn lock_ends(cx: &Ctx, login: &str) -> Result<i64, Error> {
+    let now = cx.now();
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let key = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
-    limits::locked_until(&cx.conn, &key, cx.now())
+    let password = limits::locked_until(&cx.conn, &key, now)?;
+    let factor = match &user {
+        Some(u) => limits::locked_until(&cx.conn, &limits::factor_lock_key(&u.id), now)?,
+        None => 0,
+    };
+    Ok(password.max(factor))
 }

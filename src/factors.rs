@@ -36,8 +36,9 @@ pub const RECOVER_KEEP: i64 = 600;
 /// MFA reset codes: length and lifetime.
 pub const RESET_CODE_LEN: usize = 5;
 pub const RESET_TTL: i64 = 86_400;
-/// The least time between two MFA reset mails to one account, in seconds.
-pub const RESET_INTERVAL: i64 = 60;
+/// The least time between two MFA reset mail pairs to one account, in
+/// seconds (a new pair replaces the last, so this also keeps a pair alive).
+pub const RESET_INTERVAL: i64 = 900;
 
 /// A second factor as presented.
 #[derive(Debug, Clone, Copy)]
@@ -93,9 +94,11 @@ pub fn required(cx: &Ctx, user: &User) -> Result<bool, Error> {
     Ok(state(cx, &user.id)? == State::On)
 }
 
-/// Checks a second factor of `user` under the account's soft lock. With
-/// `confirm`, a TOTP code may confirm a pending enrollment. Returns the
-/// amr entry on success; OtpInvalid (or 429 while locked) otherwise.
+/// Checks a second factor of `user`, whose password (or session) was
+/// shown, under the account's second-factor soft lock (its own count: a
+/// password sign-in does not reset it). With `confirm`, a TOTP code may
+/// confirm a pending enrollment. Returns the amr entry on success;
+/// OtpInvalid (or 429 while locked) otherwise.
 pub fn check(
     cx: &mut Ctx,
     user: &User,
@@ -103,13 +106,24 @@ pub fn check(
     confirm: Confirm,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
-    let now = cx.now();
-    // The second factor's own count: a password sign-in does not reset it.
     let lock = limits::factor_lock_key(&user.id);
+    check_under(cx, user, factor, confirm, &lock, peer)
+}
+
+/// `check`, counted against `lock`.
+fn check_under(
+    cx: &mut Ctx,
+    user: &User,
+    factor: Factor,
+    confirm: Confirm,
+    lock: &str,
+    peer: &Peer,
+) -> Result<&'static str, Error> {
+    let now = cx.now();
     let free = cx.app.config.limits.free_failures;
     let master = cx.app.master.clone();
     let outcome = cx.write(|tx| {
-        if let Err(e) = limits::check_lock(tx, &lock, now) {
+        if let Err(e) = limits::check_lock(tx, lock, now) {
             return Ok(Err(e));
         }
         let ok = match factor {
@@ -119,10 +133,10 @@ pub fn check(
             }
         };
         if ok {
-            limits::clear(tx, &lock)?;
+            limits::clear(tx, lock)?;
             Ok(Ok(()))
         } else {
-            limits::record_failure(tx, &lock, free, now)?;
+            limits::record_failure(tx, lock, free, now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
@@ -148,13 +162,13 @@ pub fn check(
     Ok(factor.amr())
 }
 
-/// A refusal where there is no factor to check (unknown user, no factor,
-/// a wrong login code): counted against the second-factor soft lock of the
-/// account (or of the typed name) and logged like a wrong code, so it
-/// answers and costs the same.
+/// A refusal of a code tried without a password (unknown user, no factor,
+/// no or a wrong login code, an inactive account): counted against the
+/// typed identifier's code lock and logged like a wrong code, so it
+/// answers and costs the same whoever the name belongs to.
 fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &Peer) -> Error {
     let now = cx.now();
-    let lock = factor_lock(user, login);
+    let lock = limits::code_lock_key(login);
     let free = cx.app.config.limits.free_failures;
     let actor = user.map(|u| u.id.clone());
     let written = cx.write(|tx| {
@@ -170,15 +184,6 @@ fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &P
     match written {
         Err(e) => e,
         Ok(()) => Error::OtpInvalid,
-    }
-}
-
-/// The soft-lock key of a second-factor attempt: the account's factor
-/// count, or the typed name's when it matches no account.
-fn factor_lock(user: Option<&User>, login: &str) -> String {
-    match user {
-        Some(u) => limits::factor_lock_key(&u.id),
-        None => limits::lock_key(None, login),
     }
 }
 
@@ -248,29 +253,33 @@ pub fn verify_login_code(
     let now = cx.now();
     totp::check_code_format("otp", otp)?;
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    // Only a live login code of this user shows that the password was
+    // given; then the account's second-factor lock applies (in `check`).
+    // Anything less is counted against the typed name (see `refuse`), so
+    // guessing with a name alone cannot lock the real user out.
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = factor_lock(user.as_ref(), login);
-    limits::check_lock(&cx.conn, &lock, now)?;
-    let Some(user) = user else {
-        return Err(refuse(cx, None, login, "totp", peer));
-    };
-    // Emailed one-time codes (users without TOTP) arrive with the mail
-    // capability; until then such a user has nothing to verify here.
-    if state(cx, &user.id)? == State::Off {
-        return Err(refuse(cx, Some(&user), login, "totp", peer));
-    }
-    let found = match code {
-        Some(c) => {
+    let found = match (&user, code) {
+        (Some(u), Some(c)) => {
             let hit = match client_id {
                 Some(client) => sessions::peek_code(&cx.conn, c, client, now)?,
                 None => sessions::peek_code_any_client(&cx.conn, c, now)?,
             };
-            hit.filter(|cg| cg.grant.user_id == user.id)
+            hit.filter(|cg| cg.grant.user_id == u.id)
         }
-        None => None,
+        _ => None,
     };
-    let Some(cg) = found else {
-        return Err(refuse(cx, Some(&user), login, "totp", peer));
+    // Emailed one-time codes (users without TOTP) arrive with the mail
+    // capability; until then such a user has nothing to verify here.
+    let on = match &user {
+        Some(u) => state(cx, &u.id)? != State::Off,
+        None => false,
+    };
+    let (user, cg) = match (user, found) {
+        (Some(u), Some(cg)) if on => (u, cg),
+        (other, _) => {
+            limits::check_lock(&cx.conn, &limits::code_lock_key(login), now)?;
+            return Err(refuse(cx, other.as_ref(), login, "totp", peer));
+        }
     };
     let client_id = cg.grant.client_id.clone().ok_or(Error::CodeExpired)?;
     let amr = check(cx, &user, Factor::Totp(otp), Confirm::Plain, peer)?;
@@ -441,22 +450,21 @@ pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(To
             "recovery_code must be a 10-character recovery code",
         ));
     }
-    let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = factor_lock(user.as_ref(), login);
+    // No password here: the typed name's code lock, for every name alike.
+    let lock = limits::code_lock_key(login);
     limits::check_lock(&cx.conn, &lock, now)?;
-    let on = match &user {
-        Some(u) => state(cx, &u.id)? == State::On,
+    let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let usable = match &user {
+        Some(u) => u.is_active() && state(cx, &u.id)? == State::On,
         None => false,
     };
     let user = match user {
-        Some(u) if on => u,
+        Some(u) if usable => u,
+        // A disabled account answers as an unknown one.
         other => return Err(refuse(cx, other.as_ref(), login, "recovery_code", peer)),
     };
     let factor = Factor::Recovery(code, RecoveryUse::SignInKeep { keep: RECOVER_KEEP });
-    if !user.is_active() {
-        return Err(Error::UserInactive);
-    }
-    check(cx, &user, factor, Confirm::No, peer)?;
+    check_under(cx, &user, factor, Confirm::No, &lock, peer)?;
     let tokens = sign_in(cx, &user, &["recovery"], "recovery_code", peer)?;
     Ok((tokens, now + RECOVER_KEEP))
 }
@@ -476,7 +484,7 @@ pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error
     if state(cx, &user.id)? != State::On {
         return Ok(());
     }
-    // One pair of mails a minute per account, however many callers ask.
+    // One pair of mails per quarter hour per account, however many ask.
     let last = codes::last_issued(&cx.conn, codes::MFA_RESET_MAIN, &user.id)?;
     if last.is_some_and(|t| now - t < RESET_INTERVAL) {
         return Ok(());
@@ -534,10 +542,11 @@ pub fn finish_reset(
     let Some(user) = accounts::get_user(&cx.conn, user_id)? else {
         return Err(refuse(cx, None, user_id, "mfa_reset", peer));
     };
-    let lock = limits::factor_lock_key(&user.id);
+    let lock = limits::code_lock_key(user_id);
     limits::check_lock(&cx.conn, &lock, now)?;
     if !user.is_active() {
-        return Err(Error::UserInactive);
+        // A disabled account answers as wrong codes do.
+        return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
     }
     let master = cx.app.master.clone();
     let a = codes::find_code(

@@ -186,6 +186,15 @@ pub fn factor_lock_key(user_id: &str) -> String {
     format!("f:{user_id}")
 }
 
+/// The soft-lock key for codes tried without a password having been
+/// shown (verify-otp without a live login code, recovery sign-in, the
+/// emailed MFA reset): the identifier as typed, the same for accounts that
+/// exist and those that do not, so that nobody can lock a user's
+/// second factor, or learn whether an account exists, from its name alone.
+pub fn code_lock_key(identifier: &str) -> String {
+    format!("c:{}", token_hash(&identifier.trim().to_ascii_lowercase()))
+}
+
 const DELAYS: [i64; 9] = [1, 3, 10, 30, 60, 120, 300, 600, 900];
 const FORGET_AFTER: i64 = 86_400;
 

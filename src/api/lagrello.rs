@@ -161,6 +161,9 @@ fn totp_verify(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Erro
     totp::check_code_format("payload", &code)?;
     let m = member(cx, &key, p.get("userId"))?;
     let user = member_user(cx, &m)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
     factors::check(
         cx,
         &user,

@@ -708,7 +708,11 @@ fn the_emailed_reset_needs_both_codes_and_turns_mfa_off() {
         &json!({"identifier": "ann@example.com"}),
     );
     assert_eq!(flood.status, 200);
-    assert_eq!(queued(&s), 2, "one pair of mails a minute per account");
+    assert_eq!(
+        queued(&s),
+        2,
+        "one pair of mails per quarter hour per account"
+    );
     let main = outbox_code(&s, "ann@example.com", "Code 1 of 2:");
     let backup = outbox_code(&s, "ann.backup@example.org", "Code 2 of 2:");
     assert_eq!(main.len(), 5);
@@ -992,4 +996,100 @@ fn an_mfa_dialect_enrollment_is_confirmed_only_by_its_enable_call() {
         200,
         "still not on"
     );
+}
+
+#[test]
+fn guessing_with_a_name_alone_does_not_lock_the_real_user_out() {
+    let s = TestServer::start_with(|c| {
+        c.limits.login_burst = 1e9;
+        c.limits.login_per_minute = 1e9;
+    });
+    let (client, cs) = s.add_client();
+    let ann = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &ann);
+    // Someone without the password hammers verify-otp with ann's name.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            s.post("/auth/verify-otp", &json!({"key": "ann", "otp": "000000"}))
+                .status,
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // ann, with her password and her app, is not held up by it.
+    let owed = login_code(&s, &client, &cs, "ann");
+    let v = s.post(
+        "/auth/verify-otp",
+        &json!({"key": "ann", "otp": code_at(&secret, s.now()), "code": owed}),
+    );
+    assert_eq!(v.status, 200, "{}", v.body);
+}
+
+#[test]
+fn code_refusals_do_not_tell_known_names_disabled_accounts_or_unknown_ones_apart() {
+    let s = TestServer::start_with(|c| {
+        c.limits.login_burst = 1e9;
+        c.limits.login_per_minute = 1e9;
+    });
+    s.add_user("ann@example.com");
+    enable_mfa_dialect(&s, "ann");
+    s.add_user("bob@example.com");
+    enable_mfa_dialect(&s, "bob");
+    let dan = s.add_user("dan@example.com");
+    enable_mfa_dialect(&s, "dan");
+    let mut conn = s.conn();
+    hallpass::db::immediate(&mut conn, |tx| {
+        hallpass::accounts::set_status(tx, &dan.id, "disabled", 0)
+    })
+    .unwrap();
+    // Wrong passwords first: they must not change how codes are answered.
+    for name in ["ann", "ghost"] {
+        for _ in 0..6 {
+            s.post(
+                "/api/login",
+                &json!({"username": name, "password": "wrong-password-1"}),
+            );
+        }
+    }
+    let recover = |name: &str| {
+        let r = s.post(
+            "/api/user/mfa/recover",
+            &json!({"identifier": name, "recovery_code": "aaaaaaaaaa"}),
+        );
+        (r.status, r.body)
+    };
+    let ann = recover("ann");
+    assert_eq!(ann.0, 401);
+    assert_eq!(recover("ghost"), ann, "unknown name");
+    assert_eq!(recover("dan"), ann, "disabled account");
+    assert_eq!(recover("bob"), ann, "known name, no wrong passwords");
+}
+
+#[test]
+fn lagrello_refuses_to_verify_a_disabled_users_code() {
+    let s = TestServer::start();
+    let (key, _) = crate::dialects::api_key(&s, &["users:write", "auth:write"]);
+    s.send_auth(
+        "POST",
+        "/v1/users",
+        &key,
+        &json!({"userId": "u-9", "email": "u9@example.com"}),
+    );
+    let on = s
+        .send_auth("POST", "/v1/users/u-9/totp", &key, &json!({"enable": true}))
+        .json();
+    let secret = on["secretKey"].as_str().unwrap().to_string();
+    let verify = |code: &str| s.get_auth(&format!("/v1/users/u-9/totp?payload={code}"), &key);
+    assert_eq!(verify(&code_at(&secret, s.now())).status, 200);
+    let mut conn = s.conn();
+    hallpass::db::immediate(&mut conn, |tx| {
+        tx.execute(
+            "UPDATE users SET status = 'disabled' WHERE email = 'u9@example.com'",
+            [],
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    s.advance(30);
+    assert_eq!(verify(&code_at(&secret, s.now())).status, 403);
 }
