@@ -56,6 +56,16 @@ def zbar(data_url):
     return out.stdout.strip()
 
 
+def zbar_svg(svg):
+    """The text of the QR code in an SVG document, read by zbarimg."""
+    with tempfile.NamedTemporaryFile(suffix=".svg", mode="w") as f:
+        f.write(svg)
+        f.flush()
+        out = subprocess.run(["zbarimg", "--quiet", "--raw", f.name],
+                             check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def oathtool(secret, at):
     """The code an authenticator app shows at unix time `at`."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
@@ -133,6 +143,10 @@ decoded = zbar(g["qr_code"])
 if decoded != g["link"]:
     sys.exit(f"FAIL the QR code says {decoded!r}, the served link is {g['link']!r}")
 print("ok   zbarimg reads the served link from the QR code")
+decoded_svg = zbar_svg(g["qr_code_svg"])
+if decoded_svg != g["link"]:
+    sys.exit(f"FAIL the SVG QR code says {decoded_svg!r}, the served link is {g['link']!r}")
+print("ok   zbarimg reads the served link from the SVG QR code too")
 st, _, b = call("PATCH", "/api/users", {"recovery_email": "bea@backup.example.org"}, bearer)
 expect(st, 200, "mfa PATCH /api/users", b)
 now = int(time.time())
