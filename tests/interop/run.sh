@@ -10,13 +10,16 @@ python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]>=2.8" 
 python3 -c "import jwt, cryptography; print('PyJWT', jwt.__version__)"
 
 # Debian: oathtool (codes as an authenticator app makes them), zbar-tools
-# (reads our QR images).
-if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null; then
+# (reads our QR images; ImageMagick's extra coders let it read SVG too).
+debs="oathtool zbar-tools libmagickcore-6.q16-6-extra"
+if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null \
+    || ! dpkg -s libmagickcore-6.q16-6-extra >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     sudo_=""
     [ "$(id -u)" = 0 ] || sudo_=sudo
-    $sudo_ apt-get install -y -q oathtool zbar-tools >/dev/null 2>&1 \
-        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q oathtool zbar-tools >/dev/null; }
+    # shellcheck disable=SC2086
+    $sudo_ apt-get install -y -q $debs >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q $debs >/dev/null; }
 fi
 oathtool --version | head -n 1
 command -v zbarimg >/dev/null || { echo "interop: zbarimg is missing" >&2; exit 1; }
