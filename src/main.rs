@@ -670,20 +670,38 @@ fn user_show(c: UserShow) -> Result<(), Error> {
         totp::State::Off => "off",
     });
     v["recovery_codes_left"] = json!(totp::recovery_left(&conn, &u.id)?);
-    v["tenants"] = json!(tenants
-        .iter()
-        .map(|m| json!({"tenant_id": m.tenant_id, "role": m.role}))
-        .collect::<Vec<_>>());
+    let mut named = Vec::new();
+    for m in &tenants {
+        let name = accounts::find_tenant(&conn, &m.tenant_id)?.map(|t| t.name);
+        named.push(json!({"tenant_id": m.tenant_id, "name": name, "role": m.role}));
+    }
+    v["tenants"] = json!(named);
     if c.json {
         println!("{v}");
     } else if let Some(obj) = v.as_object() {
+        // For people: times as ISO 8601, tenants by name.
         for (k, val) in obj {
-            println!(
-                "{k}: {}",
-                val.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| val.to_string())
-            );
+            let shown = match (k.as_str(), val) {
+                (k, serde_json::Value::Number(n)) if k.ends_with("_at") => n
+                    .as_i64()
+                    .map(clock::iso8601)
+                    .unwrap_or_else(|| n.to_string()),
+                ("tenants", serde_json::Value::Array(ts)) => ts
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} ({}, {})",
+                            t["name"].as_str().unwrap_or("?"),
+                            t["role"].as_str().unwrap_or("?"),
+                            t["tenant_id"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (_, serde_json::Value::String(s)) => s.clone(),
+                (_, other) => other.to_string(),
+            };
+            println!("{k}: {shown}");
         }
     }
     Ok(())
