@@ -228,12 +228,91 @@ pub fn remove(cx: &mut Ctx, user: &User, why: &str) -> Result<State, Error> {
     Ok(before)
 }
 
+/// mfa PUT /api/user/mfa/enable: confirms the user's pending enrollment
+/// with a TOTP code. The user needs a recovery address, and `secret` and
+/// `recovery_codes` must be exactly those `generate` showed (422).
+pub fn enable_pending(
+    cx: &mut Ctx,
+    user: &User,
+    code: &str,
+    secret: &str,
+    recovery_codes: &[String],
+    peer: &Peer,
+) -> Result<(), Error> {
+    totp::check_code_format("code", code)?;
+    if user.recovery_email.is_none() {
+        return Err(Error::invalid(
+            "recovery_email",
+            "required",
+            "Set a recovery email (PATCH /api/users) before enabling MFA",
+        ));
+    }
+    let not_pending = |msg: &str| Error::invalid("secret", "invalid", msg);
+    match state(cx, &user.id)? {
+        State::On => {
+            return Err(Error::Conflict(
+                "Two-factor authentication is already enabled".into(),
+            ))
+        }
+        State::Off => {
+            return Err(not_pending(
+                "No enrollment is pending: call /api/user/mfa/generate first",
+            ))
+        }
+        State::Pending => {}
+    }
+    let now = cx.now();
+    if !totp::pending_matches(
+        &cx.conn,
+        &cx.app.master,
+        &user.id,
+        secret,
+        recovery_codes,
+        now,
+    )? {
+        return Err(not_pending(
+            "secret and recovery_codes must be those of the pending enrollment",
+        ));
+    }
+    check(cx, user, Factor::Totp(code), Confirm::Any, peer).map(|_| ())
+}
+
+/// mfa PUT /api/user/mfa/disable: a TOTP code, or a recovery code (one
+/// kept by `recover` included), turns the user's factor off.
+pub fn disable(
+    cx: &mut Ctx,
+    user: &User,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let factor = match (code, recovery_code) {
+        (Some(c), _) => {
+            totp::check_code_format("code", c)?;
+            Factor::Totp(c)
+        }
+        (None, Some(r)) => {
+            totp::check_recovery_format("recovery_code", r)?;
+            Factor::Recovery(r, RecoveryUse::Disable)
+        }
+        (None, None) => return Err(Error::required("code")),
+    };
+    if state(cx, &user.id)? != State::On {
+        return Err(Error::Conflict(
+            "Two-factor authentication is not enabled".into(),
+        ));
+    }
+    check(cx, user, factor, Confirm::No, peer)?;
+    remove(cx, user, "disabled by the user").map(|_| ())
+}
+
 // --- native: owed login codes -------------------------------------------
 
 /// The user of a live login code of `client_id` (check-qr-code and
 /// create-qr-code name the user by it).
 pub fn code_user(cx: &Ctx, code: &str, client_id: &str) -> Result<User, Error> {
-    let cg = sessions::peek_code(&cx.conn, code, client_id, cx.now())?.ok_or(Error::CodeExpired)?;
+    let cg = sessions::peek_code(&cx.conn, code, Some(client_id), cx.now())?
+        .ok_or(Error::CodeExpired)?;
     accounts::get_user(&cx.conn, &cg.grant.user_id)?.ok_or(Error::CodeExpired)
 }
 
@@ -260,11 +339,7 @@ pub fn verify_login_code(
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let found = match (&user, code) {
         (Some(u), Some(c)) => {
-            let hit = match client_id {
-                Some(client) => sessions::peek_code(&cx.conn, c, client, now)?,
-                None => sessions::peek_code_any_client(&cx.conn, c, now)?,
-            };
-            hit.filter(|cg| cg.grant.user_id == u.id)
+            sessions::peek_code(&cx.conn, c, client_id, now)?.filter(|cg| cg.grant.user_id == u.id)
         }
         _ => None,
     };
@@ -443,13 +518,7 @@ pub fn finish_mfa_token(
 pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(Tokens, i64), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    if totp::normalize_recovery(code).is_none() {
-        return Err(Error::invalid(
-            "recovery_code",
-            "invalid",
-            "recovery_code must be a 10-character recovery code",
-        ));
-    }
+    totp::check_recovery_format("recovery_code", code)?;
     // No password here: the typed name's code lock, for every name alike.
     let lock = limits::code_lock_key(login);
     limits::check_lock(&cx.conn, &lock, now)?;

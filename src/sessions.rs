@@ -542,25 +542,27 @@ pub fn redeem_code(
     }))
 }
 
-/// A live (unused, unexpired) auth code of `client_id`, without using it:
-/// its user and whether a second factor is owed.
+/// A live (unused, unexpired) auth code, without using it: its grant and
+/// whether a second factor is owed. With `client_id`, only a code of that
+/// client (verify-otp's clientId is optional).
 pub fn peek_code(
     conn: &Connection,
     code: &str,
-    client_id: &str,
+    client_id: Option<&str>,
     now: i64,
 ) -> Result<Option<CodeGrant>, Error> {
     Ok(conn
         .prepare_cached(
-            "SELECT user_id, tenant_id, amr, mfa_owed, code_challenge FROM auth_codes
-              WHERE hash = ?1 AND client_id = ?2 AND used_at IS NULL AND expires_at > ?3",
+            "SELECT user_id, tenant_id, amr, mfa_owed, code_challenge, client_id FROM auth_codes
+              WHERE hash = ?1 AND client_id = coalesce(?2, client_id)
+                AND used_at IS NULL AND expires_at > ?3",
         )?
         .query_row(params![token_hash(code), client_id, now], |r| {
             let amr: String = r.get(2)?;
             Ok(CodeGrant {
                 grant: Grant {
                     user_id: r.get(0)?,
-                    client_id: Some(client_id.to_string()),
+                    client_id: Some(r.get(5)?),
                     tenant_id: r.get(1)?,
                     amr: serde_json::from_str(&amr).unwrap_or_default(),
                 },
@@ -569,23 +571,6 @@ pub fn peek_code(
             })
         })
         .optional()?)
-}
-
-/// A live auth code of whichever client, without using it (verify-otp,
-/// where clientId is optional).
-pub fn peek_code_any_client(
-    conn: &Connection,
-    code: &str,
-    now: i64,
-) -> Result<Option<CodeGrant>, Error> {
-    let client: Option<String> = conn
-        .prepare_cached("SELECT client_id FROM auth_codes WHERE hash = ?1")?
-        .query_row([token_hash(code)], |r| r.get(0))
-        .optional()?;
-    match client {
-        Some(c) => peek_code(conn, code, &c, now),
-        None => Ok(None),
-    }
 }
 
 /// Records the session a code bought, for replay revocation.

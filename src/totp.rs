@@ -83,6 +83,18 @@ pub fn check_code_format(field: &str, code: &str) -> Result<(), Error> {
     }
 }
 
+/// Refuses anything that cannot be a recovery code, naming `field` (422).
+pub fn check_recovery_format(field: &str, code: &str) -> Result<(), Error> {
+    match normalize_recovery(code) {
+        Some(_) => Ok(()),
+        None => Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} must be a {RECOVERY_LEN}-character recovery code"),
+        )),
+    }
+}
+
 /// A recovery code as typed, normalised (case, spaces and dashes ignored);
 /// `None` when it cannot be one.
 pub fn normalize_recovery(code: &str) -> Option<String> {

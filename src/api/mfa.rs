@@ -13,10 +13,10 @@ use crate::accounts::{self, User};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
 use crate::error::Error;
-use crate::factors::{self, Factor};
+use crate::factors;
 use crate::http::{Request, Response};
 use crate::password::MAX_LEN;
-use crate::totp::{self, Confirm, RecoveryUse, State};
+use crate::totp;
 
 /// The mfa route table.
 pub fn routes() -> Vec<Route> {
@@ -94,38 +94,7 @@ fn enable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let code = body.str("code", 64)?;
     let secret = body.str("secret", 128)?;
     let codes = body.str_list("recovery_codes", totp::RECOVERY_CODES, 64)?;
-    totp::check_code_format("code", &code)?;
-    if user.recovery_email.is_none() {
-        return Err(Error::invalid(
-            "recovery_email",
-            "required",
-            "Set a recovery email (PATCH /api/users) before enabling MFA",
-        ));
-    }
-    let now = cx.now();
-    match factors::state(cx, &user.id)? {
-        State::On => {
-            return Err(Error::Conflict(
-                "Two-factor authentication is already enabled".into(),
-            ))
-        }
-        State::Off => {
-            return Err(Error::invalid(
-                "secret",
-                "invalid",
-                "No enrollment is pending: call /api/user/mfa/generate first",
-            ))
-        }
-        State::Pending => {}
-    }
-    if !totp::pending_matches(&cx.conn, &cx.app.master, &user.id, &secret, &codes, now)? {
-        return Err(Error::invalid(
-            "secret",
-            "invalid",
-            "secret and recovery_codes must be those of the pending enrollment",
-        ));
-    }
-    factors::check(cx, &user, Factor::Totp(&code), Confirm::Any, &peer(req))?;
+    factors::enable_pending(cx, &user, &code, &secret, &codes, &peer(req))?;
     Ok(Response::empty(200))
 }
 
@@ -134,30 +103,7 @@ fn disable(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let code = body.opt_str("code", 64)?;
     let recovery = body.opt_str("recovery_code", 64)?;
-    let factor = match (&code, &recovery) {
-        (Some(c), _) => {
-            totp::check_code_format("code", c)?;
-            Factor::Totp(c)
-        }
-        (None, Some(r)) => {
-            if totp::normalize_recovery(r).is_none() {
-                return Err(Error::invalid(
-                    "recovery_code",
-                    "invalid",
-                    "recovery_code must be a 10-character recovery code",
-                ));
-            }
-            Factor::Recovery(r, RecoveryUse::Disable)
-        }
-        (None, None) => return Err(Error::required("code")),
-    };
-    if factors::state(cx, &user.id)? != State::On {
-        return Err(Error::Conflict(
-            "Two-factor authentication is not enabled".into(),
-        ));
-    }
-    factors::check(cx, &user, factor, Confirm::No, &peer(req))?;
-    factors::remove(cx, &user, "disabled by the user")?;
+    factors::disable(cx, &user, code.as_deref(), recovery.as_deref(), &peer(req))?;
     Ok(Response::empty(200))
 }
 
