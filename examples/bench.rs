@@ -166,15 +166,19 @@ fn start_hello(workers: usize) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn hello");
+    let addr = bound_addr(&mut child);
+    (child, addr)
+}
+
+/// The address a server says it listens on (its first line on stdout).
+fn bound_addr(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("first line");
-    let addr = line
-        .trim()
+    line.trim()
         .trim_start_matches("listening on http://")
-        .to_string();
-    (child, addr)
+        .to_string()
 }
 
 /// CPU time (user + system) a process has used, in microseconds.
@@ -223,14 +227,7 @@ fn start(bin: &Path, dir: &Path) -> (Child, String, Duration) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn hallpass");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_string();
+    let addr = bound_addr(&mut child);
     loop {
         if let Ok(stream) = TcpStream::connect(&addr) {
             let mut c = Conn {

@@ -8,7 +8,12 @@ use std::process::{Child, Command, Stdio};
 use serde_json::json;
 
 fn hallpass(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hallpass"));
+    in_dir(Command::new(env!("CARGO_BIN_EXE_hallpass")), dir)
+}
+
+/// A command run in `dir` with the test environment (cheap hashing, the
+/// database in `dir`, nothing from the caller's HALLPASS_*).
+fn in_dir(mut c: Command, dir: &Path) -> Command {
     c.current_dir(dir)
         .env_remove("HALLPASS_MASTER_KEY")
         .env_remove("HALLPASS_CONFIG")
@@ -56,6 +61,12 @@ fn serve(dir: &Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let addr = bound_addr(&mut child);
+    (child, addr)
+}
+
+/// The address `serve` says it listens on (its first line on stdout).
+fn bound_addr(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -65,7 +76,7 @@ fn serve(dir: &Path) -> (Child, String) {
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("first line: {line:?}"))
         .to_string();
-    (child, addr)
+    addr
 }
 
 fn agent() -> ureq::Agent {
@@ -334,28 +345,16 @@ fn serve_stops_with_an_error_when_it_can_no_longer_accept_connections() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bin = env!("CARGO_BIN_EXE_hallpass");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 48 && exec '{bin}' serve --listen 127.0.0.1:0"
-        ))
-        .current_dir(d)
-        .env_remove("HALLPASS_MASTER_KEY")
-        .env_remove("HALLPASS_CONFIG")
-        .env("HALLPASS_PBKDF2_ITERATIONS", "1000")
-        .env("HALLPASS_DB", d.join("h.db"))
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(format!(
+        "ulimit -n 48 && exec '{bin}' serve --listen 127.0.0.1:0"
+    ));
+    let mut child = in_dir(sh, d)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_string();
+    let addr = bound_addr(&mut child);
     let mut held = Vec::new();
     for _ in 0..80 {
         if let Ok(c) = std::net::TcpStream::connect(&addr) {
