@@ -413,12 +413,16 @@ fn mfa_login(s: &TestServer, username: &str) -> crate::support::Resp {
     )
 }
 
+/// The access token of a sign-in through the mfa dialect (MFA off).
+fn mfa_token(s: &TestServer, username: &str) -> String {
+    let r = mfa_login(s, username);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
 /// Turns MFA on through the mfa dialect; returns (secret, recovery codes).
 fn enable_mfa_dialect(s: &TestServer, username: &str) -> (String, Vec<String>) {
-    let token = mfa_login(s, username).json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = mfa_token(s, username);
     let g = s.request(
         "GET",
         "/api/user/mfa/generate",
@@ -456,10 +460,7 @@ fn enable_mfa_dialect(s: &TestServer, username: &str) -> (String, Vec<String>) {
 fn mfa_dialect_enrolls_and_signs_in_with_the_x_mfa_token() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
-    let token = mfa_login(&s, "ann").json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = mfa_token(&s, "ann");
     let g = s.get_auth("/api/user/mfa/generate", &token).json();
     let link = g["link"].as_str().unwrap();
     assert!(link.starts_with("otpauth://totp/"), "{link}");
@@ -851,10 +852,7 @@ fn lagrello_toggles_totp_with_an_api_key() {
 fn a_pending_enrollment_expires_after_ten_minutes() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
-    let token = mfa_login(&s, "ann").json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = mfa_token(&s, "ann");
     s.send_auth(
         "PATCH",
         "/api/users",
@@ -978,10 +976,7 @@ fn an_mfa_dialect_enrollment_is_confirmed_only_by_its_enable_call() {
     let s = TestServer::start();
     let (client, cs) = s.add_client();
     s.add_user("ann@example.com");
-    let token = mfa_login(&s, "ann").json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = mfa_token(&s, "ann");
     let g = s.get_auth("/api/user/mfa/generate", &token).json();
     let secret = g["secret"].as_str().unwrap();
     // native verify-otp would skip enable's checks (recovery email, codes).
