@@ -89,6 +89,13 @@ impl App {
             .map_err(|_| Error::Internal("key set lock poisoned".into()))
     }
 
+    /// Records why the listener stopped accepting (the first reason wins).
+    pub fn listener_failed(&self, why: String) {
+        if let Ok(mut slot) = self.listener_error.lock() {
+            slot.get_or_insert(why);
+        }
+    }
+
     /// Replaces the key set (after a rotation seen in the database).
     pub fn set_keys(&self, keys: KeySet) {
         if let Ok(mut k) = self.keys.write() {

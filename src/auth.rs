@@ -156,7 +156,7 @@ pub fn grant_for(user: &User, client: Option<&Client>, amr: &[&str]) -> Grant {
     }
 }
 
-pub(crate) fn sign_in_entry<'a>(
+fn sign_in_entry<'a>(
     tx: &Connection,
     grant: &'a Grant,
     method: &'a str,
@@ -177,6 +177,20 @@ pub(crate) fn sign_in_entry<'a>(
     })
 }
 
+/// Records a completed sign-in, in the transaction that creates its code or
+/// session: the login_activity row (ACCESS or RELOGIN) and last_login_at.
+pub(crate) fn record_sign_in(
+    tx: &Connection,
+    grant: &Grant,
+    method: &str,
+    peer: &Peer,
+    now: i64,
+) -> Result<(), Error> {
+    let entry = sign_in_entry(tx, grant, method, peer, now)?;
+    audit::record(tx, &entry, now)?;
+    accounts::touch_login(tx, &grant.user_id, now)
+}
+
 /// Issues an auth code for a signed-in user (native /auth/login), logging
 /// the sign-in in the same transaction. A code with a second factor owed
 /// is not a sign-in yet: it is logged when /auth/verify-otp settles it.
@@ -192,9 +206,7 @@ pub fn issue_code(
     let now = cx.now();
     let code = cx.write(|tx| {
         if !mfa_owed {
-            let entry = sign_in_entry(tx, grant, method, peer, now)?;
-            audit::record(tx, &entry, now)?;
-            accounts::touch_login(tx, &grant.user_id, now)?;
+            record_sign_in(tx, grant, method, peer, now)?;
         }
         sessions::issue_code(
             tx,
@@ -227,9 +239,7 @@ pub fn issue_tokens(
         .map(|c| c.refresh_ttl)
         .unwrap_or(cx.app.config.refresh_ttl);
     let (issued, subject) = cx.write(|tx| {
-        let entry = sign_in_entry(tx, grant, method, peer, now)?;
-        audit::record(tx, &entry, now)?;
-        accounts::touch_login(tx, &grant.user_id, now)?;
+        record_sign_in(tx, grant, method, peer, now)?;
         let issued = sessions::start_family(tx, grant, false, refresh_ttl, now)?;
         Ok((issued, subject(tx, grant)?))
     })?;

@@ -16,7 +16,7 @@
 use crate::accounts::{self, User};
 use crate::app::Ctx;
 use crate::audit;
-use crate::auth::{failed, mint, sign_in_entry, subject, Peer, Tokens};
+use crate::auth::{failed, mint, record_sign_in, subject, Peer, Tokens};
 use crate::codes;
 use crate::crypto::uuid_v4;
 use crate::error::Error;
@@ -370,9 +370,7 @@ pub fn verify_login_code(
             amr: with_amr(&cg.grant.amr, amr),
             ..cg.grant
         };
-        let entry = sign_in_entry(tx, &grant, "password", peer, now)?;
-        audit::record(tx, &entry, now)?;
-        accounts::touch_login(tx, &grant.user_id, now)?;
+        record_sign_in(tx, &grant, "password", peer, now)?;
         sessions::issue_code(
             tx,
             &grant,
@@ -447,9 +445,7 @@ pub fn complete_limited(
         let Some(issued) = sessions::promote(tx, refresh_token, &limited, &full, ttl, now)? else {
             return Ok(None);
         };
-        let entry = sign_in_entry(tx, &grant, "password", peer, now)?;
-        audit::record(tx, &entry, now)?;
-        accounts::touch_login(tx, &grant.user_id, now)?;
+        record_sign_in(tx, &grant, "password", peer, now)?;
         Ok(Some((issued, subject(tx, &grant)?)))
     })?;
     let (issued, subject) = out.ok_or(Error::TokenInvalid)?;

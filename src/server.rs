@@ -189,9 +189,7 @@ fn probe_listener(app: &App, addr: SocketAddr) {
     }
     match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            if let Ok(mut slot) = app.listener_error.lock() {
-                slot.get_or_insert_with(|| format!("connections to {addr} are refused"));
-            }
+            app.listener_failed(format!("connections to {addr} are refused"));
         }
         _ => {}
     }
@@ -235,9 +233,7 @@ fn work(mut cx: Ctx, server: &tiny_http::Server, tables: &[Dialect]) {
                 // will ever be served, so `serve` must not go on as if
                 // it were healthy.
                 if !cx.app.stopping.load(Ordering::SeqCst) {
-                    if let Ok(mut slot) = cx.app.listener_error.lock() {
-                        slot.get_or_insert_with(|| e.to_string());
-                    }
+                    cx.app.listener_failed(e.to_string());
                 }
                 break;
             }
