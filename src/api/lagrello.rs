@@ -62,14 +62,21 @@ fn member(cx: &Ctx, key: &ApiKey, user_id: &str) -> Result<Membership, Error> {
         .ok_or_else(|| Error::NotFound("No such user".into()))
 }
 
-fn user_json(cx: &Ctx, m: &Membership) -> Result<serde_json::Value, Error> {
-    let user = accounts::get_user(&cx.conn, &m.user_id)?
-        .ok_or_else(|| Error::NotFound("No such user".into()))?;
+fn member_user(cx: &Ctx, m: &Membership) -> Result<accounts::User, Error> {
+    accounts::get_user(&cx.conn, &m.user_id)?.ok_or_else(|| Error::NotFound("No such user".into()))
+}
+
+/// User: `{userId, email?}`.
+fn user_body(m: &Membership, user: &accounts::User) -> serde_json::Value {
     let mut v = json!({ "userId": m.external_id });
-    if let Some(e) = user.email {
+    if let Some(e) = &user.email {
         v["email"] = json!(e);
     }
-    Ok(v)
+    v
+}
+
+fn user_json(cx: &Ctx, m: &Membership) -> Result<serde_json::Value, Error> {
+    Ok(user_body(m, &member_user(cx, m)?))
 }
 
 fn create(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -121,10 +128,6 @@ fn delete(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
     Ok(Response::empty(204))
 }
 
-fn member_user(cx: &Ctx, m: &Membership) -> Result<accounts::User, Error> {
-    accounts::get_user(&cx.conn, &m.user_id)?.ok_or_else(|| Error::NotFound("No such user".into()))
-}
-
 /// {enable: true} starts a pending factor (confirmed by the first good
 /// verify) and answers its secret and QR code; {enable: false} turns the
 /// factor off: the API key is the authority here, as an admin is.
@@ -171,7 +174,7 @@ fn totp_verify(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Erro
         Confirm::Plain,
         &super::peer(req),
     )?;
-    Ok(Response::ok(&user_json(cx, &m)?))
+    Ok(Response::ok(&user_body(&m, &user)))
 }
 
 /// lagrello's error envelope.
