@@ -3,7 +3,7 @@
 //!     cargo build --release && cargo run --release --example bench
 //!
 //! It starts the release binary on a fresh database and measures, in one
-//! run: GET /auth/me next to a bare tiny_http "hello" server in its own
+//! run: GET /auth/me next to the bare engine answering "hello" in its own
 //! process, sent the same request and driven the same way (the ratio is the
 //! figure; server CPU per request is read from /proc for both), refreshes/s of /auth/token-refresh (each a
 //! committed rotation), password logins/s next to this machine's raw
@@ -136,20 +136,32 @@ fn drive<S: Send + 'static>(
     (all.len() as f64 / secs, p99, errors)
 }
 
-/// The bare tiny_http "hello" server, run in its own process (this
-/// example re-executed with HALLPASS_BENCH_HELLO set), as hallpass is, so
-/// both are measured the same way and their CPU can be read apart from the
-/// load generator's.
+/// The bare engine answering "hello": hallpass's own connection layer
+/// (engine.rs: hyper on one I/O thread, complete requests handed to a pool
+/// of worker threads) with workers that do nothing else, run in its own
+/// process (this example re-executed with HALLPASS_BENCH_HELLO set), as
+/// hallpass is, so both are measured the same way and their CPU can be
+/// read apart from the load generator's.
 fn serve_hello(workers: usize) -> ! {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-    let addr = server.server_addr().to_ip().expect("ip").to_string();
-    println!("listening on http://{addr}");
+    use hallpass::engine::{self, Hooks, Queue};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let queue = Arc::new(Queue::default());
+    let hooks = Hooks {
+        render: |e| hallpass::http::Response::empty(e.status()),
+        served: Box::new(|_| {}),
+        failed: Box::new(|why| eprintln!("hello: {why}")),
+        trusted_proxies: Vec::new(),
+    };
+    let config = hallpass::config::Connections::default();
+    let engine = engine::start(listener, &config, 0, queue.clone(), hooks).expect("engine");
+    println!("listening on http://{}", engine.addr);
     let handles: Vec<_> = (0..workers)
         .map(|_| {
-            let s = server.clone();
+            let q = queue.clone();
             std::thread::spawn(move || {
-                for rq in s.incoming_requests() {
-                    let _ = rq.respond(tiny_http::Response::from_string("hello"));
+                while let Some(job) = q.pop() {
+                    let hello = hallpass::http::Response::text(200, "text/plain", "hello".into());
+                    job.answer("hello", hello);
                 }
             })
         })
@@ -179,6 +191,43 @@ fn bound_addr(child: &mut Child) -> String {
     line.trim()
         .trim_start_matches("listening on http://")
         .to_string()
+}
+
+/// RSS of the server with 1,000 idle connections open, and after a flood
+/// of 64 connections each sending a 4 MiB header line (at most 16 KiB of
+/// which the server reads). The server must answer /healthz throughout.
+fn hostile_rss(pid: u32, addr: &str) -> (u64, u64, bool) {
+    let idle: Vec<TcpStream> = (0..1000)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss = rss_kb(pid);
+    let mut healthy = Conn::open(addr).call("GET", "/healthz", None, None).0 == 200;
+    drop(idle);
+    let flood: Vec<_> = (0..64)
+        .map(|_| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let Ok(mut c) = TcpStream::connect(&addr) else {
+                    return;
+                };
+                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Flood: ");
+                let chunk = vec![b'a'; 64 * 1024];
+                for _ in 0..64 {
+                    if c.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for f in flood {
+        f.join().ok();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let flood_rss = rss_kb(pid);
+    healthy &= Conn::open(addr).call("GET", "/healthz", None, None).0 == 200;
+    (idle_rss, flood_rss, healthy)
 }
 
 /// CPU time (user + system) a process has used, in microseconds.
@@ -415,7 +464,7 @@ fn main() {
         .map(|s| s["accessToken"].as_str().expect("at").to_string())
         .collect();
     // The baseline gets the very request /auth/me gets (path, headers,
-    // bearer): tiny_http's cost of reading it is the same for both, so the
+    // bearer): the engine's cost of reading it is the same for both, so the
     // ratio is what hallpass adds (JWT verify, user read, JSON). A bare
     // `GET /` is measured too, for reference.
     // This machine's neighbours make single runs swing by a third: the
@@ -458,6 +507,7 @@ fn main() {
     });
 
     let loaded_rss = rss_kb(child.id());
+    let (idle_conns_rss, flood_rss, healthy) = hostile_rss(child.id(), &addr);
     child.kill().ok();
     child.wait().ok();
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
@@ -465,7 +515,7 @@ fn main() {
     println!(
         "hallpass foundation benchmark ({cores} cores, {CONNS} connections, {SECONDS} s per load, medians of {ROUNDS})"
     );
-    println!("  bare tiny_http hello      {bare_rps:>9.0} req/s   p99 {bare_p99:.2} ms   server CPU {bare_cpu:.0} us/req   (GET /, for reference)");
+    println!("  bare engine, hello        {bare_rps:>9.0} req/s   p99 {bare_p99:.2} ms   server CPU {bare_cpu:.0} us/req   (GET /, for reference)");
     println!("  hello, /auth/me's request {hello_rps:>9.0} req/s   p99 {hello_p99:.2} ms   server CPU {hello_cpu:.0} us/req   (the baseline)");
     println!(
         "  GET /auth/me              {me_rps:>9.0} req/s   p99 {me_p99:.2} ms   server CPU {me_cpu:.0} us/req   = {:.0}% of hello (target >= 60%), errors {me_err}",
@@ -481,6 +531,15 @@ fn main() {
         "  idle RSS                  {:>9.1} MB   (target <= 8 MB); after load {:.1} MB",
         idle_rss as f64 / 1024.0,
         loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "  RSS, 1,000 idle conns     {:>9.1} MB   (while they are open)",
+        idle_conns_rss as f64 / 1024.0
+    );
+    println!(
+        "  RSS, header flood         {:>9.1} MB   (after 64 connections sent 4 MiB header lines each); /healthz answered throughout: {}",
+        flood_rss as f64 / 1024.0,
+        if healthy { "yes" } else { "NO" }
     );
     println!(
         "  exec to first 200         {:>9.1} ms   (target <= 50 ms, existing database)",

@@ -8,7 +8,6 @@
 //! processes (the CLI) still meet the busy timeout.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, Transaction};
@@ -40,9 +39,7 @@ pub struct App {
     /// A hash of a random password at the configured cost, verified against
     /// when the user is unknown so that both cases cost the same.
     pub dummy_hash: String,
-    /// Set when shutdown begins (workers then leave their loops quietly).
-    pub stopping: AtomicBool,
-    /// Set when tiny_http's accept loop has died.
+    /// Set when the HTTP engine's I/O thread has died.
     pub listener_error: Mutex<Option<String>>,
     /// Refresh-token rotations, committed in groups (batch.rs).
     pub rotations: Batcher<RotateJob, Rotated>,
@@ -74,7 +71,6 @@ impl App {
             gate,
             metrics: Metrics::default(),
             dummy_hash,
-            stopping: AtomicBool::new(false),
             listener_error: Mutex::new(None),
             rotations: Batcher::default(),
             writer: Mutex::new(()),

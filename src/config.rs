@@ -55,6 +55,31 @@ impl Default for Limits {
     }
 }
 
+/// The connection layer's limits (engine.rs). The head is capped at
+/// 16 KiB and the body at 64 KiB; those are not settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connections {
+    /// Open connections at most; at the cap the longest-idle one is closed
+    /// for a new one. Lowered at start to what the open-files limit
+    /// allows. Default 1024.
+    pub max_connections: usize,
+    /// Seconds a request head may take to arrive, which is also how long
+    /// a kept-alive connection may sit idle. Default 20.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive. Default 10.
+    pub body_timeout_secs: u64,
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        Connections {
+            max_connections: 1024,
+            header_timeout_secs: 20,
+            body_timeout_secs: 10,
+        }
+    }
+}
+
 /// The effective, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -84,6 +109,8 @@ pub struct Config {
     pub auth_code_ttl: i64,
     /// Rate limits.
     pub limits: Limits,
+    /// Connection limits.
+    pub connections: Connections,
     /// Mail command argv; empty = the log mailer.
     pub mail_command: Vec<String>,
     /// Mail sender.
@@ -117,6 +144,7 @@ struct RawConfig {
     password: Option<RawPassword>,
     tokens: Option<RawTokens>,
     limits: Option<RawLimits>,
+    connections: Option<RawConnections>,
     mail: Option<RawMail>,
     api: Option<RawApi>,
 }
@@ -145,6 +173,14 @@ struct RawLimits {
     token_burst: Option<f64>,
     token_per_minute: Option<f64>,
     free_failures: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnections {
+    max_connections: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +231,7 @@ impl Config {
             refresh_ttl: 30 * 86_400,
             auth_code_ttl: 180,
             limits: Limits::default(),
+            connections: Connections::default(),
             mail_command: Vec::new(),
             mail_from: "hallpass <hallpass@localhost>".into(),
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
@@ -272,6 +309,14 @@ impl Config {
             set(&mut self.limits.token_per_minute, l.token_per_minute);
             set(&mut self.limits.free_failures, l.free_failures);
         }
+        if let Some(c) = r.connections {
+            set(&mut self.connections.max_connections, c.max_connections);
+            set(
+                &mut self.connections.header_timeout_secs,
+                c.header_timeout_secs,
+            );
+            set(&mut self.connections.body_timeout_secs, c.body_timeout_secs);
+        }
         if let Some(m) = r.mail {
             set(&mut self.mail_command, m.command);
             set(&mut self.mail_from, m.from);
@@ -300,6 +345,9 @@ impl Config {
         }
         if let Some(v) = env("HALLPASS_WORKERS") {
             self.workers = parse_num("HALLPASS_WORKERS", &v)?;
+        }
+        if let Some(v) = env("HALLPASS_MAX_CONNECTIONS") {
+            self.connections.max_connections = parse_num("HALLPASS_MAX_CONNECTIONS", &v)?;
         }
         if let Some(v) = env("HALLPASS_PBKDF2_ITERATIONS") {
             self.pbkdf2_iterations = parse_num("HALLPASS_PBKDF2_ITERATIONS", &v)?;
@@ -365,6 +413,17 @@ impl Config {
             if p.parse::<std::net::IpAddr>().is_err() {
                 return bad(format!("trusted_proxies: {p:?} is not an IP address"));
             }
+        }
+        let c = &self.connections;
+        if c.max_connections == 0 {
+            return bad("connections.max_connections must be at least 1".into());
+        }
+        if !(1..=3600).contains(&c.header_timeout_secs)
+            || !(1..=3600).contains(&c.body_timeout_secs)
+        {
+            return bad(
+                "connections: header_timeout_secs and body_timeout_secs must be 1..=3600".into(),
+            );
         }
         let l = &self.limits;
         if l.login_burst < 1.0
@@ -443,6 +502,14 @@ impl Config {
             format!("token_burst = {:?}", l.token_burst),
             format!("token_per_minute = {:?}", l.token_per_minute),
             format!("free_failures = {}", l.free_failures),
+            String::new(),
+            "[connections]".into(),
+            format!("max_connections = {}", self.connections.max_connections),
+            format!(
+                "header_timeout_secs = {}",
+                self.connections.header_timeout_secs
+            ),
+            format!("body_timeout_secs = {}", self.connections.body_timeout_secs),
             String::new(),
             "[mail]".into(),
             mail,

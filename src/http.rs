@@ -1,6 +1,7 @@
-//! Our own `Request` and `Response`, so handlers never touch tiny_http and
-//! tests can build a request by hand. This is the crate's only body reader
-//! (capped at 64 KiB), its only JSON field reader and its only responder.
+//! Our own `Request` and `Response`, so handlers never touch the HTTP engine
+//! and tests can build a request by hand. The engine (engine.rs) is the only
+//! body reader (capped at `MAX_BODY`); this is the only JSON field reader
+//! and the only responder.
 
 use std::net::IpAddr;
 
@@ -12,8 +13,6 @@ use crate::error::Error;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-/// The longest a request body may take to arrive.
-pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An HTTP request, read in full.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +32,7 @@ pub struct Request {
 }
 
 impl Request {
-    /// Builds a request by hand (tests, and the tiny_http adapter).
+    /// Builds a request by hand (tests, and the engine).
     pub fn new(method: &str, url: &str) -> Request {
         let (path, query) = match url.split_once('?') {
             Some((p, q)) => (p, q),
@@ -53,54 +52,11 @@ impl Request {
         }
     }
 
-    /// Reads a tiny_http request: headers, peer and the capped body.
-    pub fn read(rq: &mut tiny_http::Request, trusted_proxies: &[String]) -> Result<Request, Error> {
-        let mut r = Request::new(rq.method().as_str(), rq.url());
-        r.headers = rq
-            .headers()
-            .iter()
-            // Names as sent: every look-up ignores ASCII case.
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-            .collect();
-        let peer = rq.remote_addr().map(|a| a.ip());
-        let xff = r.header_all("x-forwarded-for");
-        r.ip = client_ip(peer, xff.as_deref(), trusted_proxies);
-        if rq.body_length().is_some_and(|n| n > MAX_BODY) {
-            return Err(Error::PayloadTooLarge);
-        }
-        // A client that trickles its body must not hold a worker for long:
-        // the whole body is bounded by BODY_DEADLINE. (A client that stops
-        // sending altogether still blocks one read: tiny_http gives us no
-        // socket to time out; a buffering reverse proxy removes that risk.)
-        let deadline = std::time::Instant::now() + BODY_DEADLINE;
-        let mut body = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let reader = rq.as_reader();
-        loop {
-            let n = match reader.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(Error::RequestTimeout)
-                }
-                Err(_) => return Err(Error::BadRequest("could not read the request body".into())),
-            };
-            body.extend_from_slice(&chunk[..n]);
-            if body.len() > MAX_BODY {
-                return Err(Error::PayloadTooLarge);
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(Error::RequestTimeout);
-            }
-        }
-        r.body = body;
-        Ok(r)
+    /// Sets the client's address from the peer and, behind a trusted
+    /// proxy, X-Forwarded-For (the headers must be set first).
+    pub fn set_peer(&mut self, peer: IpAddr, trusted_proxies: &[String]) {
+        let xff = self.header_all("x-forwarded-for");
+        self.ip = client_ip(Some(peer), xff.as_deref(), trusted_proxies);
     }
 
     /// A header's value (name in any case).

@@ -1,28 +1,27 @@
-//! The running server: tiny_http, a fixed pool of workers each owning a
-//! SQLite connection, and one background thread (key reload, rate-bucket
-//! saves, expiry sweep).
+//! The running server: the HTTP engine (engine.rs: one I/O thread), a fixed
+//! pool of workers each owning a SQLite connection, and one background
+//! thread (WAL checkpoints, key reload, rate-bucket saves, expiry sweep).
 //!
-//! tiny_http reads connections on its own threads; our pool bounds how many
-//! handlers run at once. Shutdown calls `unblock()` once per worker: each
-//! worker finishes the requests already queued, then leaves its loop, so
-//! in-flight requests complete.
+//! The engine hands workers only complete requests, so a worker never
+//! waits on a client. Shutdown stops the engine first (no new requests;
+//! those in progress are answered), then closes the queue: each worker
+//! finishes what is queued and leaves its loop.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::{self, Dialect};
 use crate::app::{load_master_key, App, Ctx};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
+use crate::engine::{self, Engine, Hooks, Queue, Served};
 use crate::error::Error;
-use crate::http::{Request, Response};
 use crate::jwt::{self, KeySet, KeySource};
 use crate::limits::HashGate;
 use crate::{accounts, password, sessions};
@@ -33,7 +32,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The shared state (tests read the clock and config from it).
     pub app: Arc<App>,
-    server: Arc<tiny_http::Server>,
+    engine: Engine,
+    queue: Arc<Queue>,
     workers: Vec<JoinHandle<()>>,
     background: Option<(Sender<()>, JoinHandle<()>)>,
 }
@@ -64,13 +64,10 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     jwt::ensure_current(&mut conn, &master, &key_source(&config)?, keep, now)?;
     let keys = KeySet::load(&conn, &master, now)?;
 
-    let server = tiny_http::Server::from_listener(listen(&config.listen)?, None)
+    let listener = listen(&config.listen)?;
+    let addr = listener
+        .local_addr()
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| Error::Internal("the listener has no IP address".into()))?;
-    let server = Arc::new(server);
     let public_url = config
         .public_url
         .clone()
@@ -98,6 +95,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     ));
     app.limiter.load(&conn)?;
 
+    let queue = Arc::new(Queue::default());
     let mut workers = Vec::new();
     for i in 0..app.config.workers {
         let conn = db::open(&app.config.db)?;
@@ -106,14 +104,25 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
             conn,
             app: app.clone(),
         };
-        let server = server.clone();
+        let queue = queue.clone();
         let tables = api::dialects(&|d| app.config.dialect_on(d));
         let handle = std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || work(cx, &server, &tables))
+            .spawn(move || work(cx, &queue, &tables))
             .map_err(|e| Error::Internal(format!("cannot start a worker: {e}")))?;
         workers.push(handle);
     }
+
+    // Each SQLite connection holds up to three descriptors (database,
+    // WAL, shared memory): the workers' and the background thread's.
+    let reserved_fds = 3 * (app.config.workers + 1);
+    let engine = engine::start(
+        listener,
+        &app.config.connections,
+        reserved_fds,
+        queue.clone(),
+        hooks(&app),
+    )?;
 
     let (stop, stopped) = channel::<()>();
     let mut bg = Ctx {
@@ -130,9 +139,6 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
                 if let Err(e) = background_tick(&mut bg, tick) {
                     eprintln!("background: {e}");
                 }
-                if tick % 5 == 0 {
-                    probe_listener(&bg.app, addr);
-                }
             }
             let now = bg.now();
             if let Err(e) = bg.app.limiter.save(&mut bg.conn, now) {
@@ -144,14 +150,15 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     Ok(Running {
         addr,
         app,
-        server,
+        engine,
+        queue,
         workers,
         background: Some((stop, background)),
     })
 }
 
-/// Binds the listener with TCP_NODELAY (accepted sockets inherit it) and
-/// SO_REUSEADDR (a restart does not wait for TIME_WAIT).
+/// Binds the listener with SO_REUSEADDR (a restart does not wait for
+/// TIME_WAIT) and a deep backlog.
 fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     use socket2::{Domain, SockAddr, Socket, Type};
     use std::net::ToSocketAddrs;
@@ -163,36 +170,9 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
         .ok_or_else(|| Error::Internal(format!("cannot listen on {addr}: no address")))?;
     let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_tcp_nodelay(true).map_err(fail)?;
-    // No SO_RCVTIMEO here, though accepted sockets would inherit it: on the
-    // listener it also times out accept(), and tiny_http's accept loop stops
-    // for good on the first accept error. Slow bodies are bounded by the
-    // body deadline in http.rs instead.
     socket.bind(&SockAddr::from(sa)).map_err(fail)?;
     socket.listen(1024).map_err(fail)?;
     Ok(socket.into())
-}
-
-/// Connects to our own listener. tiny_http's accept thread ends for good
-/// at an accept error, and panics (closing the listener) when it cannot
-/// duplicate a new socket, e.g. out of file descriptors; either way no
-/// connection would be served again. A refused connection is recorded as
-/// the listener's failure, for `serve` to stop on. (Our own errors, such as
-/// running out of descriptors for the probe itself, prove nothing.)
-fn probe_listener(app: &App, addr: SocketAddr) {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match target {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            app.listener_failed(format!("connections to {addr} are refused"));
-        }
-        _ => {}
-    }
 }
 
 /// One pass of the background thread (every second): checkpoint the WAL;
@@ -222,80 +202,51 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn work(mut cx: Ctx, server: &tiny_http::Server, tables: &[Dialect]) {
-    loop {
-        let mut rq = match server.recv() {
-            Ok(rq) => rq,
-            Err(e) => {
-                // Shutdown unblocks us; anything else means tiny_http's
-                // accept loop has died (it stops for good on an accept
-                // error, e.g. out of file descriptors): no new connection
-                // will ever be served, so `serve` must not go on as if
-                // it were healthy.
-                if !cx.app.stopping.load(Ordering::SeqCst) {
-                    cx.app.listener_failed(e.to_string());
-                }
-                break;
+/// What the engine needs from the server: how to render its own refusals,
+/// where each answered request is counted and logged, and whom to tell if
+/// the I/O thread dies.
+fn hooks(app: &Arc<App>) -> Hooks {
+    let served = app.clone();
+    let failed = app.clone();
+    Hooks {
+        render: |e| api::render(api::native::render, e),
+        served: Box::new(move |s: &Served| {
+            served.metrics.request(s.route, s.status);
+            if served.config.access_log {
+                // The path only (queries can carry tokens and codes), cut
+                // short by the engine.
+                let line = format!(
+                    "{} {} {} {} {:.1}ms\n",
+                    if s.ip.is_empty() { "-" } else { s.ip },
+                    s.method,
+                    s.path,
+                    s.status,
+                    s.elapsed.as_secs_f64() * 1000.0
+                );
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
-        };
-        let started = Instant::now();
-        let (route, resp, ip) = match Request::read(&mut rq, &cx.app.config.trusted_proxies) {
-            Ok(req) => {
-                let outcome =
-                    catch_unwind(AssertUnwindSafe(|| api::dispatch(&mut cx, tables, &req)));
-                let (route, resp) = outcome.unwrap_or_else(|_| {
-                    (
-                        "panic",
-                        api::render(
-                            api::native::render,
-                            &Error::Internal("handler panicked".into()),
-                        ),
-                    )
-                });
-                (route, resp, req.ip)
-            }
-            Err(e) => (
-                "unmatched",
-                api::render(api::native::render, &e),
-                String::new(),
-            ),
-        };
-        cx.app.metrics.request(route, resp.status);
-        if cx.app.config.access_log {
-            // The path only: queries can carry tokens and codes.
-            let path = rq.url().split('?').next().unwrap_or("");
-            let line = format!(
-                "{ip} {} {path} {} {:.1}ms\n",
-                rq.method(),
-                resp.status,
-                started.elapsed().as_secs_f64() * 1000.0
-            );
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        }
-        let _ = rq.respond(to_tiny(resp));
+        }),
+        failed: Box::new(move |why| failed.listener_failed(why)),
+        trusted_proxies: app.config.trusted_proxies.clone(),
     }
 }
 
-fn to_tiny(resp: Response) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    let mut cache_set = false;
-    for (k, v) in &resp.headers {
-        cache_set |= k.eq_ignore_ascii_case("cache-control");
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            out.add_header(h);
-        }
+fn work(mut cx: Ctx, queue: &Queue, tables: &[Dialect]) {
+    while let Some(job) = queue.pop() {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            api::dispatch(&mut cx, tables, &job.request)
+        }));
+        let (route, resp) = outcome.unwrap_or_else(|_| {
+            (
+                "panic",
+                api::render(
+                    api::native::render,
+                    &Error::Internal("handler panicked".into()),
+                ),
+            )
+        });
+        job.answer(route, resp);
     }
-    // Token responses must not be cached (RFC 6749 §5.1); nothing else we
-    // serve needs to be either, unless a handler said otherwise.
-    if !cache_set {
-        if let Ok(h) = tiny_http::Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]) {
-            out.add_header(h);
-        }
-    }
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"X-Content-Type-Options"[..], &b"nosniff"[..]) {
-        out.add_header(h);
-    }
-    out
 }
 
 impl Running {
@@ -306,10 +257,10 @@ impl Running {
     }
 
     fn stop(&mut self) {
-        self.app.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
+        // The engine first: it answers what is in progress (the workers
+        // still run), then the queue closes and the workers leave.
+        self.engine.shutdown();
+        self.queue.close();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

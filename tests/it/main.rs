@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod dialects;
+mod hostile;
 mod limits;
 mod native;
 mod second_factor;

@@ -1,0 +1,376 @@
+//! Hostile clients against the connection layer, through real sockets: a
+//! lying Content-Length, endless and never-ending heads, stalled bodies,
+//! CL+TE together, obs-fold and bare CR in headers, floods of idle
+//! connections. After each, the server must still answer /healthz within a
+//! second. A property test throws arbitrary heads and bodies at it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use crate::support::TestServer;
+
+/// A server with short connection timeouts, so that tests need not wait.
+fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.connections.header_timeout_secs = 2;
+        c.connections.body_timeout_secs = 2;
+    })
+}
+
+fn connect(s: &TestServer) -> TcpStream {
+    let addr = s.base.trim_start_matches("http://");
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
+}
+
+/// Everything the server sends until it closes the connection (or the
+/// read times out, which the callers treat as "not closed").
+fn read_all(c: &mut TcpStream) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset after the answer is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&out).into_owned(), true)
+            }
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+/// The status code of the first response in `raw`.
+fn status(raw: &str) -> Option<u16> {
+    raw.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// GET /healthz on a new connection answers 200 within a second.
+fn assert_healthy(s: &TestServer) {
+    let started = Instant::now();
+    let mut c = connect(s);
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (raw, _) = read_all(&mut c);
+    assert_eq!(status(&raw), Some(200), "healthz: {raw:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_huge_content_length_is_refused_unread_and_the_server_lives() {
+    // Regression, issue 8 finding 1: tiny_http allocated the declared
+    // length when dropping the unread body, and the process aborted.
+    let s = server();
+    let mut c = connect(&s);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000000\r\n\r\n")
+        .unwrap();
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(status(&raw), Some(413), "{raw}");
+    assert!(raw.contains("payload_too_large"), "{raw}");
+    assert!(
+        closed,
+        "the unread body must not be drained: the connection closes"
+    );
+    assert_healthy(&s);
+    // A length over u64 is no number at all.
+    let mut c = connect(&s);
+    c.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    )
+    .unwrap();
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(status(&raw), Some(400), "{raw}");
+    assert!(closed);
+    assert_healthy(&s);
+}
+
+#[test]
+fn stalled_bodies_hold_no_worker_and_time_out_with_408() {
+    // Regression, issue 8 finding 2: four slow bodies held all workers.
+    let s = server();
+    let workers = s.config.workers;
+    let mut stalled = Vec::new();
+    for _ in 0..workers * 3 {
+        let mut c = connect(&s);
+        c.write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"user",
+        )
+        .unwrap();
+        stalled.push(c);
+    }
+    // A trickle, too: a byte now and then, never the whole body.
+    let mut trickle = connect(&s);
+    trickle
+        .write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        assert_healthy(&s);
+        trickle.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for mut c in stalled.into_iter().chain([trickle]) {
+        let (raw, closed) = read_all(&mut c);
+        assert_eq!(status(&raw), Some(408), "{raw}");
+        assert!(closed);
+    }
+    assert_healthy(&s);
+}
+
+#[test]
+fn an_endless_header_line_gets_431_and_is_not_buffered() {
+    // Regression, issue 8 finding 3: a 512 MiB header line was buffered.
+    let s = server();
+    let mut c = connect(&s);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    // The server stops reading at 16 KiB and answers; our writes then fail
+    // or stop mattering. Keep sending up to 8 MiB.
+    while sent < 8 << 20 {
+        if c.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let (raw, closed) = read_all(&mut c);
+    // Either the 431 arrives, or the socket was reset under our writes.
+    if !raw.is_empty() {
+        assert_eq!(status(&raw), Some(431), "{raw}");
+    }
+    assert!(closed);
+    assert_healthy(&s);
+    // Many small header lines add up the same way.
+    let mut c = connect(&s);
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..2000 {
+        head.extend_from_slice(format!("X-H{i}: {}\r\n", "v".repeat(20)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let _ = c.write_all(&head);
+    let (raw, closed) = read_all(&mut c);
+    if !raw.is_empty() {
+        assert_eq!(status(&raw), Some(431), "{raw}");
+    }
+    assert!(closed);
+}
+
+#[test]
+fn a_head_that_never_ends_is_closed_after_the_header_timeout() {
+    let s = server();
+    let mut c = connect(&s);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    assert_healthy(&s);
+    let (raw, closed) = read_all(&mut c);
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(raw.is_empty() || status(&raw) == Some(408), "{raw}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Idle kept-alive connections are closed the same way.
+    let mut c = connect(&s);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(status(&raw), Some(200));
+    assert!(closed, "an idle connection is closed after the timeout");
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_read_as_chunked_and_closed() {
+    // RFC 9112 §6.3: Transfer-Encoding wins, and the connection must be
+    // closed after the answer. The smuggled request behind it is not read.
+    let s = server();
+    let mut c = connect(&s);
+    c.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n\
+          2\r\n{}\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(
+        status(&raw),
+        Some(422),
+        "the chunked body {{}} was read: {raw}"
+    );
+    assert!(closed);
+    assert_eq!(raw.matches("HTTP/1.1 ").count(), 1, "{raw}");
+}
+
+#[test]
+fn unparsed_transfer_encodings_and_header_tricks_are_refused() {
+    let s = server();
+    for head in [
+        // Not chunked last: the length is unknowable (CVE-2026-66752's class).
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        // Two different lengths.
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        // obs-fold (RFC 9112 §5.2: a server must reject or replace it).
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+        // A bare CR inside a header value (CVE-2026-66753's class).
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\rInjected: 1\r\n\r\n",
+        // Space before the colon (RFC 9112 §5.1).
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A : a\r\n\r\n",
+        // Not HTTP at all.
+        "\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03\r\n\r\n",
+    ] {
+        let mut c = connect(&s);
+        c.write_all(head.as_bytes()).unwrap();
+        let (raw, closed) = read_all(&mut c);
+        assert_eq!(status(&raw), Some(400), "{head:?} -> {raw:?}");
+        assert!(closed, "{head:?}");
+    }
+    assert_healthy(&s);
+}
+
+#[test]
+fn bodies_over_64_kib_are_refused_however_they_are_framed() {
+    let s = server();
+    let mut c = connect(&s);
+    let mut req =
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        req.extend_from_slice(format!("{:x}\r\n", 8192).as_bytes());
+        req.extend_from_slice(&[b' '; 8192]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let _ = c.write_all(&req);
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(status(&raw), Some(413), "{raw}");
+    assert!(closed);
+    // At the limit exactly is fine (and answered on a kept-alive connection).
+    let body = format!("{{\"a\":\"{}\"}}", "b".repeat(64 * 1024 - 8));
+    assert_eq!(body.len(), 64 * 1024);
+    let r = s.request(
+        "POST",
+        "/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+}
+
+#[test]
+fn keep_alive_pipelining_and_expect_continue_work() {
+    let s = server();
+    let mut c = connect(&s);
+    c.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (raw, closed) = read_all(&mut c);
+    assert_eq!(raw.matches("HTTP/1.1 200").count(), 2, "{raw}");
+    assert_eq!(raw.matches("HTTP/1.1 404").count(), 1, "{raw}");
+    assert!(closed);
+    // Expect: 100-continue gets its interim answer, then the real one.
+    let mut c = connect(&s);
+    c.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut first = [0u8; 25];
+    c.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 100 Continue"), "{first:?}");
+    c.write_all(b"{}").unwrap();
+    let (raw, _) = read_all(&mut c);
+    assert!(raw.contains("HTTP/1.1 422"), "{raw}");
+}
+
+#[test]
+fn at_the_connection_cap_idle_connections_make_room_for_new_ones() {
+    let s = TestServer::start_with(|c| {
+        c.connections.max_connections = 40;
+        c.connections.header_timeout_secs = 30;
+    });
+    let mut idle: Vec<TcpStream> = (0..300).map(|_| connect(&s)).collect();
+    assert_healthy(&s);
+    // The oldest idle ones were closed to make room.
+    idle[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (_, closed) = read_all(&mut idle[0]);
+    assert!(closed, "the longest-idle connection was evicted");
+    // A connection in the middle of a request is not evicted for an idle
+    // newcomer: its answer arrives.
+    let mut busy = connect(&s);
+    busy.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    idle.extend((0..100).map(|_| connect(&s)));
+    busy.write_all(b"{}").unwrap();
+    let (raw, _) = read_all(&mut busy);
+    assert_eq!(status(&raw), Some(422), "{raw}");
+    assert_healthy(&s);
+}
+
+/// Pieces that requests are made of, good and bad.
+fn head_part() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"GET /healthz HTTP/1.1\r\n".to_vec()),
+        Just(b"POST /auth/login HTTP/1.1\r\n".to_vec()),
+        Just(b"Host: x\r\n".to_vec()),
+        Just(b"Content-Length: 5\r\n".to_vec()),
+        Just(b"Content-Length: 99999999999\r\n".to_vec()),
+        Just(b"Content-Length: -1\r\n".to_vec()),
+        Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+        Just(b"Transfer-Encoding: gzip, chunked\r\n".to_vec()),
+        Just(b"Transfer-Encoding: chunked, gzip\r\n".to_vec()),
+        Just(b"Connection: close\r\n".to_vec()),
+        Just(b"Expect: 100-continue\r\n".to_vec()),
+        Just(b" folded\r\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"5\r\nhello\r\n0\r\n\r\n".to_vec()),
+        Just(b"ffffffffffffffffff\r\n".to_vec()),
+        Just(b"{\"username\":\"a\"}".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..64),
+        "[ -~]{0,40}".prop_map(|s| s.into_bytes()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Whatever bytes arrive, the server answers with a well-formed status
+    /// line or closes the connection, promptly, and stays healthy.
+    #[test]
+    fn arbitrary_requests_end_in_an_answer_or_a_close(
+        parts in proptest::collection::vec(head_part(), 0..12),
+    ) {
+        let s = shared_server();
+        let mut c = TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let bytes: Vec<u8> = parts.concat();
+        let _ = c.write_all(&bytes);
+        // The client is done: the server sees the end of the stream.
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let started = Instant::now();
+        let (raw, closed) = read_all(&mut c);
+        prop_assert!(closed, "not closed after {:?}: {:?}", started.elapsed(), raw);
+        for answer in raw.split("HTTP/1.1 ").skip(1) {
+            let code: u16 = answer.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            prop_assert!((100..600).contains(&code) && code != 500, "{raw:?}");
+        }
+        prop_assert!(raw.is_empty() || raw.starts_with("HTTP/1.1 "), "{raw:?}");
+    }
+}
+
+/// One server for every proptest case (starting one per case is slow).
+fn shared_server() -> &'static TestServer {
+    static SERVER: std::sync::OnceLock<TestServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(server)
+}
