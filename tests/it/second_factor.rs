@@ -667,16 +667,9 @@ fn a_recovery_code_kept_by_recover_expires_after_ten_minutes() {
     assert_eq!(fresh.status, 200, "an unused code still disables");
 }
 
-/// The reset codes queued in the outbox for `to`.
+/// The reset code labelled `label` in the mail queued for `to`.
 fn outbox_code(s: &TestServer, to: &str, label: &str) -> String {
-    let body: String = s
-        .conn()
-        .query_row(
-            "SELECT body FROM mail_outbox WHERE to_addr = ?1 ORDER BY created_at DESC LIMIT 1",
-            [to],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let body = s.outbox_body(to);
     body.lines()
         .find_map(|l| l.strip_prefix(label))
         .unwrap_or_else(|| panic!("no {label} in {body}"))
