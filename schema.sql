@@ -3,7 +3,7 @@
 -- to date by the numbered migrations in src/db.rs. Times are unix seconds.
 -- Secrets are never stored in the clear: tokens, codes and keys as SHA-256
 -- (hex) of high-entropy values, passwords as PBKDF2 PHC strings, private
--- keys sealed with AES-256-GCM under the master key.
+-- keys and mail bodies sealed with AES-256-GCM under the master key.
 
 CREATE TABLE tenants (
     id           TEXT PRIMARY KEY,
@@ -210,14 +210,16 @@ CREATE INDEX one_time_codes_subject ON one_time_codes (kind, subject);
 CREATE INDEX one_time_codes_expiry ON one_time_codes (expires_at);
 
 -- Outgoing mail. A message is written here in the transaction that makes
--- it, then delivered by the mail worker; the body is erased once
--- delivered (its codes and links must not outlive delivery).
+-- it, then delivered by the mail worker. The body is sealed under the
+-- master key (bound to the row id and recipient) and erased (NULL) once
+-- delivered: its codes and links must not outlive delivery. The subject
+-- is in the clear and never carries a secret.
 CREATE TABLE mail_outbox (
     id              TEXT PRIMARY KEY,
     kind            TEXT NOT NULL,
     to_addr         TEXT NOT NULL,
     subject         TEXT NOT NULL,
-    body            TEXT,
+    sealed_body     BLOB,
     status          TEXT NOT NULL DEFAULT 'queued'
                     CHECK (status IN ('queued', 'sent', 'failed')),
     attempts        INTEGER NOT NULL DEFAULT 0,

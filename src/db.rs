@@ -25,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: the second factor (TOTP, recovery codes), one-time codes and
     // the mail outbox.
     include_str!("migrations/002_second_factor.sql"),
+    // 2 -> 3: mail bodies sealed; plain queued bodies erased (see the file).
+    include_str!("migrations/003_sealed_mail.sql"),
 ];
 
 /// The schema version this build writes.
@@ -288,6 +290,53 @@ mod tests {
             conn.pragma_update(None, "user_version", 1).unwrap();
         }
         let migrated = open_and_migrate(&old).unwrap();
+        let fresh = open_and_migrate(&dir.path().join("new.db")).unwrap();
+        assert_eq!(shape(&migrated), shape(&fresh));
+    }
+
+    /// Regression test for issue 8: a version 2 file's plain mail bodies
+    /// (and the reset codes they carried) do not survive the upgrade.
+    #[test]
+    fn a_version_2_file_loses_its_plain_mail_bodies_and_their_reset_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let conn = open(&old).unwrap();
+            conn.execute_batch(include_str!("../tests/fixtures/schema-v1.sql"))
+                .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users (id, email, created_at, updated_at) VALUES ('u', 'ann@example.com', 0, 0);
+                 INSERT INTO mail_outbox (id, kind, to_addr, subject, body, next_attempt_at, created_at)
+                 VALUES ('m', 'mfa_reset', 'ann@example.com', 'Your reset code', 'Code 1 of 2: k7q2x', 5, 5);
+                 INSERT INTO one_time_codes (hash, kind, subject, user_id, created_at, expires_at)
+                 VALUES ('h1', 'mfa_reset_main', 'u', 'u', 5, 86405),
+                        ('h2', 'mfa_login', 'u', 'u', 5, 1805);",
+            )
+            .unwrap();
+        }
+        let migrated = open_and_migrate(&old).unwrap();
+        let (status, body, error, subject): (String, Option<Vec<u8>>, Option<String>, String) =
+            migrated
+                .query_row(
+                    "SELECT status, sealed_body, last_error, subject FROM mail_outbox WHERE id = 'm'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .unwrap();
+        assert_eq!(status, "failed");
+        assert_eq!(body, None);
+        assert!(error.unwrap().contains("erased"));
+        assert_eq!(subject, "Your reset code", "the metadata stays");
+        let kinds: Vec<String> = migrated
+            .prepare("SELECT kind FROM one_time_codes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(kinds, ["mfa_login"], "only the reset codes go");
         let fresh = open_and_migrate(&dir.path().join("new.db")).unwrap();
         assert_eq!(shape(&migrated), shape(&fresh));
     }

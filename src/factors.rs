@@ -560,6 +560,7 @@ pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error
         let b = codes::issue_code(tx, &master, codes::MFA_RESET_RECOVERY, &user.id, RESET_CODE_LEN, RESET_TTL, now)?;
         mail::enqueue(
             tx,
+            &master,
             &mail::Message {
                 kind: "mfa_reset",
                 to: &main,
@@ -576,6 +577,7 @@ pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error
         )?;
         mail::enqueue(
             tx,
+            &master,
             &mail::Message {
                 kind: "mfa_reset",
                 to: &recovery,

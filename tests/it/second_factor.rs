@@ -667,21 +667,45 @@ fn a_recovery_code_kept_by_recover_expires_after_ten_minutes() {
     assert_eq!(fresh.status, 200, "an unused code still disables");
 }
 
-/// The reset codes queued in the outbox for `to`.
+/// The reset code labelled `label` in the mail queued for `to`.
 fn outbox_code(s: &TestServer, to: &str, label: &str) -> String {
-    let body: String = s
-        .conn()
-        .query_row(
-            "SELECT body FROM mail_outbox WHERE to_addr = ?1 ORDER BY created_at DESC LIMIT 1",
-            [to],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let body = s.outbox_body(to);
     body.lines()
         .find_map(|l| l.strip_prefix(label))
         .unwrap_or_else(|| panic!("no {label} in {body}"))
         .trim()
         .to_string()
+}
+
+/// Regression test for issue 8: the reset codes were stored readable in
+/// `mail_outbox`, so a copy of the database could turn MFA off.
+#[test]
+fn the_reset_codes_are_sealed_in_the_outbox() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    enable_mfa_dialect(&s, "ann");
+    let r = s.post("/api/user/mfa/reset", &json!({"identifier": "ann"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let main = outbox_code(&s, "ann@example.com", "Code 1 of 2:");
+    let backup = outbox_code(&s, "ann.backup@example.org", "Code 2 of 2:");
+    let conn = s.conn();
+    let rows: Vec<(String, String, Vec<u8>)> = conn
+        .prepare("SELECT typeof(sealed_body), subject, sealed_body FROM mail_outbox")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (kind, subject, raw) in rows {
+        assert_eq!(kind, "blob");
+        for code in [&main, &backup] {
+            for stored in [&raw, subject.as_bytes()] {
+                let found = stored.windows(code.len()).any(|w| w == code.as_bytes());
+                assert!(!found, "a reset code is readable in the outbox");
+            }
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hallpass::accounts::{self, Client, NewUser, User};
 use hallpass::config::{Config, Flags};
-use hallpass::{db, password, Clock, Running};
+use hallpass::{app, db, mail, password, Clock, Running};
 use rusqlite::Connection;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -121,6 +121,26 @@ impl TestServer {
     /// A connection to the server's database.
     pub fn conn(&self) -> Connection {
         db::open(&self.db).unwrap()
+    }
+
+    /// The body of the newest message queued for `to`. Bodies are sealed
+    /// at rest, so this opens it the way the mail worker does: with the
+    /// master key the server uses (its key file) and `mail::open_queued`.
+    pub fn outbox_body(&self, to: &str) -> String {
+        let conn = self.conn();
+        let id: String = conn
+            .query_row(
+                "SELECT id FROM mail_outbox WHERE to_addr = ?1
+                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                [to],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let master = app::load_master_key(&self.config).unwrap();
+        mail::open_queued(&conn, &master, &id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("the mail to {to} is not queued"))
+            .body
     }
 
     /// Adds a user with `PASSWORD` (username = the part before the @).
