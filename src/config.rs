@@ -627,6 +627,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hallpass.toml");
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        let c = Config::load(&flags, &|_| None).unwrap();
+        let d = Config::defaults();
+        assert_eq!(c.connections, d.connections);
+        assert_eq!(c.limits, d.limits);
+    }
+
+    #[test]
     fn the_master_key_is_masked_when_described() {
         let c = Config::load(&Flags::default(), &|k| {
             (k == "HALLPASS_MASTER_KEY").then(|| "c2VjcmV0c2VjcmV0".into())

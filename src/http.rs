@@ -351,4 +351,38 @@ mod tests {
             "10.0.0.1"
         );
     }
+
+    #[test]
+    fn deeply_nested_json_is_a_400_not_a_stack_overflow() {
+        let mut r = Request::new("POST", "/x");
+        r.body = format!("{{\"a\":{}{}}}", "[".repeat(50_000), "]".repeat(50_000)).into_bytes();
+        assert!(matches!(r.json(), Err(Error::BadRequest(_))));
+    }
+
+    proptest::proptest! {
+        /// Any body at all: a JSON object, or a 400; never a panic.
+        #[test]
+        fn any_body_decodes_or_is_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let mut r = Request::new("POST", "/x");
+            r.body = body;
+            if let Ok(j) = r.json() {
+                let _ = (j.str("a", 10), j.opt_str("b", 10), j.str_list("c", 3, 5), j.bool("d"));
+            }
+        }
+
+        /// JSON-shaped bodies of any nesting and types: every field reader
+        /// answers Ok or a named refusal.
+        #[test]
+        fn every_field_reader_names_its_field(text in r#"\{("[a-d]": ?(null|true|1|-2.5e3|"[^"\\]{0,12}"|\[("x"|1|null)?(, ?"y")?\]|\{\}) ?,? ?){0,6}\}"#) {
+            let mut r = Request::new("POST", "/x");
+            r.body = text.into_bytes();
+            if let Ok(j) = r.json() {
+                for field in ["a", "b", "c", "d"] {
+                    for e in [j.str(field, 4).err(), j.str_list(field, 1, 3).err(), j.bool(field).err()].into_iter().flatten() {
+                        proptest::prop_assert!(matches!(&e, Error::Validation { field: f, .. } if f == field), "{e:?}");
+                    }
+                }
+            }
+        }
+    }
 }
