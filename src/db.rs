@@ -25,6 +25,9 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: the second factor (TOTP, recovery codes), one-time codes and
     // the mail outbox.
     include_str!("migrations/002_second_factor.sql"),
+    // 2 -> 3: the soft lock per source, the account budget and trusted
+    // sources (issue 8).
+    include_str!("migrations/003_soft_lock_sources.sql"),
 ];
 
 /// The schema version this build writes.

@@ -928,11 +928,11 @@ fn a_password_sign_in_does_not_reset_the_count_of_wrong_codes() {
         assert_eq!(wrong(&rt), 401);
     }
     s.advance(10);
-    // The right password again: the count of wrong codes goes on (4, 5, 6
-    // and then the soft lock), it does not start over.
+    // The right password again: the count of wrong codes goes on (4 and 5
+    // free, then the sixth attempt waits), it does not start over.
     let rt = limited();
     let statuses: Vec<u16> = (0..4).map(|_| wrong(&rt)).collect();
-    assert_eq!(statuses, vec![401, 401, 401, 429]);
+    assert_eq!(statuses, vec![401, 401, 429, 429]);
 }
 
 #[test]
