@@ -1088,3 +1088,35 @@ fn lagrello_refuses_to_verify_a_disabled_users_code() {
     s.advance(30);
     assert_eq!(verify(&code_at(&secret, s.now())).status, 403);
 }
+
+/// Issue 8, for codes tried with a name alone: wrong recovery codes from
+/// other addresses (past their own delay and the name's hourly budget)
+/// cannot stop the owner recovering from an address they signed in from;
+/// a new address is refused once the budget is spent.
+#[test]
+fn recovery_guesses_from_elsewhere_cannot_keep_the_owner_out() {
+    let s = TestServer::start_with(|c| {
+        c.limits.free_failures = 3;
+        c.limits.account_failures_per_hour = 6;
+    });
+    s.add_user("ann@example.com");
+    // Enabling signs in from 127.0.0.1: the owner's trusted address.
+    let (_, codes) = enable_mfa_dialect(&s, "ann");
+    let recover = |ip: &str, code: &str| {
+        s.post_from(
+            ip,
+            "/api/user/mfa/recover",
+            &json!({"identifier": "ann", "recovery_code": code}),
+        )
+        .status
+    };
+    let mut statuses = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.5"] {
+        for _ in 0..4 {
+            statuses.push(recover(ip, "abcdefghjk"));
+        }
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429, 401, 401, 401, 429]);
+    assert_eq!(recover("127.0.0.4", &codes[1]), 429, "a new address waits");
+    assert_eq!(recover("127.0.0.1", &codes[0]), 200, "the owner does not");
+}
