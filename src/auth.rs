@@ -544,16 +544,22 @@ pub fn change_password(
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let lock = limits::Lock::password(Some(&user.id), "", &peer.ip);
     let lim = cx.app.config.limits.clone();
-    limits::check(&cx.conn, &lock, &lim, now)?;
+    // Counted ahead of the hash, in one transaction with the check, as in
+    // `check_password`: concurrent guesses cannot overrun the budget.
+    let counted = cx.write(|tx| {
+        limits::check(tx, &lock, &lim, now)?;
+        limits::record_failure(tx, &lock, &lim, now)
+    })?;
     let stored = user.password_hash.clone();
     let ok = {
         let _permit = cx.app.gate.enter()?;
         password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash)) && stored.is_some()
     };
     if !ok {
-        cx.write(|tx| limits::record_failure(tx, &lock, &lim, now).map(|_| ()))?;
         return Err(Error::IncorrectPassword);
     }
+    // The old password was right: not a failure, whatever the new one is.
+    cx.write(|tx| limits::clear(tx, &lock, Some(counted), now))?;
     if old == new {
         return Err(Error::invalid(
             "password",
