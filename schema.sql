@@ -148,12 +148,35 @@ CREATE TABLE signing_keys (
     publish_until  INTEGER
 );
 
--- Per-account (or, for unknown names, per-identifier) soft lock.
+-- The soft lock (limits.rs), per scope (an account's password "u:", a
+-- typed unknown name "n:", a name tried with codes "c:", a second factor
+-- "f:") and source (the client IP, IPv6 by its /64; "*" for the untrusted
+-- sources of a second factor, which share one count).
 CREATE TABLE lockouts (
-    key          TEXT PRIMARY KEY,
+    scope        TEXT NOT NULL,
+    source       TEXT NOT NULL,
     failures     INTEGER NOT NULL,
     locked_until INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, source)
+);
+
+-- One row per failure of a scope in the last hour, from any source: the
+-- account budget. Older rows are deleted as new ones come, and swept.
+CREATE TABLE lock_failures (
+    scope TEXT NOT NULL,
+    at    INTEGER NOT NULL
+);
+CREATE INDEX lock_failures_scope ON lock_failures (scope, at);
+
+-- Sources (client IP, IPv6 by its /64) an account completed a sign-in
+-- from; for 30 days they may still try when the account budget is spent.
+-- At most 5 per account, the most recent.
+CREATE TABLE trusted_sources (
+    user_id   TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    source    TEXT NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (user_id, source)
 );
 
 -- Per-IP token buckets, saved periodically and at shutdown so a restart

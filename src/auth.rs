@@ -7,7 +7,10 @@
 //!   the same (one PBKDF2 at the configured cost) and get the same answer.
 //! * A disabled account is only revealed to a caller who gave its password.
 //! * A soft-locked name answers 429 before any password is checked, for
-//!   known and unknown names alike.
+//!   known and unknown names alike. The lock counts per name and source
+//!   (limits.rs), so another party's failures never hold up the caller,
+//!   except through the account's hourly budget, which a source the
+//!   account signed in from recently does not need.
 //! * Every sign-in writes a login_activity row in the same transaction as
 //!   the code or session it creates; every refusal writes one too.
 
@@ -60,19 +63,21 @@ pub fn check_password(
         return Err(e);
     }
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
+    let lock = limits::Lock::password(user.as_ref().map(|u| u.id.as_str()), login, &peer.ip);
     // The attempt is counted as a failure before the hash runs, in the same
     // transaction as the lock check, so concurrent guesses cannot all slip
-    // in before the first one is counted; a success clears the count.
-    let free = cx.app.config.limits.free_failures;
-    let counted = cx.write(|tx| {
-        limits::check_lock(tx, &lock, now)?;
-        limits::record_failure(tx, &lock, free, now)
-    });
-    if let Err(e) = counted {
-        cx.app.metrics.login("locked");
-        return Err(e);
-    }
+    // in before the first one is counted; a success takes it back.
+    let lim = cx.app.config.limits.clone();
+    let counted = match cx.write(|tx| {
+        limits::check(tx, &lock, &lim, now)?;
+        limits::record_failure(tx, &lock, &lim, now)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            cx.app.metrics.login("locked");
+            return Err(e);
+        }
+    };
     // A malformed stored hash costs the same as an unknown user.
     let stored = user
         .as_ref()
@@ -101,7 +106,7 @@ pub fn check_password(
     };
     if !user.is_active() {
         cx.write(|tx| {
-            limits::clear(tx, &lock)?;
+            limits::clear(tx, &lock, Some(counted), now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), "password", "user_inactive", peer),
@@ -120,7 +125,7 @@ pub fn check_password(
         _ => None,
     };
     cx.write(|tx| {
-        limits::clear(tx, &lock)?;
+        limits::clear(tx, &lock, Some(counted), now)?;
         if let Some(h) = &rehash {
             accounts::set_password_hash(tx, &user.id, h, now)?;
         }
@@ -178,7 +183,9 @@ fn sign_in_entry<'a>(
 }
 
 /// Records a completed sign-in, in the transaction that creates its code or
-/// session: the login_activity row (ACCESS or RELOGIN) and last_login_at.
+/// session: the login_activity row (ACCESS or RELOGIN), last_login_at, and
+/// the source as trusted for the account (the soft lock's budget spares
+/// it). Only here, after every factor: a password alone trusts no one.
 pub(crate) fn record_sign_in(
     tx: &Connection,
     grant: &Grant,
@@ -188,6 +195,7 @@ pub(crate) fn record_sign_in(
 ) -> Result<(), Error> {
     let entry = sign_in_entry(tx, grant, method, peer, now)?;
     audit::record(tx, &entry, now)?;
+    limits::trust(tx, &grant.user_id, &peer.ip, now)?;
     accounts::touch_login(tx, &grant.user_id, now)
 }
 
@@ -534,18 +542,24 @@ pub fn change_password(
 ) -> Result<(), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let lock = limits::lock_key(Some(&user.id), "");
-    limits::check_lock(&cx.conn, &lock, now)?;
+    let lock = limits::Lock::password(Some(&user.id), "", &peer.ip);
+    let lim = cx.app.config.limits.clone();
+    // Counted ahead of the hash, in one transaction with the check, as in
+    // `check_password`: concurrent guesses cannot overrun the budget.
+    let counted = cx.write(|tx| {
+        limits::check(tx, &lock, &lim, now)?;
+        limits::record_failure(tx, &lock, &lim, now)
+    })?;
     let stored = user.password_hash.clone();
     let ok = {
         let _permit = cx.app.gate.enter()?;
         password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash)) && stored.is_some()
     };
     if !ok {
-        let free = cx.app.config.limits.free_failures;
-        cx.write(|tx| limits::record_failure(tx, &lock, free, now).map(|_| ()))?;
         return Err(Error::IncorrectPassword);
     }
+    // The old password was right: not a failure, whatever the new one is.
+    cx.write(|tx| limits::clear(tx, &lock, Some(counted), now))?;
     if old == new {
         return Err(Error::invalid(
             "password",
@@ -560,25 +574,30 @@ pub fn change_password(
     };
     cx.write(|tx| {
         accounts::set_password_hash(tx, &user.id, &hash, now)?;
-        limits::clear(tx, &lock)?;
+        // A new password makes every source's guesses at the old one moot.
+        limits::clear_password(tx, &user.id)?;
         sessions::drop_codes(tx, &user.id)?;
         sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)?;
         Ok(())
     })
 }
 
-/// When the soft lock on `login` ends (unix seconds; 0 when not locked):
-/// the later of the password's and, for an account, the second factor's.
-/// (The second factor's count only moves after a right password, so it
-/// tells nothing to someone without one.)
-pub fn lock_ends(cx: &Ctx, login: &str) -> Result<i64, Error> {
+/// When the soft lock on `login` ends for the caller's source (unix
+/// seconds; 0 when it may try now): its own delay, or, when the account
+/// budget refuses it, when the budget has room; never a delay another
+/// source caused. With `proved` (the caller just gave the right password
+/// and owes a second factor), also the second factor's lock as it applies
+/// to this source, which tells nothing to someone without the password.
+pub fn lock_ends(cx: &Ctx, login: &str, peer: &Peer, proved: bool) -> Result<i64, Error> {
     let now = cx.now();
+    let lim = &cx.app.config.limits;
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let key = limits::lock_key(user.as_ref().map(|u| u.id.as_str()), login);
-    let password = limits::locked_until(&cx.conn, &key, now)?;
-    let factor = match &user {
-        Some(u) => limits::locked_until(&cx.conn, &limits::factor_lock_key(&u.id), now)?,
-        None => 0,
-    };
-    Ok(password.max(factor))
+    let id = user.as_ref().map(|u| u.id.as_str());
+    let password = limits::Lock::password(id, login, &peer.ip);
+    let mut until = limits::locked_until(&cx.conn, &password, lim, now)?;
+    if let (Some(id), true) = (id, proved) {
+        let factor = limits::Lock::factor(id, &peer.ip);
+        until = until.max(limits::locked_until(&cx.conn, &factor, lim, now)?);
+    }
+    Ok(until)
 }

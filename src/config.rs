@@ -38,9 +38,13 @@ pub struct Limits {
     pub token_burst: f64,
     /// Token endpoints refilled per minute. Default 600.
     pub token_per_minute: f64,
-    /// Failed credential checks an account may have before the soft lock
-    /// starts delaying. Default 5.
+    /// Failed credential checks that go freely, per account and source,
+    /// before the soft lock delays the next attempt. Default 5.
     pub free_failures: u32,
+    /// Failed credential checks per account (or typed name) in a rolling
+    /// hour, from all sources together, after which only the sources the
+    /// account signed in from in the last 30 days may try. Default 30.
+    pub account_failures_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             token_burst: 120.0,
             token_per_minute: 600.0,
             free_failures: 5,
+            account_failures_per_hour: 30,
         }
     }
 }
@@ -173,6 +178,7 @@ struct RawLimits {
     token_burst: Option<f64>,
     token_per_minute: Option<f64>,
     free_failures: Option<u32>,
+    account_failures_per_hour: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +314,10 @@ impl Config {
             set(&mut self.limits.token_burst, l.token_burst);
             set(&mut self.limits.token_per_minute, l.token_per_minute);
             set(&mut self.limits.free_failures, l.free_failures);
+            set(
+                &mut self.limits.account_failures_per_hour,
+                l.account_failures_per_hour,
+            );
         }
         if let Some(c) = r.connections {
             set(&mut self.connections.max_connections, c.max_connections);
@@ -433,6 +443,9 @@ impl Config {
         {
             return bad("limits: bursts must be >= 1 and rates > 0".into());
         }
+        if l.free_failures < 1 || l.account_failures_per_hour < 1 {
+            return bad("limits: free_failures and account_failures_per_hour must be >= 1".into());
+        }
         Ok(())
     }
 
@@ -502,6 +515,10 @@ impl Config {
             format!("token_burst = {:?}", l.token_burst),
             format!("token_per_minute = {:?}", l.token_per_minute),
             format!("free_failures = {}", l.free_failures),
+            format!(
+                "account_failures_per_hour = {}",
+                l.account_failures_per_hour
+            ),
             String::new(),
             "[connections]".into(),
             format!("max_connections = {}", self.connections.max_connections),

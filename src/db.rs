@@ -27,6 +27,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_second_factor.sql"),
     // 2 -> 3: mail bodies sealed; plain queued bodies erased (see the file).
     include_str!("migrations/003_sealed_mail.sql"),
+    // 3 -> 4: the soft lock per source, the account budget and trusted
+    // sources (issue 8).
+    include_str!("migrations/004_soft_lock_sources.sql"),
 ];
 
 /// The schema version this build writes.

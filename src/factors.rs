@@ -10,7 +10,11 @@
 //!   session or an X-MFA-Token, none of which /auth/me accepts.
 //! * Every factor check counts against the account's soft lock before the
 //!   code is compared, in the same transaction, exactly as passwords do;
-//!   a refusal writes a FAILED row, a success clears the count.
+//!   a refusal writes a FAILED row, a success clears the count. The lock
+//!   of codes tried with a name alone counts per name and source, with the
+//!   name's hourly budget (limits.rs), so nobody can hold up the owner from
+//!   elsewhere; the second factor's lock is shared by every source the
+//!   account has not signed in from (see `limits::Lock::factor`).
 //! * A TOTP step is accepted once per user; recovery codes are single use.
 
 use crate::accounts::{self, User};
@@ -106,7 +110,7 @@ pub fn check(
     confirm: Confirm,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
-    let lock = limits::factor_lock_key(&user.id);
+    let lock = limits::Lock::factor(&user.id, &peer.ip);
     check_under(cx, user, factor, confirm, &lock, peer)
 }
 
@@ -116,14 +120,14 @@ fn check_under(
     user: &User,
     factor: Factor,
     confirm: Confirm,
-    lock: &str,
+    lock: &limits::Lock,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
     let now = cx.now();
-    let free = cx.app.config.limits.free_failures;
+    let lim = cx.app.config.limits.clone();
     let master = cx.app.master.clone();
     let outcome = cx.write(|tx| {
-        if let Err(e) = limits::check_lock(tx, lock, now) {
+        if let Err(e) = limits::check(tx, lock, &lim, now) {
             return Ok(Err(e));
         }
         let ok = match factor {
@@ -133,10 +137,10 @@ fn check_under(
             }
         };
         if ok {
-            limits::clear(tx, lock)?;
+            limits::clear(tx, lock, None, now)?;
             Ok(Ok(()))
         } else {
-            limits::record_failure(tx, lock, free, now)?;
+            limits::record_failure(tx, lock, &lim, now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
@@ -168,12 +172,12 @@ fn check_under(
 /// answers and costs the same whoever the name belongs to.
 fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &Peer) -> Error {
     let now = cx.now();
-    let lock = limits::code_lock_key(login);
-    let free = cx.app.config.limits.free_failures;
+    let lock = code_lock(user, login, peer);
+    let lim = cx.app.config.limits.clone();
     let actor = user.map(|u| u.id.clone());
     let written = cx.write(|tx| {
-        limits::check_lock(tx, &lock, now)?;
-        limits::record_failure(tx, &lock, free, now)?;
+        limits::check(tx, &lock, &lim, now)?;
+        limits::record_failure(tx, &lock, &lim, now)?;
         audit::record(
             tx,
             &failed(actor.as_deref(), method, "otp_invalid", peer),
@@ -185,6 +189,11 @@ fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &P
         Err(e) => e,
         Ok(()) => Error::OtpInvalid,
     }
+}
+
+/// The lock on codes tried with `login` alone, from the caller's source.
+fn code_lock(user: Option<&User>, login: &str, peer: &Peer) -> limits::Lock {
+    limits::Lock::code(login, user.map(|u| u.id.as_str()), &peer.ip)
 }
 
 fn with_amr(base: &[String], extra: &str) -> Vec<String> {
@@ -352,7 +361,8 @@ pub fn verify_login_code(
     let (user, cg) = match (user, found) {
         (Some(u), Some(cg)) if on => (u, cg),
         (other, _) => {
-            limits::check_lock(&cx.conn, &limits::code_lock_key(login), now)?;
+            let lock = code_lock(other.as_ref(), login, peer);
+            limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
             return Err(refuse(cx, other.as_ref(), login, "totp", peer));
         }
     };
@@ -516,9 +526,9 @@ pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(To
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     totp::check_recovery_format("recovery_code", code)?;
     // No password here: the typed name's code lock, for every name alike.
-    let lock = limits::code_lock_key(login);
-    limits::check_lock(&cx.conn, &lock, now)?;
     let user = accounts::find_user_by_login(&cx.conn, login)?;
+    let lock = code_lock(user.as_ref(), login, peer);
+    limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
     let usable = match &user {
         Some(u) => u.is_active() && state(cx, &u.id)? == State::On,
         None => false,
@@ -609,8 +619,8 @@ pub fn finish_reset(
     let Some(user) = accounts::get_user(&cx.conn, user_id)? else {
         return Err(refuse(cx, None, user_id, "mfa_reset", peer));
     };
-    let lock = limits::code_lock_key(user_id);
-    limits::check_lock(&cx.conn, &lock, now)?;
+    let lock = code_lock(Some(&user), user_id, peer);
+    limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
     if !user.is_active() {
         // A disabled account answers as wrong codes do.
         return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
@@ -648,7 +658,7 @@ pub fn finish_reset(
             return Err(Error::OtpInvalid);
         }
         totp::remove(tx, &user.id, now)?;
-        limits::clear(tx, &lock)?;
+        limits::clear(tx, &lock, None, now)?;
         Ok(())
     });
     done?;

@@ -2,7 +2,8 @@
 //! Errors as `{"message": "...", "fields": {...}}`. Fields: shared/API.md §3.
 //!
 //! Every sign-in answer carries `X-Account-Lockout` (unix seconds at which
-//! the soft lock ends, 0 when there is none), and a locked account gets 429
+//! the soft lock ends for the caller's own source, 0 when there is none;
+//! never another source's), and a locked account gets 429
 //! with an empty body, as ShellHub's clients expect. A user with MFA on
 //! gets 401 with an empty body and `X-MFA-Token` from the password step.
 
@@ -54,8 +55,11 @@ fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
         auth::issue_tokens(cx, None, &grant, "password", &peer(req))
             .map(|t| Step::Done(Box::new(t)))
     });
+    // Only the caller's own wait (limits.rs): never when another source
+    // may try again, which would tell an attacker when to strike.
+    let proved = matches!(outcome, Ok(Step::Owed(_)));
     let lockout = match &fields {
-        Ok((username, _)) => auth::lock_ends(cx, username)?,
+        Ok((username, _)) => auth::lock_ends(cx, username, &peer(req), proved)?,
         Err(_) => 0,
     };
     let lockout = lockout.to_string();

@@ -67,7 +67,8 @@ fn yat_errors_have_yats_shape() {
 
 #[test]
 fn mfa_login_returns_userauth_and_the_lockout_header() {
-    let s = TestServer::start_with(|c| c.limits.free_failures = 1);
+    // Two free failures: the first leaves no lock, the second sets one.
+    let s = TestServer::start_with(|c| c.limits.free_failures = 2);
     let u = s.add_user("alice@example.com");
     let ok = s.post(
         "/api/login",

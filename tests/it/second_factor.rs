@@ -952,11 +952,11 @@ fn a_password_sign_in_does_not_reset_the_count_of_wrong_codes() {
         assert_eq!(wrong(&rt), 401);
     }
     s.advance(10);
-    // The right password again: the count of wrong codes goes on (4, 5, 6
-    // and then the soft lock), it does not start over.
+    // The right password again: the count of wrong codes goes on (4 and 5
+    // free, then the sixth attempt waits), it does not start over.
     let rt = limited();
     let statuses: Vec<u16> = (0..4).map(|_| wrong(&rt)).collect();
-    assert_eq!(statuses, vec![401, 401, 401, 429]);
+    assert_eq!(statuses, vec![401, 401, 429, 429]);
 }
 
 #[test]
@@ -1111,4 +1111,36 @@ fn lagrello_refuses_to_verify_a_disabled_users_code() {
     .unwrap();
     s.advance(30);
     assert_eq!(verify(&code_at(&secret, s.now())).status, 403);
+}
+
+/// Issue 8, for codes tried with a name alone: wrong recovery codes from
+/// other addresses (past their own delay and the name's hourly budget)
+/// cannot stop the owner recovering from an address they signed in from;
+/// a new address is refused once the budget is spent.
+#[test]
+fn recovery_guesses_from_elsewhere_cannot_keep_the_owner_out() {
+    let s = TestServer::start_with(|c| {
+        c.limits.free_failures = 3;
+        c.limits.account_failures_per_hour = 6;
+    });
+    s.add_user("ann@example.com");
+    // Enabling signs in from 127.0.0.1: the owner's trusted address.
+    let (_, codes) = enable_mfa_dialect(&s, "ann");
+    let recover = |ip: &str, code: &str| {
+        s.post_from(
+            ip,
+            "/api/user/mfa/recover",
+            &json!({"identifier": "ann", "recovery_code": code}),
+        )
+        .status
+    };
+    let mut statuses = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.5"] {
+        for _ in 0..4 {
+            statuses.push(recover(ip, "abcdefghjk"));
+        }
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429, 401, 401, 401, 429]);
+    assert_eq!(recover("127.0.0.4", &codes[1]), 429, "a new address waits");
+    assert_eq!(recover("127.0.0.1", &codes[0]), 200, "the owner does not");
 }

@@ -264,6 +264,58 @@ impl TestServer {
         )
     }
 
+    /// POSTs JSON from `source`, a loopback address such as 127.0.0.2, so
+    /// that the server sees another client IP (ureq cannot bind a source
+    /// address): a socket bound with socket2, one hand-written HTTP/1.1
+    /// request, the connection closed after the answer.
+    pub fn post_from(&self, source: &str, path: &str, body: &Value) -> Resp {
+        use std::io::{Read, Write};
+        let addr = self.running().addr;
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        sock.bind(&from.into()).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = sock.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let bytes = serde_json::to_vec(body).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&bytes).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        // The server answers with a Content-Length (from_data), never chunked.
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")),
+            "a chunked answer: {text}"
+        );
+        Resp {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
     /// Signs in through POST /auth/login-token and returns the TokenResponse.
     pub fn login_token(&self, client: &Client, secret: &str, username: &str) -> Value {
         let r = self.post(
