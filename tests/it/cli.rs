@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 
-fn hallpass(dir: &Path) -> Command {
+pub(crate) fn hallpass(dir: &Path) -> Command {
     in_dir(Command::new(env!("CARGO_BIN_EXE_hallpass")), dir)
 }
 
@@ -66,7 +66,7 @@ fn serve(dir: &Path) -> (Child, String) {
 }
 
 /// The address `serve` says it listens on (its first line on stdout).
-fn bound_addr(child: &mut Child) -> String {
+pub(crate) fn bound_addr(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -173,7 +173,7 @@ fn an_operator_sets_up_and_signs_in_end_to_end() {
 }
 
 #[cfg(unix)]
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -182,7 +182,7 @@ fn stop(child: &mut Child) {
 }
 
 #[cfg(not(unix))]
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = child.kill();
 }
 

@@ -374,3 +374,68 @@ fn shared_server() -> &'static TestServer {
     static SERVER: std::sync::OnceLock<TestServer> = std::sync::OnceLock::new();
     SERVER.get_or_init(server)
 }
+
+/// Resident memory of a process, in KiB, from /proc.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_header_flood_costs_the_real_binary_no_memory_to_speak_of() {
+    // Regression, issue 8 finding 3: one 512 MiB header line took the
+    // server from 62 MB to 603 MB. Here 32 connections send 2 MiB header
+    // lines at once (64 MiB in all) to the release-shaped binary; each is
+    // cut off at 16 KiB.
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    let get = |addr: &str| {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        status(&read_all(&mut c).0)
+    };
+    assert_eq!(get(&addr), Some(200));
+    let before = rss_kib(child.id());
+    let flood: Vec<_> = (0..32)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&addr).unwrap();
+                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Flood: ");
+                let chunk = vec![b'a'; 64 * 1024];
+                for _ in 0..32 {
+                    if c.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    assert_eq!(get(&addr), Some(200), "healthy during the flood");
+    for f in flood {
+        f.join().unwrap();
+    }
+    let after = rss_kib(child.id());
+    assert_eq!(get(&addr), Some(200));
+    crate::cli::stop(&mut child);
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
