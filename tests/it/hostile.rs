@@ -439,3 +439,44 @@ fn a_header_flood_costs_the_real_binary_no_memory_to_speak_of() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn engine_refusals_are_logged_with_the_client_and_a_cut_path() {
+    // Regression, issue 8 finding 7: a 413's access-log line had no client
+    // address, and a 100 KB path was logged whole.
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(
+        b"POST /auth/login?password=hunter2 HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status(&read_all(&mut c).0), Some(413));
+    let long = format!("/{}", "p".repeat(12_000));
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(format!("GET {long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(status(&read_all(&mut c).0), Some(404));
+    crate::cli::stop(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("127.0.0.1 POST /auth/login 413 "), "{err}");
+    assert!(!err.contains("hunter2"), "no query string in the log");
+    let line = err.lines().find(|l| l.contains(" GET /ppp")).unwrap();
+    assert!(line.len() < 260, "{}", line.len());
+    assert!(line.contains(" 404 "), "{line}");
+}
