@@ -64,33 +64,40 @@ pub fn check_password(
     }
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let lock = limits::Lock::password(user.as_ref().map(|u| u.id.as_str()), login, &peer.ip);
-    // The attempt is counted as a failure before the hash runs, in the same
-    // transaction as the lock check, so concurrent guesses cannot all slip
-    // in before the first one is counted; a success takes it back.
-    let lim = cx.app.config.limits.clone();
-    let counted = match cx.write(|tx| {
-        limits::check(tx, &lock, &lim, now)?;
-        limits::record_failure(tx, &lock, &lim, now)
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            cx.app.metrics.login("locked");
-            return Err(e);
-        }
-    };
     // A malformed stored hash costs the same as an unknown user.
     let stored = user
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .filter(|h| password::is_well_formed(h));
-    let ok = {
-        let _permit = cx
-            .app
+    let lim = cx.app.config.limits.clone();
+    let (counted, ok) = {
+        // The hashing slot comes first: a "busy" refusal must not count as
+        // a wrong password, or a login flood from elsewhere would soft-lock
+        // the owner at their own address (issue 8 review).
+        let app = cx.app.clone();
+        let _permit = app
             .gate
             .enter()
-            .inspect_err(|_| cx.app.metrics.login("busy"))?;
+            .inspect_err(|_| app.metrics.login("busy"))?;
+        // The attempt is counted as a failure before the hash runs, in the
+        // same transaction as the lock check, so concurrent guesses cannot
+        // all slip in before the first one is counted; a success takes it
+        // back.
+        let counted = match cx.write(|tx| {
+            limits::check(tx, &lock, &lim, now)?;
+            limits::record_failure(tx, &lock, &lim, now)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.app.metrics.login("locked");
+                return Err(e);
+            }
+        };
         let against = stored.as_deref().unwrap_or(&cx.app.dummy_hash);
-        password::verify(password, against) && stored.is_some()
+        (
+            counted,
+            password::verify(password, against) && stored.is_some(),
+        )
     };
     let actor = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
@@ -544,16 +551,20 @@ pub fn change_password(
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let lock = limits::Lock::password(Some(&user.id), "", &peer.ip);
     let lim = cx.app.config.limits.clone();
-    // Counted ahead of the hash, in one transaction with the check, as in
-    // `check_password`: concurrent guesses cannot overrun the budget.
-    let counted = cx.write(|tx| {
-        limits::check(tx, &lock, &lim, now)?;
-        limits::record_failure(tx, &lock, &lim, now)
-    })?;
     let stored = user.password_hash.clone();
-    let ok = {
-        let _permit = cx.app.gate.enter()?;
-        password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash)) && stored.is_some()
+    let (counted, ok) = {
+        // The slot first, then the count, as in `check_password`: a busy
+        // refusal is no wrong password, and concurrent guesses cannot
+        // overrun the budget.
+        let app = cx.app.clone();
+        let _permit = app.gate.enter()?;
+        let counted = cx.write(|tx| {
+            limits::check(tx, &lock, &lim, now)?;
+            limits::record_failure(tx, &lock, &lim, now)
+        })?;
+        let ok = password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash))
+            && stored.is_some();
+        (counted, ok)
     };
     if !ok {
         return Err(Error::IncorrectPassword);

@@ -626,42 +626,50 @@ pub fn finish_reset(
         return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
     }
     let master = cx.app.master.clone();
-    let a = codes::find_code(
-        &cx.conn,
-        &master,
-        codes::MFA_RESET_MAIN,
-        &user.id,
-        main_code,
-        now,
-    )?;
-    let b = codes::find_code(
-        &cx.conn,
-        &master,
-        codes::MFA_RESET_RECOVERY,
-        &user.id,
-        recovery_code,
-        now,
-    )?;
-    let (Some((a, a_ok)), Some((b, b_ok))) = (a, b) else {
-        return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
-    };
-    if a.attempts >= MAX_ATTEMPTS || b.attempts >= MAX_ATTEMPTS || !(a_ok && b_ok) {
-        cx.write(|tx| {
-            codes::fail(tx, &a.hash)?;
-            codes::fail(tx, &b.hash)
-        })?;
-        return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
-    }
+    let lim = cx.app.config.limits.clone();
+    // One transaction from the lock check to the count: concurrent tries
+    // are compared one after another, each seeing the attempts and the
+    // failures of the ones before (issue 8 review).
     let done = cx.write(|tx| {
-        let ok = codes::consume(tx, &a.hash, now)? && codes::consume(tx, &b.hash, now)?;
-        if !ok {
-            return Err(Error::OtpInvalid);
+        limits::check(tx, &lock, &lim, now)?;
+        let a = codes::find_code(tx, &master, codes::MFA_RESET_MAIN, &user.id, main_code, now)?;
+        let b = codes::find_code(
+            tx,
+            &master,
+            codes::MFA_RESET_RECOVERY,
+            &user.id,
+            recovery_code,
+            now,
+        )?;
+        let right = match (&a, &b) {
+            (Some((a, a_ok)), Some((b, b_ok))) => {
+                let right =
+                    *a_ok && *b_ok && a.attempts < MAX_ATTEMPTS && b.attempts < MAX_ATTEMPTS;
+                if !right {
+                    codes::fail(tx, &a.hash)?;
+                    codes::fail(tx, &b.hash)?;
+                }
+                right && codes::consume(tx, &a.hash, now)? && codes::consume(tx, &b.hash, now)?
+            }
+            _ => false,
+        };
+        if !right {
+            limits::record_failure(tx, &lock, &lim, now)?;
+            audit::record(
+                tx,
+                &failed(Some(&user.id), "mfa_reset", "otp_invalid", peer),
+                now,
+            )?;
+            return Ok(false);
         }
         totp::remove(tx, &user.id, now)?;
         limits::clear(tx, &lock, None, now)?;
-        Ok(())
-    });
-    done?;
+        Ok(true)
+    })?;
+    if !done {
+        cx.app.metrics.login("otp_invalid");
+        return Err(Error::OtpInvalid);
+    }
     eprintln!(
         "security: two-factor authentication of user {} turned off by the emailed reset",
         user.id

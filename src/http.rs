@@ -204,10 +204,14 @@ fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> Str
     let Some(peer) = peer else {
         return "unknown".into();
     };
+    // Canonical forms throughout: on a dual-stack listener an IPv4 proxy
+    // arrives as ::ffff:a.b.c.d and must still match its configured
+    // a.b.c.d, or every client would be counted as the proxy.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| {
         trusted
             .iter()
-            .any(|t| t.parse::<IpAddr>().ok().as_ref() == Some(ip))
+            .any(|t| t.parse::<IpAddr>().ok().map(|t| t.to_canonical()) == Some(*ip))
     };
     let mut current = peer;
     let mut hops = xff
@@ -223,7 +227,7 @@ fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> Str
             .ok()
             .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
         match parsed {
-            Some(ip) => current = ip,
+            Some(ip) => current = ip.to_canonical(),
             None => break,
         }
     }
@@ -350,6 +354,13 @@ mod tests {
             client_ip(Some(proxy), Some("garbage"), &trusted),
             "10.0.0.1"
         );
+        // A dual-stack listener sees the IPv4 proxy as IPv4-mapped IPv6.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(Some(mapped), Some("203.0.113.9"), &trusted),
+            "203.0.113.9"
+        );
+        assert_eq!(client_ip(Some(mapped), None, &[]), "10.0.0.1");
     }
 
     #[test]

@@ -335,3 +335,27 @@ fn a_spent_budget_refuses_known_and_unknown_names_alike() {
     );
     assert_eq!(shape(&known), shape(&unknown));
 }
+
+/// Regression (issue 8 review): a "busy" refusal from the hash gate was
+/// counted as a wrong password, so a login flood from elsewhere left the
+/// owner soft-locked at their own address once it ended.
+#[test]
+fn busy_refusals_do_not_count_as_wrong_passwords() {
+    let s = TestServer::start_with(|c| c.workers = 2); // one hashing slot, none waiting
+    s.add_user("owner@example.com");
+    assert_eq!(api_login(&s, "127.0.0.3", "owner", PASSWORD).status, 200);
+    {
+        // Someone else's hash holds the only slot.
+        let _flood = s.running().app.gate.enter().unwrap();
+        for _ in 0..8 {
+            assert_eq!(api_login(&s, "127.0.0.3", "owner", PASSWORD).status, 429);
+        }
+    }
+    let after = api_login(&s, "127.0.0.3", "owner", PASSWORD);
+    assert_eq!(after.status, 200, "{:?}", after.header("retry-after"));
+    let counted: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM lock_failures", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(counted, 0, "nothing was spent from the account budget");
+}
