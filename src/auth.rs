@@ -8,7 +8,7 @@
 //! * A disabled account is only revealed to a caller who gave its password.
 //! * A soft-locked name answers 429 before any password is checked, for
 //!   known and unknown names alike. The lock counts per name and source
-//!   (limits.rs), so another party's failures never hold up the caller,
+//!   (softlock.rs), so another party's failures never hold up the caller,
 //!   except through the account's hourly budget, which a source the
 //!   account signed in from recently does not need.
 //! * Every sign-in writes a login_activity row in the same transaction as
@@ -24,9 +24,10 @@ use crate::audit::{self, Entry};
 use crate::crypto::uuid_v4;
 use crate::error::Error;
 use crate::jwt::Claims;
-use crate::limits::{self, Family};
+use crate::limits::Family;
 use crate::password;
 use crate::sessions::{self, Grant, Issued, Pkce, Rotation};
+use crate::softlock;
 
 /// Who is calling, for logs and limits.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +64,7 @@ pub fn check_password(
         return Err(e);
     }
     let user = accounts::find_user_by_login(&cx.conn, login)?;
-    let lock = limits::Lock::password(user.as_ref().map(|u| u.id.as_str()), login, &peer.ip);
+    let lock = softlock::Lock::password(user.as_ref().map(|u| u.id.as_str()), login, &peer.ip);
     // A malformed stored hash costs the same as an unknown user.
     let stored = user
         .as_ref()
@@ -84,8 +85,8 @@ pub fn check_password(
         // all slip in before the first one is counted; a success takes it
         // back.
         let counted = match cx.write(|tx| {
-            limits::check(tx, &lock, &lim, now)?;
-            limits::record_failure(tx, &lock, &lim, now)
+            softlock::check(tx, &lock, &lim, now)?;
+            softlock::record_failure(tx, &lock, &lim, now)
         }) {
             Ok(c) => c,
             Err(e) => {
@@ -113,7 +114,7 @@ pub fn check_password(
     };
     if !user.is_active() {
         cx.write(|tx| {
-            limits::clear(tx, &lock, Some(counted), now)?;
+            softlock::clear(tx, &lock, Some(counted), now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), "password", "user_inactive", peer),
@@ -132,7 +133,7 @@ pub fn check_password(
         _ => None,
     };
     cx.write(|tx| {
-        limits::clear(tx, &lock, Some(counted), now)?;
+        softlock::clear(tx, &lock, Some(counted), now)?;
         if let Some(h) = &rehash {
             accounts::set_password_hash(tx, &user.id, h, now)?;
         }
@@ -202,7 +203,7 @@ pub(crate) fn record_sign_in(
 ) -> Result<(), Error> {
     let entry = sign_in_entry(tx, grant, method, peer, now)?;
     audit::record(tx, &entry, now)?;
-    limits::trust(tx, &grant.user_id, &peer.ip, now)?;
+    softlock::trust(tx, &grant.user_id, &peer.ip, now)?;
     accounts::touch_login(tx, &grant.user_id, now)
 }
 
@@ -549,7 +550,7 @@ pub fn change_password(
 ) -> Result<(), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let lock = limits::Lock::password(Some(&user.id), "", &peer.ip);
+    let lock = softlock::Lock::password(Some(&user.id), "", &peer.ip);
     let lim = cx.app.config.limits.clone();
     let stored = user.password_hash.clone();
     let (counted, ok) = {
@@ -559,8 +560,8 @@ pub fn change_password(
         let app = cx.app.clone();
         let _permit = app.gate.enter()?;
         let counted = cx.write(|tx| {
-            limits::check(tx, &lock, &lim, now)?;
-            limits::record_failure(tx, &lock, &lim, now)
+            softlock::check(tx, &lock, &lim, now)?;
+            softlock::record_failure(tx, &lock, &lim, now)
         })?;
         let ok = password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash))
             && stored.is_some();
@@ -570,7 +571,7 @@ pub fn change_password(
         return Err(Error::IncorrectPassword);
     }
     // The old password was right: not a failure, whatever the new one is.
-    cx.write(|tx| limits::clear(tx, &lock, Some(counted), now))?;
+    cx.write(|tx| softlock::clear(tx, &lock, Some(counted), now))?;
     if old == new {
         return Err(Error::invalid(
             "password",
@@ -586,7 +587,7 @@ pub fn change_password(
     cx.write(|tx| {
         accounts::set_password_hash(tx, &user.id, &hash, now)?;
         // A new password makes every source's guesses at the old one moot.
-        limits::clear_password(tx, &user.id)?;
+        softlock::clear_password(tx, &user.id)?;
         sessions::drop_codes(tx, &user.id)?;
         sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)?;
         Ok(())
@@ -604,11 +605,11 @@ pub fn lock_ends(cx: &Ctx, login: &str, peer: &Peer, proved: bool) -> Result<i64
     let lim = &cx.app.config.limits;
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let id = user.as_ref().map(|u| u.id.as_str());
-    let password = limits::Lock::password(id, login, &peer.ip);
-    let mut until = limits::locked_until(&cx.conn, &password, lim, now)?;
+    let password = softlock::Lock::password(id, login, &peer.ip);
+    let mut until = softlock::locked_until(&cx.conn, &password, lim, now)?;
     if let (Some(id), true) = (id, proved) {
-        let factor = limits::Lock::factor(id, &peer.ip);
-        until = until.max(limits::locked_until(&cx.conn, &factor, lim, now)?);
+        let factor = softlock::Lock::factor(id, &peer.ip);
+        until = until.max(softlock::locked_until(&cx.conn, &factor, lim, now)?);
     }
     Ok(until)
 }

@@ -12,9 +12,9 @@
 //!   code is compared, in the same transaction, exactly as passwords do;
 //!   a refusal writes a FAILED row, a success clears the count. The lock
 //!   of codes tried with a name alone counts per name and source, with the
-//!   name's hourly budget (limits.rs), so nobody can hold up the owner from
+//!   name's hourly budget (softlock.rs), so nobody can hold up the owner from
 //!   elsewhere; the second factor's lock is shared by every source the
-//!   account has not signed in from (see `limits::Lock::factor`).
+//!   account has not signed in from (see `softlock::Lock::factor`).
 //! * A TOTP step is accepted once per user; recovery codes are single use.
 
 use crate::accounts::{self, User};
@@ -24,9 +24,10 @@ use crate::auth::{failed, mint, record_sign_in, subject, Peer, Tokens};
 use crate::codes;
 use crate::crypto::uuid_v4;
 use crate::error::Error;
-use crate::limits::{self, Family};
+use crate::limits::Family;
 use crate::mail;
 use crate::sessions::{self, Grant, Redemption};
+use crate::softlock;
 use crate::totp::{self, Confirm, Enrollment, RecoveryUse, State};
 
 /// How long an X-MFA-Token lives, in seconds.
@@ -110,7 +111,7 @@ pub fn check(
     confirm: Confirm,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
-    let lock = limits::Lock::factor(&user.id, &peer.ip);
+    let lock = softlock::Lock::factor(&user.id, &peer.ip);
     check_under(cx, user, factor, confirm, &lock, peer)
 }
 
@@ -120,14 +121,14 @@ fn check_under(
     user: &User,
     factor: Factor,
     confirm: Confirm,
-    lock: &limits::Lock,
+    lock: &softlock::Lock,
     peer: &Peer,
 ) -> Result<&'static str, Error> {
     let now = cx.now();
     let lim = cx.app.config.limits.clone();
     let master = cx.app.master.clone();
     let outcome = cx.write(|tx| {
-        if let Err(e) = limits::check(tx, lock, &lim, now) {
+        if let Err(e) = softlock::check(tx, lock, &lim, now) {
             return Ok(Err(e));
         }
         let ok = match factor {
@@ -137,10 +138,10 @@ fn check_under(
             }
         };
         if ok {
-            limits::clear(tx, lock, None, now)?;
+            softlock::clear(tx, lock, None, now)?;
             Ok(Ok(()))
         } else {
-            limits::record_failure(tx, lock, &lim, now)?;
+            softlock::record_failure(tx, lock, &lim, now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
@@ -176,8 +177,8 @@ fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &P
     let lim = cx.app.config.limits.clone();
     let actor = user.map(|u| u.id.clone());
     let written = cx.write(|tx| {
-        limits::check(tx, &lock, &lim, now)?;
-        limits::record_failure(tx, &lock, &lim, now)?;
+        softlock::check(tx, &lock, &lim, now)?;
+        softlock::record_failure(tx, &lock, &lim, now)?;
         audit::record(
             tx,
             &failed(actor.as_deref(), method, "otp_invalid", peer),
@@ -192,8 +193,8 @@ fn refuse(cx: &mut Ctx, user: Option<&User>, login: &str, method: &str, peer: &P
 }
 
 /// The lock on codes tried with `login` alone, from the caller's source.
-fn code_lock(user: Option<&User>, login: &str, peer: &Peer) -> limits::Lock {
-    limits::Lock::code(login, user.map(|u| u.id.as_str()), &peer.ip)
+fn code_lock(user: Option<&User>, login: &str, peer: &Peer) -> softlock::Lock {
+    softlock::Lock::code(login, user.map(|u| u.id.as_str()), &peer.ip)
 }
 
 fn with_amr(base: &[String], extra: &str) -> Vec<String> {
@@ -362,7 +363,7 @@ pub fn verify_login_code(
         (Some(u), Some(cg)) if on => (u, cg),
         (other, _) => {
             let lock = code_lock(other.as_ref(), login, peer);
-            limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
+            softlock::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
             return Err(refuse(cx, other.as_ref(), login, "totp", peer));
         }
     };
@@ -528,7 +529,7 @@ pub fn recover(cx: &mut Ctx, login: &str, code: &str, peer: &Peer) -> Result<(To
     // No password here: the typed name's code lock, for every name alike.
     let user = accounts::find_user_by_login(&cx.conn, login)?;
     let lock = code_lock(user.as_ref(), login, peer);
-    limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
+    softlock::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
     let usable = match &user {
         Some(u) => u.is_active() && state(cx, &u.id)? == State::On,
         None => false,
@@ -620,7 +621,7 @@ pub fn finish_reset(
         return Err(refuse(cx, None, user_id, "mfa_reset", peer));
     };
     let lock = code_lock(Some(&user), user_id, peer);
-    limits::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
+    softlock::check(&cx.conn, &lock, &cx.app.config.limits, now)?;
     if !user.is_active() {
         // A disabled account answers as wrong codes do.
         return Err(refuse(cx, Some(&user), user_id, "mfa_reset", peer));
@@ -631,7 +632,7 @@ pub fn finish_reset(
     // are compared one after another, each seeing the attempts and the
     // failures of the ones before (issue 8 review).
     let done = cx.write(|tx| {
-        limits::check(tx, &lock, &lim, now)?;
+        softlock::check(tx, &lock, &lim, now)?;
         let a = codes::find_code(tx, &master, codes::MFA_RESET_MAIN, &user.id, main_code, now)?;
         let b = codes::find_code(
             tx,
@@ -654,7 +655,7 @@ pub fn finish_reset(
             _ => false,
         };
         if !right {
-            limits::record_failure(tx, &lock, &lim, now)?;
+            softlock::record_failure(tx, &lock, &lim, now)?;
             audit::record(
                 tx,
                 &failed(Some(&user.id), "mfa_reset", "otp_invalid", peer),
@@ -663,7 +664,7 @@ pub fn finish_reset(
             return Ok(false);
         }
         totp::remove(tx, &user.id, now)?;
-        limits::clear(tx, &lock, None, now)?;
+        softlock::clear(tx, &lock, None, now)?;
         Ok(true)
     })?;
     if !done {

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod password;
 pub mod server;
 pub mod sessions;
+pub mod softlock;
 pub mod totp;
 pub mod url;
 

@@ -744,7 +744,7 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
         sessions::drop_codes(tx, &u.id)?;
         sessions::revoke_user_families(tx, &u.id, None, "password set by admin", now())?;
         // Every source's count and the account budget.
-        hallpass::limits::clear_password(tx, &u.id)
+        hallpass::softlock::clear_password(tx, &u.id)
     })?;
     println!(
         "{}: password set; their sessions were ended",
@@ -757,7 +757,7 @@ fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
     let (_, mut conn) = open(c.config, c.db)?;
     let u = accounts::find_user(&conn, &c.user)?;
     let before = db::immediate(&mut conn, |tx| {
-        hallpass::limits::clear_factor(tx, &u.id)?;
+        hallpass::softlock::clear_factor(tx, &u.id)?;
         totp::remove(tx, &u.id, now())
     })?;
     match before {

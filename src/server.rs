@@ -196,7 +196,7 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
         bg.write(|tx| {
             sessions::sweep(tx, now)?;
             crate::totp::sweep(tx, now)?;
-            crate::limits::sweep(tx, now)?;
+            crate::softlock::sweep(tx, now)?;
             crate::codes::sweep(tx, now)
         })?;
     }
