@@ -145,14 +145,15 @@ fn drive<S: Send + 'static>(
 fn serve_hello(workers: usize) -> ! {
     use hallpass::engine::{self, Hooks, Queue};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let queue = Arc::new(Queue::default());
+    let config = hallpass::config::Connections::default();
+    let queue = Arc::new(Queue::new(engine::connection_cap(&config, 0)));
     let hooks = Hooks {
+        log: Arc::new(hallpass::log::Logger::start()),
         render: |e| hallpass::http::Response::empty(e.status()),
         served: Box::new(|_| {}),
         failed: Box::new(|why| eprintln!("hello: {why}")),
         trusted_proxies: Vec::new(),
     };
-    let config = hallpass::config::Connections::default();
     let engine = engine::start(listener, &config, 0, queue.clone(), hooks).expect("engine");
     println!("listening on http://{}", engine.addr);
     let handles: Vec<_> = (0..workers)

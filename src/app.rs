@@ -20,6 +20,7 @@ use crate::crypto::MasterKey;
 use crate::error::Error;
 use crate::jwt::{KeySet, VerifyCache};
 use crate::limits::{HashGate, RateLimiter};
+use crate::log::Logger;
 use crate::metrics::Metrics;
 
 /// Shared by every worker.
@@ -36,6 +37,8 @@ pub struct App {
     pub limiter: RateLimiter,
     pub gate: HashGate,
     pub metrics: Metrics,
+    /// The stderr writer for the access log and connection warnings.
+    pub log: Arc<Logger>,
     /// A hash of a random password at the configured cost, verified against
     /// when the user is unknown so that both cases cost the same.
     pub dummy_hash: String,
@@ -70,6 +73,7 @@ impl App {
             verified: VerifyCache::default(),
             gate,
             metrics: Metrics::default(),
+            log: Arc::new(Logger::start()),
             dummy_hash,
             listener_error: Mutex::new(None),
             rotations: Batcher::default(),

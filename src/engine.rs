@@ -25,32 +25,36 @@
 //! # The shape
 //!
 //! * One thread runs every connection as a task. The head is read and
-//!   parsed by hyper; the body is read here, at most [`MAX_BODY`] bytes within
-//!   the body deadline. Only then is the request queued for a worker: a
-//!   worker never waits on a socket.
+//!   parsed by hyper; the body is read here, copied into one buffer of at
+//!   most [`MAX_BODY`] bytes within the body deadline. Only then is the
+//!   request queued for a worker: a worker never waits on a socket.
 //! * Workers (server.rs) take [`Job`]s from the [`Queue`] and answer each
-//!   through its one-shot channel; the I/O thread writes the answer.
+//!   through its one-shot channel; the I/O thread writes the answer. A job
+//!   whose client has gone is skipped; one a worker already holds is still
+//!   logged (status 499).
 //! * Bad framing is answered here, without a worker: 400, 408, 413, 431,
-//!   each with `Connection: close` when bytes of the request may remain.
+//!   each with `Connection: close` when bytes of the request may remain,
+//!   and each in the access log with the client's address.
 //! * Open connections are capped. At the cap, a new connection closes the
-//!   connection that has been idle longest (no request in progress), so
-//!   thousands of silent sockets cannot keep out a client that has
-//!   something to say; if every connection is busy, the new one is closed.
-//!   The cap is lowered to what the open-files limit allows, and running out
-//!   of descriptors anyway is survived: accept backs off and an idle
-//!   connection is closed.
+//!   connection that has waited longest without a worker holding its
+//!   request (idle, still sending its head or body, or not reading its
+//!   answer), so thousands of silent or slow sockets cannot keep out a
+//!   client that has something to say. Only if every connection has a
+//!   request at a worker is the new one closed. The cap is lowered to what
+//!   the open-files limit allows, and running out of descriptors anyway is
+//!   survived the same way.
+//! * Nothing on this thread blocks: log lines go through log.rs.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
@@ -61,6 +65,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::Connections;
 use crate::error::Error;
 use crate::http::{Request, Response, MAX_BODY};
+use crate::log::Logger;
 
 /// The largest request head (request line and headers) accepted: 431 above.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -69,7 +74,7 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Descriptors kept free of connections: standard streams, the listener,
 /// the runtime's poller, key and config files, a mail command's pipes.
 const SPARE_FDS: usize = 32;
-/// At most one log line per this much time per kind of trouble.
+/// At most one warning per this much time per kind of trouble.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A complete request waiting for a worker, and where its answer goes.
@@ -80,6 +85,12 @@ pub struct Job {
 }
 
 impl Job {
+    /// True when the client has gone (or its request was given up): the
+    /// worker skips it.
+    pub fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
     /// Sends the answer (and the route name for metrics) back to the
     /// connection. A client that has gone meanwhile is no error.
     pub fn answer(self, route: &'static str, response: Response) {
@@ -87,22 +98,31 @@ impl Job {
     }
 }
 
-/// The hand-over between the I/O thread and the workers: a FIFO that
-/// workers block on. It holds at most one request per open connection.
-#[derive(Default)]
+/// The hand-over between the I/O thread and the workers: a bounded FIFO
+/// that workers block on.
 pub struct Queue {
     state: Mutex<(VecDeque<Job>, bool)>,
     ready: Condvar,
+    capacity: usize,
 }
 
 impl Queue {
-    /// Queues a job; false once the queue is closed (the job is dropped,
-    /// and its connection answered 500 by the engine).
+    /// A queue holding at most `capacity` jobs.
+    pub fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Queues a job; false when the queue is full or closed (the job is
+    /// dropped and the engine answers 429 or 500).
     fn push(&self, job: Job) -> bool {
         let Ok(mut s) = self.state.lock() else {
             return false;
         };
-        if s.1 {
+        if s.1 || s.0.len() >= self.capacity {
             return false;
         }
         s.0.push_back(job);
@@ -135,7 +155,8 @@ impl Queue {
 }
 
 /// What the engine reports about each answered request (access log,
-/// metrics). `path` is the path as sent, without the query, cut short.
+/// metrics). `path` is the path as sent, without the query, cut short;
+/// `-` for method and path when the request could not be parsed.
 pub struct Served<'a> {
     pub ip: &'a str,
     pub method: &'a str,
@@ -149,10 +170,13 @@ pub struct Served<'a> {
 pub struct Hooks {
     /// Renders an error the engine answers itself (bad framing).
     pub render: fn(&Error) -> Response,
-    /// Called once per answered request.
+    /// Called once per answered (or abandoned) request, on the I/O
+    /// thread: it must not block (log through `log`).
     pub served: Box<dyn Fn(&Served) + Send + Sync>,
     /// Called if the I/O thread ends without being asked to.
     pub failed: Box<dyn Fn(String) + Send + Sync>,
+    /// Where the engine's own warnings go.
+    pub log: Arc<Logger>,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<String>,
 }
@@ -168,7 +192,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Stops accepting, lets requests in progress finish (at most 10 s),
+    /// Stops accepting, lets requests at workers finish (at most 10 s),
     /// closes every connection and returns when the I/O thread has ended.
     pub fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -186,6 +210,13 @@ impl Drop for Engine {
     }
 }
 
+/// The cap on open connections for these limits: lowered so that
+/// connections can never take the descriptors SQLite and the server
+/// itself need. Size the queue with it.
+pub fn connection_cap(limits: &Connections, reserved_fds: usize) -> usize {
+    effective_cap(limits.max_connections, reserved_fds)
+}
+
 /// Starts the I/O thread on a bound listener. Requests go to `queue`.
 pub fn start(
     listener: std::net::TcpListener,
@@ -197,13 +228,13 @@ pub fn start(
     let fail = |e: std::io::Error| Error::Internal(format!("cannot start the HTTP engine: {e}"));
     let addr = listener.local_addr().map_err(fail)?;
     listener.set_nonblocking(true).map_err(fail)?;
-    let max_connections = effective_cap(limits.max_connections, reserved_fds);
+    let max_connections = connection_cap(limits, reserved_fds);
     if max_connections < limits.max_connections {
-        eprintln!(
+        hooks.log.line(format!(
             "connections: at most {max_connections} open at once (max_connections = {} \
              exceeds what the open-files limit allows; raise it, e.g. LimitNOFILE=)",
             limits.max_connections
-        );
+        ));
     }
     let settings = Settings {
         max_connections,
@@ -252,13 +283,16 @@ struct Settings {
 
 /// One open connection, as the accept loop sees it.
 struct Conn {
-    /// A request is being read, worked on or answered.
-    busy: bool,
-    /// When the last request ended (or the connection opened).
-    idle_since: Instant,
+    /// A worker holds (or is queued with) its request: not evictable.
+    at_worker: bool,
+    /// Since when it has waited without a worker: opened, last answered,
+    /// or its request's head arrived. The longest-waiting goes first.
+    since: Instant,
+    /// Requests answered on it.
+    answered: u32,
     /// Closes the connection at once (eviction).
     evict: Rc<Notify>,
-    /// Finishes the request in progress, then closes (shutdown).
+    /// Finishes the request at a worker, then closes (shutdown).
     wind_down: Rc<Notify>,
 }
 
@@ -269,34 +303,35 @@ struct Shared {
     hooks: Arc<Hooks>,
     conns: RefCell<HashMap<u64, Conn>>,
     /// When each kind of trouble was last logged.
-    logged: RefCell<HashMap<&'static str, Instant>>,
+    warned: RefCell<HashMap<&'static str, Instant>>,
 }
 
 impl Shared {
-    /// Logs a line about trouble, at most once per LOG_EVERY per kind.
+    /// Logs a warning, at most once per LOG_EVERY per kind.
     fn warn(&self, kind: &'static str, line: String) {
         let now = Instant::now();
-        let mut logged = self.logged.borrow_mut();
-        if logged
+        let mut warned = self.warned.borrow_mut();
+        if warned
             .get(kind)
             .is_some_and(|at| now.duration_since(*at) < LOG_EVERY)
         {
             return;
         }
-        logged.insert(kind, now);
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(format!("{line}\n").as_bytes());
+        warned.insert(kind, now);
+        self.hooks.log.line(line);
     }
 
-    /// Closes the connection idle for longest; false if all are busy.
-    fn evict_idle(&self) -> bool {
-        let conns = self.conns.borrow();
+    /// Closes the connection that has waited longest without a worker,
+    /// and forgets it at once (so a burst of accepts evicts one each);
+    /// false if every connection has a request at a worker.
+    fn evict_one(&self) -> bool {
+        let mut conns = self.conns.borrow_mut();
         let victim = conns
-            .values()
-            .filter(|c| !c.busy)
-            .min_by_key(|c| c.idle_since);
-        match victim {
+            .iter()
+            .filter(|(_, c)| !c.at_worker)
+            .min_by_key(|(_, c)| c.since)
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| conns.remove(&id)) {
             Some(c) => {
                 c.evict.notify_one();
                 true
@@ -305,12 +340,9 @@ impl Shared {
         }
     }
 
-    fn set_busy(&self, id: u64, busy: bool) {
+    fn update(&self, id: u64, f: impl FnOnce(&mut Conn)) {
         if let Some(c) = self.conns.borrow_mut().get_mut(&id) {
-            c.busy = busy;
-            if !busy {
-                c.idle_since = Instant::now();
-            }
+            f(c);
         }
     }
 }
@@ -328,7 +360,7 @@ async fn run(
         queue,
         hooks,
         conns: RefCell::new(HashMap::new()),
-        logged: RefCell::new(HashMap::new()),
+        warned: RefCell::new(HashMap::new()),
     });
     let mut next_id = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
@@ -345,12 +377,16 @@ async fn run(
                 shared.warn(
                     "fds",
                     format!(
-                        "connections: out of file descriptors ({e}); closing an idle \
+                        "connections: out of file descriptors ({e}); closing the longest-waiting \
                          connection (raise the open-files limit, e.g. LimitNOFILE=)"
                     ),
                 );
-                shared.evict_idle();
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if shared.evict_one() {
+                    // Let the evicted task run and close its socket.
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 continue;
             }
             // The peer gave up before we accepted (ECONNABORTED and kin).
@@ -358,22 +394,23 @@ async fn run(
         };
         let open = shared.conns.borrow().len();
         if open >= settings.max_connections {
-            let evicted = shared.evict_idle();
+            let evicted = shared.evict_one();
             shared.warn(
                 "cap",
                 format!(
                     "connections: the cap of {} open connections is reached; {}",
                     settings.max_connections,
                     if evicted {
-                        "closing the longest-idle one"
+                        "closing the longest-waiting one for each new one"
                     } else {
-                        "every one is busy, refusing new ones"
+                        "every one has a request at a worker, refusing new ones"
                     }
                 ),
             );
             if !evicted {
                 continue; // dropping `stream` closes it
             }
+            tokio::task::yield_now().await;
         }
         let _ = stream.set_nodelay(true);
         next_id += 1;
@@ -383,8 +420,9 @@ async fn run(
         shared.conns.borrow_mut().insert(
             id,
             Conn {
-                busy: false,
-                idle_since: Instant::now(),
+                at_worker: false,
+                since: Instant::now(),
+                answered: 0,
                 evict: evict.clone(),
                 wind_down: wind_down.clone(),
             },
@@ -398,11 +436,15 @@ async fn run(
             wind_down,
         ));
     }
-    // Shutdown: no new connections; each open one finishes the request it
-    // is on (idle ones close at once).
+    // Shutdown: no new connections; a request at a worker is answered,
+    // then its connection closes; every other connection closes now.
     drop(listener);
     for c in shared.conns.borrow().values() {
-        c.wind_down.notify_one();
+        if c.at_worker {
+            c.wind_down.notify_one();
+        } else {
+            c.evict.notify_one();
+        }
     }
     let deadline = tokio::time::Instant::now() + GRACE;
     while !tasks.is_empty() {
@@ -422,6 +464,20 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23) | Some(24))
 }
 
+/// Forgets a connection when its task ends, however it ends.
+struct Registered {
+    shared: Rc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut conns) = self.shared.conns.try_borrow_mut() {
+            conns.remove(&self.id);
+        }
+    }
+}
+
 async fn connection(
     shared: Rc<Shared>,
     stream: tokio::net::TcpStream,
@@ -430,6 +486,10 @@ async fn connection(
     evict: Rc<Notify>,
     wind_down: Rc<Notify>,
 ) {
+    let _registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -441,32 +501,99 @@ async fn connection(
         let shared = shared.clone();
         service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, req, peer, id).await) }
+            async move { Ok::<_, Infallible>(handle(shared, req, peer, id).await) }
         })
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = evict.notified() => {}
+    // Eviction first: once chosen, a connection starts no new request.
+    let ended = tokio::select! {
+        biased;
+        _ = evict.notified() => None,
         _ = wind_down.notified() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
+            conn.as_mut().await.err()
+        }
+        r = conn.as_mut() => r.err(),
+    };
+    // Refusals hyper makes before a request exists still reach the log.
+    let Some(e) = ended else { return };
+    let answered = shared.conns.borrow().get(&id).map_or(0, |c| c.answered);
+    let status = if e.is_parse_too_large() {
+        431
+    } else if e.is_parse() {
+        400
+    } else if e.is_timeout() && answered == 0 {
+        // A head that never completed (an idle kept-alive connection
+        // timing out after its requests is no news).
+        408
+    } else {
+        return;
+    };
+    let ip = peer.ip().to_canonical().to_string();
+    (shared.hooks.served)(&Served {
+        ip: &ip,
+        method: "-",
+        path: "-",
+        status,
+        route: "unparsed",
+        elapsed: Duration::ZERO,
+    });
+}
+
+/// A request in progress on the I/O thread: logged exactly once, with 499
+/// if the client goes (or is evicted) before its answer.
+struct InFlight {
+    shared: Rc<Shared>,
+    id: u64,
+    ip: String,
+    method: String,
+    path: String,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    fn finish(&mut self, route: &'static str, status: u16) {
+        self.done = true;
+        self.log(route, status);
+        self.shared.update(self.id, |c| {
+            c.at_worker = false;
+            c.answered += 1;
+            c.since = Instant::now();
+        });
+    }
+
+    fn log(&self, route: &'static str, status: u16) {
+        (self.shared.hooks.served)(&Served {
+            ip: &self.ip,
+            method: &self.method,
+            path: &self.path,
+            status,
+            route,
+            elapsed: self.started.elapsed(),
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.log("gone", 499);
         }
     }
-    shared.conns.borrow_mut().remove(&id);
 }
 
 /// Reads the body, queues the request for a worker and waits for the
 /// answer; bad framing is answered here.
 async fn handle(
-    shared: &Shared,
+    shared: Rc<Shared>,
     req: hyper::Request<Incoming>,
     peer: SocketAddr,
     id: u64,
 ) -> hyper::Response<Full<Bytes>> {
     let started = Instant::now();
-    shared.set_busy(id, true);
+    shared.update(id, |c| c.since = started);
     let (parts, body) = req.into_parts();
     let url = parts
         .uri
@@ -485,80 +612,53 @@ async fn handle(
         })
         .collect();
     request.set_peer(peer.ip(), &shared.hooks.trusted_proxies);
-    let (route, response, close) = match read_body(body, &parts.headers, shared).await {
-        Err(e) => ("unmatched", (shared.hooks.render)(&e), true),
-        Ok(bytes) => {
-            request.body = bytes;
-            let (tx, rx) = oneshot::channel();
-            let ip = request.ip.clone();
-            let job = Job { request, reply: tx };
-            let answer = if shared.queue.push(job) {
-                rx.await.ok()
-            } else {
-                None
-            };
-            match answer {
-                Some((route, response)) => {
-                    request_log(shared, &ip, &parts, route, response.status, started);
-                    shared.set_busy(id, false);
-                    return to_hyper(response, false);
-                }
-                // The worker panicked past catch_unwind, or shutdown began.
-                None => (
-                    "unavailable",
-                    (shared.hooks.render)(&Error::Internal("no worker answered".into())),
-                    true,
-                ),
-            }
+    let mut flight = InFlight {
+        shared: shared.clone(),
+        id,
+        ip: request.ip.clone(),
+        method: parts.method.as_str().to_string(),
+        path: log_path(parts.uri.path()).to_string(),
+        started,
+        done: false,
+    };
+    let body = match read_body(body, &parts.headers, shared.settings.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => {
+            let response = (shared.hooks.render)(&e);
+            flight.finish("unmatched", response.status);
+            return to_hyper(response, true);
         }
     };
-    let ip = request_ip(&parts.headers, peer, shared);
-    request_log(shared, &ip, &parts, route, response.status, started);
-    shared.set_busy(id, false);
-    to_hyper(response, close)
-}
-
-/// The client address for a request whose body was refused.
-fn request_ip(headers: &hyper::HeaderMap, peer: SocketAddr, shared: &Shared) -> String {
-    let mut r = Request {
-        headers: headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| {
-                (
-                    "x-forwarded-for".to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        ..Request::default()
+    request.body = body;
+    let (tx, rx) = oneshot::channel();
+    shared.update(id, |c| c.at_worker = true);
+    let answer = if shared.queue.push(Job { request, reply: tx }) {
+        rx.await
+            .map_err(|_| Error::Internal("no worker answered".into()))
+    } else {
+        // Every worker busy and the queue full: come back in a second.
+        Err(Error::RateLimited { retry_after: 1 })
     };
-    r.set_peer(peer.ip(), &shared.hooks.trusted_proxies);
-    r.ip
-}
-
-fn request_log(
-    shared: &Shared,
-    ip: &str,
-    parts: &hyper::http::request::Parts,
-    route: &'static str,
-    status: u16,
-    started: Instant,
-) {
-    (shared.hooks.served)(&Served {
-        ip,
-        method: parts.method.as_str(),
-        path: log_path(parts.uri.path()),
-        status,
-        route,
-        elapsed: started.elapsed(),
-    });
+    match answer {
+        Ok((route, response)) => {
+            flight.finish(route, response.status);
+            to_hyper(response, false)
+        }
+        Err(e) => {
+            let response = (shared.hooks.render)(&e);
+            flight.finish("unavailable", response.status);
+            to_hyper(response, true)
+        }
+    }
 }
 
 /// The path for the log: at most 200 bytes (a 100 KB path is an attack,
-/// not a record), cut at a character boundary.
+/// not a record), cut at a character boundary; `-` when there is none.
 pub fn log_path(path: &str) -> &str {
     const MAX: usize = 200;
+    if path.is_empty() {
+        return "-";
+    }
     if path.len() <= MAX {
         return path;
     }
@@ -569,12 +669,28 @@ pub fn log_path(path: &str) -> &str {
     &path[..end]
 }
 
-/// The whole body, at most MAX_BODY bytes, within the body deadline.
+/// The whole body, copied into one buffer of at most MAX_BODY bytes (so
+/// that thousands of tiny chunks cannot pin thousands of read buffers),
+/// within the body deadline.
 async fn read_body(
-    body: Incoming,
+    mut body: Incoming,
     headers: &hyper::HeaderMap,
-    shared: &Shared,
+    deadline: Duration,
 ) -> Result<Vec<u8>, Error> {
+    // hyper refuses a Transfer-Encoding that does not end in chunked; a
+    // body chunked twice is refused here (RFC 9112 §7: a sender must not
+    // apply chunked more than once).
+    let chunked = headers
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .filter(|c| c.trim().eq_ignore_ascii_case("chunked"))
+        .count();
+    if chunked > 1 {
+        return Err(Error::BadRequest(
+            "Transfer-Encoding names chunked more than once".into(),
+        ));
+    }
     if body.is_end_stream() {
         return Ok(Vec::new());
     }
@@ -587,19 +703,24 @@ async fn read_body(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Error::PayloadTooLarge);
     }
-    let collected = tokio::time::timeout(
-        shared.settings.body_timeout,
-        Limited::new(body, MAX_BODY).collect(),
-    )
-    .await;
-    match collected {
-        Err(_) => Err(Error::RequestTimeout),
-        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
-        Ok(Err(_)) => Err(Error::BadRequest(
-            "The request body could not be read".into(),
-        )),
-    }
+    let read = async {
+        let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|_| Error::BadRequest("The request body could not be read".into()))?;
+            // Trailers are read and ignored.
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > MAX_BODY {
+                    return Err(Error::PayloadTooLarge);
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(Error::RequestTimeout))
 }
 
 /// Our response as hyper's. A header a handler built with a CR, LF or
@@ -675,8 +796,38 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_refuses_and_an_abandoned_job_says_so() {
+        let q = Queue::new(1);
+        let (tx, rx) = oneshot::channel();
+        assert!(q.push(Job {
+            request: Request::new("GET", "/"),
+            reply: tx,
+        }));
+        let (tx2, _rx2) = oneshot::channel();
+        assert!(!q.push(Job {
+            request: Request::new("GET", "/"),
+            reply: tx2,
+        }));
+        drop(rx);
+        assert!(q.pop().unwrap().abandoned());
+    }
+
+    #[test]
+    fn headers_with_cr_or_lf_are_never_sent() {
+        let r = to_hyper(
+            Response::empty(302)
+                .with_header("Location", "/a\r\nSet-Cookie: x=1")
+                .with_header("X-Ok", "fine"),
+            false,
+        );
+        assert!(r.headers().get("location").is_none());
+        assert!(r.headers().get("set-cookie").is_none());
+        assert_eq!(r.headers().get("x-ok").unwrap(), "fine");
+    }
+
+    #[test]
     fn a_closed_queue_drains_then_ends() {
-        let q = Queue::default();
+        let q = Queue::new(4);
         let (tx, _rx) = oneshot::channel();
         assert!(q.push(Job {
             request: Request::new("GET", "/"),

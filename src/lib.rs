@@ -25,6 +25,7 @@ pub mod factors;
 pub mod http;
 pub mod jwt;
 pub mod limits;
+pub mod log;
 pub mod mail;
 pub mod metrics;
 pub mod password;

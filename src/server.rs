@@ -7,7 +7,6 @@
 //! those in progress are answered), then closes the queue: each worker
 //! finishes what is queued and leaves its loop.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -95,7 +94,14 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     ));
     app.limiter.load(&conn)?;
 
-    let queue = Arc::new(Queue::default());
+    // Each SQLite connection holds up to three descriptors (database,
+    // WAL, shared memory): the workers' and the background thread's.
+    let reserved_fds = 3 * (app.config.workers + 1);
+    // At most one request per open connection waits for a worker.
+    let queue = Arc::new(Queue::new(engine::connection_cap(
+        &app.config.connections,
+        reserved_fds,
+    )));
     let mut workers = Vec::new();
     for i in 0..app.config.workers {
         let conn = db::open(&app.config.db)?;
@@ -113,9 +119,6 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         workers.push(handle);
     }
 
-    // Each SQLite connection holds up to three descriptors (database,
-    // WAL, shared memory): the workers' and the background thread's.
-    let reserved_fds = 3 * (app.config.workers + 1);
     let engine = engine::start(
         listener,
         &app.config.connections,
@@ -210,21 +213,21 @@ fn hooks(app: &Arc<App>) -> Hooks {
     let served = app.clone();
     let failed = app.clone();
     Hooks {
+        log: app.log.clone(),
         render: |e| api::render(api::native::render, e),
         served: Box::new(move |s: &Served| {
             served.metrics.request(s.route, s.status);
             if served.config.access_log {
                 // The path only (queries can carry tokens and codes), cut
                 // short by the engine.
-                let line = format!(
-                    "{} {} {} {} {:.1}ms\n",
+                served.log.line(format!(
+                    "{} {} {} {} {:.1}ms",
                     if s.ip.is_empty() { "-" } else { s.ip },
                     s.method,
                     s.path,
                     s.status,
                     s.elapsed.as_secs_f64() * 1000.0
-                );
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                ));
             }
         }),
         failed: Box::new(move |why| failed.listener_failed(why)),
@@ -234,6 +237,11 @@ fn hooks(app: &Arc<App>) -> Hooks {
 
 fn work(mut cx: Ctx, queue: &Queue, tables: &[Dialect]) {
     while let Some(job) = queue.pop() {
+        // Its client has gone before a worker was free: nothing is done
+        // on its behalf (the engine has logged it, 499).
+        if job.abandoned() {
+            continue;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             api::dispatch(&mut cx, tables, &job.request)
         }));
@@ -262,6 +270,7 @@ impl Running {
         // still run), then the queue closes and the workers leave.
         self.engine.shutdown();
         self.queue.close();
+        self.app.log.flush();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

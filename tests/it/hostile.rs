@@ -211,6 +211,8 @@ fn unparsed_transfer_encodings_and_header_tricks_are_refused() {
         // Not chunked last: the length is unknowable (CVE-2026-66752's class).
         "POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
         "POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        // Chunked twice (RFC 9112 §7: never applied more than once).
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         // Two different lengths.
         "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
         // obs-fold (RFC 9112 §5.2: a server must reject or replace it).
@@ -288,31 +290,62 @@ fn keep_alive_pipelining_and_expect_continue_work() {
 }
 
 #[test]
-fn at_the_connection_cap_idle_connections_make_room_for_new_ones() {
+fn at_the_connection_cap_idle_and_slow_connections_make_room_for_new_ones() {
     let s = TestServer::start_with(|c| {
         c.connections.max_connections = 40;
         c.connections.header_timeout_secs = 30;
+        c.connections.body_timeout_secs = 30;
     });
+    // Bodies that never finish hold no worker, so they make room for
+    // newcomers (issue 8 review: they used to fill every slot).
+    let slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = connect(&s);
+            c.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+                .unwrap();
+            c
+        })
+        .collect();
+    assert_healthy(&s);
+    // Silent sockets, as fast as they can be opened (a burst must not
+    // carry the server past its cap: each newcomer evicts one).
     let mut idle: Vec<TcpStream> = (0..300).map(|_| connect(&s)).collect();
     assert_healthy(&s);
-    // The oldest idle ones were closed to make room.
     idle[0]
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let (_, closed) = read_all(&mut idle[0]);
-    assert!(closed, "the longest-idle connection was evicted");
-    // A connection in the middle of a request is not evicted for an idle
-    // newcomer: its answer arrives.
-    let mut busy = connect(&s);
-    busy.write_all(
-        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    idle.extend((0..100).map(|_| connect(&s)));
-    busy.write_all(b"{}").unwrap();
-    let (raw, _) = read_all(&mut busy);
-    assert_eq!(status(&raw), Some(422), "{raw}");
+    assert!(closed, "the longest-waiting connection was evicted");
+    assert_healthy(&s);
+    drop((idle, slow));
+}
+
+#[test]
+fn a_request_at_a_worker_is_never_evicted() {
+    // As many hashing slots as cores, and room for a few to wait.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let s = TestServer::start_with(|c| {
+        c.connections.max_connections = 40;
+        c.connections.header_timeout_secs = 30;
+        c.workers = 2 * cores + 4;
+    });
+    s.add_user("ann@example.com");
+    // Every hashing slot is taken: the sign-in waits at its worker.
+    let gate = &s.running().app.gate;
+    let held: Vec<_> = (0..cores).map(|_| gate.enter().unwrap()).collect();
+    let mut waiting = connect(&s);
+    waiting
+        .write_all(
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 39\r\nConnection: close\r\n\r\n{\"username\":\"ann\",\"password\":\"wrong-1\"}",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let crowd: Vec<TcpStream> = (0..200).map(|_| connect(&s)).collect();
+    drop(held);
+    let (raw, _) = read_all(&mut waiting);
+    assert_eq!(status(&raw), Some(401), "{raw}");
+    drop(crowd);
     assert_healthy(&s);
 }
 
@@ -466,6 +499,12 @@ fn engine_refusals_are_logged_with_the_client_and_a_cut_path() {
     c.write_all(format!("GET {long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .unwrap();
     assert_eq!(status(&read_all(&mut c).0), Some(404));
+    // Refused by the parser before a request exists: logged all the same.
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")
+        .unwrap();
+    assert_eq!(status(&read_all(&mut c).0), Some(400));
     crate::cli::stop(&mut child);
     let mut err = String::new();
     child
@@ -474,9 +513,127 @@ fn engine_refusals_are_logged_with_the_client_and_a_cut_path() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    assert!(err.contains("127.0.0.1 - - 400 "), "{err}");
     assert!(err.contains("127.0.0.1 POST /auth/login 413 "), "{err}");
     assert!(!err.contains("hunter2"), "no query string in the log");
     let line = err.lines().find(|l| l.contains(" GET /ppp")).unwrap();
     assert!(line.len() < 260, "{}", line.len());
     assert!(line.contains(" 404 "), "{line}");
+}
+
+#[test]
+fn a_client_that_leaves_before_its_answer_is_logged_as_499() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let s = TestServer::start_with(|c| c.workers = 2 * cores + 4);
+    s.add_user("ann@example.com");
+    let gate = &s.running().app.gate;
+    let held: Vec<_> = (0..cores).map(|_| gate.enter().unwrap()).collect();
+    let mut c = connect(&s);
+    c.write_all(
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 39\r\n\r\n{\"username\":\"ann\",\"password\":\"wrong-1\"}",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let metrics = s.get("/metrics").body;
+    assert!(
+        metrics.contains("hallpass_requests_total{route=\"gone\",status=\"499\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stderr_nobody_reads_does_not_stop_the_server() {
+    // Issue 8 review: the access log was written on the I/O thread, so a
+    // full stderr pipe stopped every connection.
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()) // never read: the pipe fills after ~64 KiB
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    for i in 0..4000 {
+        c.write_all(format!("GET /healthz/{i:0>60} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "request {i}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_does_not_wait_for_a_head_that_never_ends() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    crate::cli::stop(&mut child);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_body_of_tiny_chunks_costs_no_more_than_its_bytes() {
+    // Issue 8 review: collecting one buffer per chunk pinned hyper's read
+    // buffers, 1-2 MB per 64 KiB body sent a byte at a time.
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    let before = rss_kib(child.id());
+    let chunks = "1\r\nx\r\n".repeat(60_000);
+    let open: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(
+                b"POST /auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            )
+            .unwrap();
+            c.write_all(chunks.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // The server works through 1.8 million chunks: the peak while it does.
+    let mut during = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(200));
+        during = during.max(rss_kib(child.id()));
+    }
+    drop(open);
+    crate::cli::stop(&mut child);
+    assert!(
+        during < before + 16 * 1024,
+        "RSS grew from {before} KiB to {during} KiB"
+    );
 }
