@@ -428,14 +428,7 @@ fn a_header_flood_costs_the_real_binary_no_memory_to_speak_of() {
     // lines at once (64 MiB in all) to the release-shaped binary; each is
     // cut off at 16 KiB.
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::cli::hallpass(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = crate::cli::bound_addr(&mut child);
+    let (_dir, mut child, addr) = serve_binary(Stdio::null());
     let get = |addr: &str| {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -478,14 +471,7 @@ fn engine_refusals_are_logged_with_the_client_and_a_cut_path() {
     // Regression, issue 8 finding 7: a 413's access-log line had no client
     // address, and a 100 KB path was logged whole.
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::cli::hallpass(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = crate::cli::bound_addr(&mut child);
+    let (_dir, mut child, addr) = serve_binary(Stdio::piped());
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(
@@ -551,14 +537,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_server() {
     // Issue 8 review: the access log was written on the I/O thread, so a
     // full stderr pipe stopped every connection.
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::cli::hallpass(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped()) // never read: the pipe fills after ~64 KiB
-        .spawn()
-        .unwrap();
-    let addr = crate::cli::bound_addr(&mut child);
+    let (_dir, mut child, addr) = serve_binary(Stdio::piped());
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 4096];
@@ -576,14 +555,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_server() {
 #[test]
 fn sigterm_does_not_wait_for_a_head_that_never_ends() {
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::cli::hallpass(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = crate::cli::bound_addr(&mut child);
+    let (_dir, mut child, addr) = serve_binary(Stdio::null());
     let mut c = TcpStream::connect(&addr).unwrap();
     c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
@@ -603,14 +575,7 @@ fn a_body_of_tiny_chunks_costs_no_more_than_its_bytes() {
     // Issue 8 review: collecting one buffer per chunk pinned hyper's read
     // buffers, 1-2 MB per 64 KiB body sent a byte at a time.
     use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = crate::cli::hallpass(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = crate::cli::bound_addr(&mut child);
+    let (_dir, mut child, addr) = serve_binary(Stdio::null());
     let before = rss_kib(child.id());
     let chunks = "1\r\nx\r\n".repeat(60_000);
     let open: Vec<TcpStream> = (0..30)
@@ -636,4 +601,18 @@ fn a_body_of_tiny_chunks_costs_no_more_than_its_bytes() {
         during < before + 16 * 1024,
         "RSS grew from {before} KiB to {during} KiB"
     );
+}
+
+/// The real binary serving on port 0 in a temp directory, with the test
+/// environment; its stderr as asked (piped and never read, or dropped).
+fn serve_binary(stderr: std::process::Stdio) -> (tempfile::TempDir, std::process::Child, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::cli::hallpass(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let addr = crate::cli::bound_addr(&mut child);
+    (dir, child, addr)
 }
