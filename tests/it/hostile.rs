@@ -616,3 +616,39 @@ fn serve_binary(stderr: std::process::Stdio) -> (tempfile::TempDir, std::process
     let addr = crate::cli::bound_addr(&mut child);
     (dir, child, addr)
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn two_thousand_idle_connections_cost_bounded_memory_and_keep_no_one_out() {
+    // Twice the default cap: the longest-waiting half is closed to make
+    // room, /healthz still answers within a second, and the open ones
+    // cost a few kilobytes each.
+    let (_dir, mut child, addr) = serve_binary(std::process::Stdio::null());
+    let get = || {
+        let started = Instant::now();
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let answer = status(&read_all(&mut c).0);
+        (answer, started.elapsed())
+    };
+    assert_eq!(get().0, Some(200));
+    let before = rss_kib(child.id());
+    // (As many as this process may open, if its own limit is lower.)
+    let idle: Vec<TcpStream> = (0..2000)
+        .map_while(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() > 900, "only {} connections", idle.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let (answer, took) = get();
+    assert_eq!(answer, Some(200));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let during = rss_kib(child.id());
+    drop(idle);
+    crate::cli::stop(&mut child);
+    assert!(
+        during < before + 32 * 1024,
+        "RSS grew from {before} KiB to {during} KiB"
+    );
+}
