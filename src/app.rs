@@ -37,6 +37,9 @@ pub struct App {
     pub limiter: RateLimiter,
     pub gate: HashGate,
     pub metrics: Metrics,
+    /// What mails need: the sealing key, product name, public URL and
+    /// templates.
+    pub mail: crate::mail::Outgoing,
     /// The stderr writer for the access log and connection warnings.
     pub log: Arc<Logger>,
     /// A hash of a random password at the configured cost, verified against
@@ -62,6 +65,12 @@ impl App {
         gate: HashGate,
         dummy_hash: String,
     ) -> App {
+        let mail = crate::mail::Outgoing {
+            master: master.clone(),
+            product: "hallpass".into(),
+            public_url: public_url.clone(),
+            templates: crate::mail::Templates::builtin(),
+        };
         App {
             limiter: RateLimiter::new(config.limits.clone()),
             config,
@@ -74,6 +83,7 @@ impl App {
             gate,
             metrics: Metrics::default(),
             log: Arc::new(Logger::start()),
+            mail,
             dummy_hash,
             listener_error: Mutex::new(None),
             rotations: Batcher::default(),

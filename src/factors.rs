@@ -566,39 +566,43 @@ pub fn request_reset(cx: &mut Ctx, login: &str, peer: &Peer) -> Result<(), Error
         return Ok(());
     }
     let master = cx.app.master.clone();
+    let out = cx.app.mail.clone();
     cx.write(|tx| {
-        let a = codes::issue_code(tx, &master, codes::MFA_RESET_MAIN, &user.id, RESET_CODE_LEN, RESET_TTL, now)?;
-        let b = codes::issue_code(tx, &master, codes::MFA_RESET_RECOVERY, &user.id, RESET_CODE_LEN, RESET_TTL, now)?;
-        mail::enqueue(
+        let a = codes::issue_code(
             tx,
             &master,
-            &mail::Message {
-                kind: "mfa_reset",
+            codes::MFA_RESET_MAIN,
+            &user.id,
+            RESET_CODE_LEN,
+            RESET_TTL,
+            now,
+        )?;
+        let b = codes::issue_code(
+            tx,
+            &master,
+            codes::MFA_RESET_RECOVERY,
+            &user.id,
+            RESET_CODE_LEN,
+            RESET_TTL,
+            now,
+        )?;
+        mail::queue(
+            tx,
+            &out,
+            &mail::Mail {
+                kind: mail::Kind::MfaReset,
                 to: &main,
-                subject: "Your two-factor reset code (1 of 2)",
-                body: &format!(
-                    "Someone asked to turn off two-factor authentication for your account.\n\n\
-                     Code 1 of 2: {a}\nUser id: {}\n\n\
-                     The second code went to your recovery address. Both are needed, within 24 hours.\n\
-                     If this was not you, ignore this message.\n",
-                    user.id
-                ),
+                values: &[("code", &a), ("part", "1 of 2"), ("account", &user.id)],
             },
             now,
         )?;
-        mail::enqueue(
+        mail::queue(
             tx,
-            &master,
-            &mail::Message {
-                kind: "mfa_reset",
+            &out,
+            &mail::Mail {
+                kind: mail::Kind::MfaReset,
                 to: &recovery,
-                subject: "Your two-factor reset code (2 of 2)",
-                body: &format!(
-                    "Someone asked to turn off two-factor authentication for the account {main}.\n\n\
-                     Code 2 of 2: {b}\n\n\
-                     The first code went to the account's main address. Both are needed, within 24 hours.\n\
-                     If this was not you, ignore this message.\n"
-                ),
+                values: &[("code", &b), ("part", "2 of 2"), ("account", &main)],
             },
             now,
         )?;

@@ -123,7 +123,7 @@ impl TestServer {
         db::open(&self.db).unwrap()
     }
 
-    /// The body of the newest message queued for `to`. Bodies are sealed
+    /// The text of the newest message queued for `to`. Bodies are sealed
     /// at rest, so this opens it the way the mail worker does: with the
     /// master key the server uses (its key file) and `mail::open_queued`.
     pub fn outbox_body(&self, to: &str) -> String {
@@ -137,10 +137,10 @@ impl TestServer {
             )
             .unwrap();
         let master = app::load_master_key(&self.config).unwrap();
-        mail::open_queued(&conn, &master, &id)
+        mail::outbox::open_queued(&conn, &master, &id)
             .unwrap()
             .unwrap_or_else(|| panic!("the mail to {to} is not queued"))
-            .body
+            .text
     }
 
     /// Adds a user with `PASSWORD` (username = the part before the @).

@@ -1,8 +1,8 @@
-//! Outgoing mail: the outbox every message goes through.
+//! The outbox every message goes through (`mail_outbox`).
 //!
-//! A capability that mails something calls `enqueue` inside the transaction
-//! that creates the code or link the mail carries, so either both exist or
-//! neither does. The mail worker (the mail issue) delivers queued messages
+//! `mail::queue` (mod.rs) renders a mail and calls `enqueue` inside the
+//! transaction that creates the code or link the mail carries, so either
+//! both exist or neither does. The mail worker delivers queued messages
 //! through the configured command.
 //!
 //! The outbox's storage contract (issue 8: reset codes were readable by
@@ -32,8 +32,18 @@ pub struct Message<'a> {
     pub to: &'a str,
     /// Stored in the clear and listed: never a secret (no code, no link).
     pub subject: &'a str,
-    /// Plain text; sealed before it is stored.
-    pub body: &'a str,
+    /// The text/plain part; sealed before it is stored.
+    pub text: &'a str,
+    /// The text/html part, if any; sealed with the text.
+    pub html: Option<&'a str>,
+}
+
+/// What is sealed: both parts of the body.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body {
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    html: Option<String>,
 }
 
 /// A queued message, its body opened, as the mail worker delivers it.
@@ -43,8 +53,11 @@ pub struct Queued {
     pub kind: String,
     pub to: String,
     pub subject: String,
-    /// Plain text: carries codes and links, so it is left out of `Debug`.
-    pub body: String,
+    /// The text/plain part: carries codes and links, so it is left out of
+    /// `Debug`, as is the HTML.
+    pub text: String,
+    /// The text/html part, if the mail has one.
+    pub html: Option<String>,
     /// Delivery tries so far.
     pub attempts: i64,
 }
@@ -58,7 +71,8 @@ impl std::fmt::Debug for Queued {
             .field("kind", &self.kind)
             .field("to", &self.to)
             .field("subject", &self.subject)
-            .field("body", &"***")
+            .field("text", &"***")
+            .field("html", &self.html.as_ref().map(|_| "***"))
             .field("attempts", &self.attempts)
             .finish()
     }
@@ -79,7 +93,12 @@ pub fn enqueue(
     now: i64,
 ) -> Result<String, Error> {
     let id = uuid_v4()?;
-    let sealed = master.seal(&seal_purpose(&id, m.to), m.body.as_bytes())?;
+    let body = serde_json::to_vec(&Body {
+        text: m.text.to_string(),
+        html: m.html.map(str::to_string),
+    })
+    .map_err(|e| Error::Internal(format!("mail body: {e}")))?;
+    let sealed = master.seal(&seal_purpose(&id, m.to), &body)?;
     tx.prepare_cached(
         "INSERT INTO mail_outbox (id, kind, to_addr, subject, sealed_body, status, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
@@ -117,14 +136,15 @@ pub fn open_queued(
     };
     let sealed = sealed.ok_or_else(|| Error::Internal(format!("queued mail {id} has no body")))?;
     let plain = master.open(&seal_purpose(id, &to), &sealed)?;
-    let body = String::from_utf8(plain)
-        .map_err(|_| Error::Internal(format!("queued mail {id}: body is not UTF-8")))?;
+    let body: Body = serde_json::from_slice(&plain)
+        .map_err(|_| Error::Internal(format!("queued mail {id}: body does not parse")))?;
     Ok(Some(Queued {
         id: id.to_string(),
         kind,
         to,
         subject,
-        body,
+        text: body.text,
+        html: body.html,
         attempts,
     }))
 }
@@ -162,7 +182,8 @@ mod tests {
             kind: "mfa_reset",
             to,
             subject: "Your two-factor reset code (1 of 2)",
-            body: "Code 1 of 2: k7q2x\n",
+            text: "Code 1 of 2: k7q2x\n",
+            html: None,
         }
     }
 
@@ -185,7 +206,7 @@ mod tests {
             "the code is not in the stored bytes"
         );
         let q = open_queued(&conn, &key, &id).unwrap().unwrap();
-        assert_eq!(q.body, "Code 1 of 2: k7q2x\n");
+        assert_eq!(q.text, "Code 1 of 2: k7q2x\n");
         assert_eq!(q.to, "ann@example.com");
         assert_eq!(q.kind, "mfa_reset");
         assert_eq!(q.attempts, 0);
