@@ -252,3 +252,15 @@ CREATE TABLE mail_outbox (
     sent_at         INTEGER
 );
 CREATE INDEX mail_outbox_due ON mail_outbox (status, next_attempt_at);
+
+-- Mail sent to an address by the emailed flows, counted so that nobody can
+-- use the server to flood a mailbox (emailed.rs): one row per request that
+-- asked for a mail, known address or not. `address` is the SHA-256 of the
+-- lower-cased address or name as typed (no address is kept in the clear
+-- for people who may have no account); rows older than a day are swept.
+CREATE TABLE mail_quota (
+    address TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE INDEX mail_quota_address ON mail_quota (address, kind, at);

@@ -761,3 +761,13 @@ pub fn update_profile(
     ])?;
     Ok(())
 }
+
+/// Marks the user's current address as verified (a link mailed to it was
+/// used), keeping the first time it was.
+pub fn mark_email_verified(tx: &Connection, user_id: &str, now: i64) -> Result<(), Error> {
+    tx.prepare_cached(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, ?2) WHERE id = ?1",
+    )?
+    .execute(params![user_id, now])?;
+    Ok(())
+}

@@ -30,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: the soft lock per source, the account budget and trusted
     // sources (issue 8).
     include_str!("migrations/004_soft_lock_sources.sql"),
+    // 4 -> 5: the per-address mail quota of the emailed flows (issue 9).
+    include_str!("migrations/005_emailed_flows.sql"),
 ];
 
 /// The schema version this build writes.

@@ -19,6 +19,7 @@ pub mod codes;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod emailed;
 pub mod engine;
 pub mod error;
 pub mod factors;

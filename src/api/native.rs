@@ -10,6 +10,7 @@ use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
 use crate::clock::iso8601;
+use crate::emailed;
 use crate::error::Error;
 use crate::factors;
 use crate::http::{percent_encode, Json, Request, Response};
@@ -34,6 +35,21 @@ pub fn routes() -> Vec<Route> {
         Route::new("POST", "/auth/verify-otp", verify_otp),
         Route::new("GET", "/auth/check-qr-code", check_qr_code),
         Route::new("POST", "/auth/create-qr-code", create_qr_code),
+        Route::new("POST", "/auth/send-otp", send_otp),
+        Route::new("POST", "/auth/passwordless/start", send_otp),
+        Route::new("POST", "/auth/passwordless/verify", passwordless_verify),
+        Route::new("POST", "/auth/forget-password", forget_password),
+        Route::new("GET", "/auth/verify-reset-password-link", verify_reset_link),
+        Route::new("PATCH", "/auth/reset-password", reset_password),
+        Route::new("POST", "/auth/signup/create-token", signup_create_token),
+        Route::new("POST", "/auth/sign-up/create-token", signup_create_token),
+        Route::new("GET", "/auth/signup/verify-token", signup_verify_token),
+        Route::new("GET", "/auth/sign-up/verify-token", signup_verify_token),
+        Route::new("POST", "/auth/signup/create-user", signup_create_user),
+        Route::new("POST", "/auth/sign-up/create-user", signup_create_user),
+        Route::new("POST", "/auth/signup/fast", signup_fast),
+        Route::new("POST", "/auth/sign-up/fast", signup_fast),
+        Route::new("GET", "/auth/verify-email", verify_email),
     ]
 }
 
@@ -183,7 +199,7 @@ fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     let otp = body.str("otp", 64)?;
     let code = body.opt_str("code", MAX_TOKEN)?;
     let client_id = either(&body, "clientId", "client_id")?;
-    let code = factors::verify_login_code(
+    let code = emailed::verify_otp(
         cx,
         &key,
         &otp,
@@ -192,6 +208,119 @@ fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
         &peer(req),
     )?;
     Ok(Response::ok(&json!({ "code": code })))
+}
+
+/// /auth/send-otp and /auth/passwordless/start: always 204.
+fn send_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let key = body.str("key", MAX_LOGIN)?;
+    let client = client(cx, &body)?;
+    emailed::send_code(cx, &client, &key, &peer(req))?;
+    Ok(Response::empty(204))
+}
+
+fn passwordless_verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let key = body.str("key", MAX_LOGIN)?;
+    let otp = body.str("otp", 64)?;
+    let code = emailed::verify_code(cx, &key, &otp, &peer(req))?;
+    Ok(Response::ok(&json!({ "code": code })))
+}
+
+/// Always 204 once the client is right (no enumeration).
+fn forget_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let username = body.str("username", MAX_LOGIN)?;
+    let client = client(cx, &body)?;
+    emailed::forget_password(cx, &client, &username, &peer(req))?;
+    Ok(Response::empty(204))
+}
+
+/// The `token` query parameter.
+fn token_query(req: &Request) -> Result<&str, Error> {
+    req.query("token")
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN)
+        .ok_or_else(|| Error::required("token"))
+}
+
+fn verify_reset_link(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    emailed::check_reset_link(cx, token_query(req)?)?;
+    Ok(Response::ok(&json!({ "success": true })))
+}
+
+fn reset_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let token = body.str("token", MAX_TOKEN)?;
+    let password = body.str("password", MAX_LEN)?;
+    let client = client(cx, &body)?;
+    emailed::reset_password(cx, &client, &token, &password, &peer(req))?;
+    Ok(Response::empty(204))
+}
+
+/// The client is checked first; who may create tokens is the core's call
+/// (`signup` mode and the bearer).
+fn signup_create_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let email = body.str("email", 254)?;
+    client(cx, &body)?;
+    let inviter = emailed::inviter(cx, req.bearer())?;
+    emailed::create_signup_token(cx, &inviter, &email, &peer(req))?;
+    Ok(Response::empty(204))
+}
+
+/// The sign-up token travels as the bearer.
+fn signup_token(req: &Request) -> Result<&str, Error> {
+    req.bearer()
+        .filter(|t| t.len() <= MAX_TOKEN)
+        .ok_or(Error::Unauthenticated)
+}
+
+fn signup_verify_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let (email, exp) = emailed::check_signup_token(cx, signup_token(req)?)?;
+    Ok(Response::ok(&json!({ "email": email, "exp": exp })))
+}
+
+fn signup_create_user(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let token = signup_token(req)?;
+    let body = req.json()?;
+    let email = body.str("email", 254)?;
+    let password = body.str("password", MAX_LEN)?;
+    let name = body.opt_str("name", 256)?;
+    let username = body.opt_str("username", 64)?;
+    let form = emailed::SignupForm {
+        email: &email,
+        password: &password,
+        name: name.as_deref(),
+        username: username.as_deref(),
+    };
+    let user = emailed::create_user(cx, token, &form, &peer(req))?;
+    Ok(Response::ok(&json!({
+        "email": user.email,
+        "user": { "id": user.id, "email": user.email, "username": user.username },
+    })))
+}
+
+fn signup_fast(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let username = body.str("username", 64)?;
+    let password = body.str("password", MAX_LEN)?;
+    let email = body.str("email", 254)?;
+    let phone = body.opt_str("phone", 32)?;
+    let client = client(cx, &body)?;
+    let form = emailed::FastForm {
+        username: &username,
+        password: &password,
+        email: &email,
+        phone: phone.as_deref(),
+    };
+    let tokens = emailed::fast_signup(cx, &client, &form, &peer(req))?;
+    Ok(token_response(&tokens))
+}
+
+/// The link of a fast sign-up's verification mail (ours).
+fn verify_email(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let email = emailed::verify_email(cx, token_query(req)?)?;
+    Ok(Response::ok(&json!({ "success": true, "email": email })))
 }
 
 fn check_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{peer, Params, Route};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
+use crate::emailed::{self, Named, SignIn};
 use crate::error::Error;
 use crate::factors;
 use crate::http::{Request, Response};
@@ -24,6 +25,7 @@ pub fn routes() -> Vec<Route> {
         },
         Route::new("POST", "/auth/token/refresh", refresh),
         Route::new("POST", "/auth/2fa", two_factor),
+        Route::new("POST", "/auth/magic_link", magic_link),
     ]
 }
 
@@ -44,12 +46,7 @@ fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let grant = auth::grant_for(&user, None, &["pwd"]);
     if factors::required(cx, &user)? {
         let pair = factors::start_limited(cx, &grant)?;
-        return Ok(Response::ok(&json!({
-            "access_token": pair.access_token,
-            "refresh_token": pair.refresh_token,
-            "has_password": true,
-            "requires_2fa": "GoogleAuthenticator",
-        })));
+        return Ok(limited_response(&pair));
     }
     let tokens = auth::issue_tokens(cx, None, &grant, "password", &peer(req))?;
     Ok(token_response(&tokens))
@@ -66,8 +63,38 @@ fn two_factor(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
 fn refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let refresh_token = body.str("refresh_token", 4096)?;
-    let tokens = auth::refresh(cx, &refresh_token, None, None, &peer(req))?;
-    Ok(token_response(&tokens))
+    match emailed::refresh_or_magic(cx, &refresh_token, &peer(req))? {
+        SignIn::Full(tokens) => Ok(token_response(&tokens)),
+        SignIn::Owed(pair) => Ok(limited_response(&pair)),
+    }
+}
+
+/// Always 200 and `"Active"`, known address or not (API.md §2, ours).
+fn magic_link(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let body = req.json()?;
+    let email = body.opt_str("email", 320)?;
+    let user_id = body.opt_str("user_id", 128)?;
+    let redirect = body.opt_str("redirect", 2048)?;
+    let named = match (&email, &user_id) {
+        (Some(e), _) => Named::Email(e),
+        (None, Some(id)) => Named::UserId(id),
+        (None, None) => return Err(Error::required("email")),
+    };
+    emailed::send_magic_link(cx, named, redirect.as_deref(), &peer(req))?;
+    Ok(Response::ok(&json!({
+        "message": "If this account exists, a sign-in link has been sent to its email address",
+        "status": "Active",
+    })))
+}
+
+/// TokenResponse of a sign-in that owes the second factor.
+fn limited_response(pair: &factors::LimitedPair) -> Response {
+    Response::ok(&json!({
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "has_password": true,
+        "requires_2fa": "GoogleAuthenticator",
+    }))
 }
 
 /// TokenResponse of a full sign-in.

@@ -1,0 +1,841 @@
+//! The flows that go through a mailbox, shared by every dialect: magic
+//! links (yat, lagrello), emailed sign-in codes (native send-otp and
+//! passwordless), password reset, sign-up (tokens, create-user, fast
+//! sign-up) and address verification.
+//!
+//! Rules that hold for every caller:
+//! * **Stored hashed, mailed in the same transaction.** Every link token
+//!   is 256 random bits kept as SHA-256, every code an HMAC (codes.rs);
+//!   the mail is queued (`mail::queue`) in the transaction that creates
+//!   it, so either both exist or neither does.
+//! * **Redeemed in one transaction.** Looking a token or code up, counting
+//!   a wrong try, and using it up happen in one `Ctx::write`, so two racing
+//!   tries are compared one after the other.
+//! * **No enumeration.** A request naming an address answers the same
+//!   status, body and headers whether or not an account has it, and does
+//!   the same work: for nobody, the token and the mail are written to a
+//!   stand-in recipient inside a savepoint that is then rolled back (see
+//!   `send`), so the transaction has the same shape and cost.
+//! * **No mailbox flood.** Every mail-sending request takes a token from
+//!   the caller's per-IP login bucket (429 beyond it), and every address
+//!   gets at most one mail of a kind a minute and five an hour
+//!   (`codes::quota_take`); beyond that the request answers as usual and
+//!   sends nothing.
+//! * Emailed codes are tried under the typed name's code lock
+//!   (`softlock::Lock::code`), as the MFA reset's are, and die after
+//!   `CODE_ATTEMPTS` wrong tries.
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::accounts::{self, Client, NewUser, User};
+use crate::app::Ctx;
+use crate::audit;
+use crate::auth::{self, failed, record_sign_in, Peer, Tokens};
+use crate::codes::{self, Link};
+use crate::config::Signup;
+use crate::crypto::token_hash;
+use crate::error::Error;
+use crate::factors::{self, LimitedPair};
+use crate::limits::Family;
+use crate::mail::{self, Kind, Mail};
+use crate::password;
+use crate::sessions;
+use crate::softlock;
+use crate::totp::{self, State};
+use crate::url::percent_encode;
+
+/// Lifetimes (API.md §6) in seconds.
+pub const MAGIC_LINK_TTL: i64 = 900;
+pub const CODE_TTL: i64 = 600;
+pub const RESET_TTL: i64 = 1800;
+pub const SIGNUP_TTL: i64 = 86_400;
+/// The link of a fast sign-up's verification mail.
+pub const VERIFY_TTL: i64 = 86_400;
+/// Emailed sign-in codes: digits, and wrong tries a code survives.
+pub const CODE_LEN: usize = 6;
+pub const CODE_ATTEMPTS: i64 = 5;
+
+/// Refuses a CR or LF (or any control character) in a value that may
+/// reach a mail header, before anything is looked up (422).
+pub fn refuse_line_breaks(field: &str, value: &str) -> Result<(), Error> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} cannot contain a line break or control character"),
+        ));
+    }
+    Ok(())
+}
+
+/// The user a request for mail names, when it is one we mail: active and
+/// with an address. Anyone else is treated as nobody.
+fn mailable(user: Option<User>) -> Option<(User, String)> {
+    let user = user.filter(User::is_active)?;
+    let email = user.email.clone()?;
+    Some((user, email))
+}
+
+/// Sends one mail of quota kind `kind` to `to`, unless the address's quota
+/// is spent. `write` issues the code or token and queues the mail in the
+/// transaction; with `real` false (nobody has the address) it runs all the
+/// same inside a savepoint that is rolled back: the same statements and
+/// the same cost, and nothing kept. Returns whether a mail went out.
+fn send(
+    tx: &Connection,
+    kind: &str,
+    to: &str,
+    real: bool,
+    now: i64,
+    write: impl FnOnce(&Connection) -> Result<(), Error>,
+) -> Result<bool, Error> {
+    if !codes::quota_take(tx, to, kind, now)? {
+        return Ok(false);
+    }
+    if real {
+        write(tx)?;
+        return Ok(true);
+    }
+    tx.execute_batch("SAVEPOINT pretend")?;
+    let done = write(tx);
+    tx.execute_batch("ROLLBACK TO pretend; RELEASE pretend")?;
+    done.map(|_| false)
+}
+
+/// The subject a stand-in row is stored under (never a user id).
+fn nobody(typed: &str) -> String {
+    format!("nobody:{}", token_hash(&typed.trim().to_lowercase()))
+}
+
+fn queue(tx: &Connection, cx_mail: &mail::Outgoing, m: Mail, now: i64) -> Result<(), Error> {
+    mail::queue(tx, cx_mail, &m, now).map(|_| ())
+}
+
+// --- magic links ----------------------------------------------------------
+
+/// Who a yat magic link is asked for.
+pub enum Named<'a> {
+    Email(&'a str),
+    UserId(&'a str),
+}
+
+/// yat POST /auth/magic_link: mails `{public_url}/magic_link?refresh_token=
+/// <t>&redirect=<r>` to the user, whether or not anyone has the address
+/// (the answer is the caller's to make the same).
+pub fn send_magic_link(
+    cx: &mut Ctx,
+    named: Named,
+    redirect: Option<&str>,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    let typed = match named {
+        Named::Email(e) | Named::UserId(e) => e,
+    };
+    refuse_line_breaks("email", typed)?;
+    if let Some(r) = redirect {
+        refuse_line_breaks("redirect", r)?;
+    }
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user = match named {
+        Named::Email(e) => accounts::find_user_by_login(&cx.conn, e)?,
+        Named::UserId(id) => accounts::get_user(&cx.conn, id)?,
+    };
+    let target = mailable(user);
+    let out = cx.app.mail.clone();
+    let base = cx.app.public_url.clone();
+    let redirect = redirect.map(percent_encode);
+    cx.write(|tx| {
+        let (subject, user_id, to) = match &target {
+            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
+            None => (nobody(typed), None, typed),
+        };
+        send(tx, codes::MAGIC_LINK, to, target.is_some(), now, |tx| {
+            let token = codes::issue_link(
+                tx,
+                codes::MAGIC_LINK,
+                &subject,
+                user_id,
+                None,
+                MAGIC_LINK_TTL,
+                now,
+            )?;
+            let mut link = format!("{base}/magic_link?refresh_token={token}");
+            if let Some(r) = &redirect {
+                link.push_str(&format!("&redirect={r}"));
+            }
+            let values = [("link", link.as_str()), ("minutes", "15")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::MagicLink,
+                    to,
+                    values: &values,
+                },
+                now,
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// What a yat refresh came to: a full session, or (a magic link for a
+/// user with TOTP) a limited one that owes the second factor.
+pub enum SignIn {
+    Full(Box<Tokens>),
+    Owed(LimitedPair),
+}
+
+/// Uses up a live magic-link token of `kind` scoped to `tenant` (None for
+/// yat's): compare and consume in one transaction. Returns its user.
+fn redeem_magic(cx: &mut Ctx, token: &str, tenant: Option<&str>) -> Result<Option<String>, Error> {
+    let now = cx.now();
+    cx.write(|tx| {
+        let Link::Live(f) = codes::lookup_link(tx, codes::MAGIC_LINK, token, now)? else {
+            return Ok(None);
+        };
+        if f.data.as_deref() != tenant || f.user_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(codes::consume(tx, &f.hash, now)?.then_some(f.user_id))
+    })
+}
+
+/// yat POST /auth/token/refresh: a magic-link token signs in (a user with
+/// TOTP gets a limited session, as a password sign-in does); anything else
+/// is a refresh token, rotated.
+pub fn refresh_or_magic(cx: &mut Ctx, token: &str, peer: &Peer) -> Result<SignIn, Error> {
+    let now = cx.now();
+    let is_link = matches!(
+        codes::lookup_link(&cx.conn, codes::MAGIC_LINK, token, now)?,
+        Link::Live(_) | Link::Used
+    );
+    if !is_link {
+        return auth::refresh(cx, token, None, None, peer).map(|t| SignIn::Full(Box::new(t)));
+    }
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user_id = redeem_magic(cx, token, None)?.ok_or(Error::TokenInvalid)?;
+    let user = accounts::get_user(&cx.conn, &user_id)?.ok_or(Error::TokenInvalid)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    // Getting the mail proves the address.
+    cx.write(|tx| accounts::mark_email_verified(tx, &user.id, now))?;
+    let grant = auth::grant_for(&user, None, &["email"]);
+    if factors::required(cx, &user)? {
+        return factors::start_limited(cx, &grant).map(SignIn::Owed);
+    }
+    let tokens = auth::issue_tokens(cx, None, &grant, "magic_link", peer)?;
+    Ok(SignIn::Full(Box::new(tokens)))
+}
+
+/// lagrello POST /v1/users/{userId}/email: mails the tenant's callback URL
+/// with `{}` replaced by a fresh token (default `{public_url}/magic?token={}`).
+/// The API key is the authority here, so a user without an address is a
+/// plain 400; the per-address quota still applies, silently.
+pub fn send_tenant_magic_link(
+    cx: &mut Ctx,
+    tenant_id: &str,
+    user: &User,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    let email = user
+        .email
+        .clone()
+        .ok_or_else(|| Error::BadRequest("The user has no email address".into()))?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let callback = accounts::find_tenant(&cx.conn, tenant_id)?
+        .and_then(|t| t.callback_url)
+        .unwrap_or_else(|| format!("{}/magic?token={{}}", cx.app.public_url));
+    let out = cx.app.mail.clone();
+    let active = user.is_active();
+    cx.write(|tx| {
+        send(tx, codes::MAGIC_LINK, &email, active, now, |tx| {
+            let token = codes::issue_link(
+                tx,
+                codes::MAGIC_LINK,
+                &user.id,
+                Some(&user.id),
+                Some(tenant_id),
+                MAGIC_LINK_TTL,
+                now,
+            )?;
+            let link = callback.replace("{}", &token);
+            let values = [("link", link.as_str()), ("minutes", "15")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::MagicLink,
+                    to: &email,
+                    values: &values,
+                },
+                now,
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// lagrello GET /v1/users/email?payload=: uses up a live link token of the
+/// tenant; returns its user's id. Wrong, used or expired: TokenInvalid.
+pub fn redeem_tenant_magic_link(
+    cx: &mut Ctx,
+    tenant_id: &str,
+    token: &str,
+) -> Result<String, Error> {
+    let now = cx.now();
+    let user_id = redeem_magic(cx, token, Some(tenant_id))?.ok_or(Error::TokenInvalid)?;
+    cx.write(|tx| accounts::mark_email_verified(tx, &user_id, now))?;
+    Ok(user_id)
+}
+
+// --- emailed sign-in codes ------------------------------------------------
+
+/// native /auth/send-otp and /auth/passwordless/start: mails a 6-digit
+/// code (10 min, 5 tries) to the user `key` names, for `client`.
+pub fn send_code(cx: &mut Ctx, client: &Client, key: &str, peer: &Peer) -> Result<(), Error> {
+    let now = cx.now();
+    refuse_line_breaks("key", key)?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let target = mailable(accounts::find_user_by_login(&cx.conn, key)?);
+    let out = cx.app.mail.clone();
+    let master = cx.app.master.clone();
+    let client_id = client.client_id.clone();
+    cx.write(|tx| {
+        let (subject, user_id, to) = match &target {
+            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
+            None => (nobody(key), None, key),
+        };
+        send(tx, codes::EMAIL_OTP, to, target.is_some(), now, |tx| {
+            let code = codes::issue_digits(
+                tx,
+                &master,
+                codes::EMAIL_OTP,
+                &subject,
+                user_id,
+                Some(&client_id),
+                CODE_LEN,
+                CODE_TTL,
+                now,
+            )?;
+            let values = [("code", code.as_str()), ("minutes", "10")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::SignInCode,
+                    to,
+                    values: &values,
+                },
+                now,
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// native /auth/passwordless/verify (and /auth/verify-otp for a user
+/// without a second factor): the emailed code for `key` gives a login code
+/// of the client it was asked for; a user with TOTP gets an owed one. Every
+/// refusal is the same OtpInvalid, counted against the typed name's code
+/// lock; the code itself dies after `CODE_ATTEMPTS` wrong tries.
+pub fn verify_code(cx: &mut Ctx, key: &str, otp: &str, peer: &Peer) -> Result<String, Error> {
+    let now = cx.now();
+    totp::check_code_format("otp", otp)?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user = accounts::find_user_by_login(&cx.conn, key)?;
+    let lock = softlock::Lock::code(key, user.as_ref().map(|u| u.id.as_str()), &peer.ip);
+    let subject = user.as_ref().map_or_else(|| nobody(key), |u| u.id.clone());
+    let master = cx.app.master.clone();
+    let lim = cx.app.config.limits.clone();
+    let outcome = cx.write(|tx| {
+        softlock::check(tx, &lock, &lim, now)?;
+        let found = codes::find_code(tx, &master, codes::EMAIL_OTP, &subject, otp, now)?;
+        if let (Some((f, true)), Some(u)) = (&found, &user) {
+            if f.attempts < CODE_ATTEMPTS && codes::consume(tx, &f.hash, now)? {
+                softlock::clear(tx, &lock, None, now)?;
+                if !u.is_active() {
+                    return Ok(Err(Error::UserInactive));
+                }
+                let client_id = f.data.clone().unwrap_or_default();
+                let client = accounts::get_client(tx, &client_id)?.ok_or(Error::ClientInvalid)?;
+                let owed = totp::state(tx, &u.id, now)? == State::On;
+                let grant = auth::grant_for(u, Some(&client), &["email"]);
+                if !owed {
+                    record_sign_in(tx, &grant, "email_otp", peer, now)?;
+                }
+                accounts::mark_email_verified(tx, &u.id, now)?;
+                let code = sessions::issue_code(
+                    tx,
+                    &grant,
+                    &client.client_id,
+                    owed,
+                    None,
+                    client.auth_code_ttl,
+                    now,
+                )?;
+                return Ok(Ok(code));
+            }
+        }
+        if let Some((f, _)) = &found {
+            codes::fail(tx, &f.hash)?;
+        }
+        softlock::record_failure(tx, &lock, &lim, now)?;
+        let actor = user.as_ref().map(|u| u.id.as_str());
+        audit::record(tx, &failed(actor, "email_otp", "otp_invalid", peer), now)?;
+        Ok(Err(Error::OtpInvalid))
+    })?;
+    cx.app.metrics.login(match &outcome {
+        Ok(_) => "success",
+        Err(_) => "otp_invalid",
+    });
+    outcome
+}
+
+/// native /auth/verify-otp: with a login code from /auth/login, for a user
+/// with a TOTP factor (on or pending), the TOTP check as before
+/// (`factors::verify_login_code`); otherwise the emailed code.
+pub fn verify_otp(
+    cx: &mut Ctx,
+    key: &str,
+    otp: &str,
+    code: Option<&str>,
+    client_id: Option<&str>,
+    peer: &Peer,
+) -> Result<String, Error> {
+    let has_factor = match (code, accounts::find_user_by_login(&cx.conn, key)?) {
+        (Some(_), Some(u)) => factors::state(cx, &u.id)? != State::Off,
+        _ => false,
+    };
+    if has_factor {
+        return factors::verify_login_code(cx, key, otp, code, client_id, peer);
+    }
+    verify_code(cx, key, otp, peer)
+}
+
+// --- password reset -------------------------------------------------------
+
+/// native /auth/forget-password: mails `{public_url}/reset-password?token=`
+/// (30 min, single use) to the user `login` names, if any.
+pub fn forget_password(
+    cx: &mut Ctx,
+    client: &Client,
+    login: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    refuse_line_breaks("username", login)?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let target = mailable(accounts::find_user_by_login(&cx.conn, login)?);
+    let out = cx.app.mail.clone();
+    let base = cx.app.public_url.clone();
+    let client_id = client.client_id.clone();
+    cx.write(|tx| {
+        let (subject, user_id, to) = match &target {
+            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
+            None => (nobody(login), None, login),
+        };
+        send(tx, codes::PASSWORD_RESET, to, target.is_some(), now, |tx| {
+            let token = codes::issue_link(
+                tx,
+                codes::PASSWORD_RESET,
+                &subject,
+                user_id,
+                Some(&client_id),
+                RESET_TTL,
+                now,
+            )?;
+            let link = format!("{base}/reset-password?token={token}");
+            let values = [("link", link.as_str()), ("minutes", "30")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::PasswordReset,
+                    to,
+                    values: &values,
+                },
+                now,
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// The refusal for a link that is not live: used (TokenRevoked) or
+/// unknown/expired (TokenExpired).
+fn dead(link: &Link) -> Error {
+    match link {
+        Link::Used => Error::TokenRevoked,
+        _ => Error::TokenExpired,
+    }
+}
+
+/// native GET /auth/verify-reset-password-link: Ok while the link is live.
+pub fn check_reset_link(cx: &Ctx, token: &str) -> Result<(), Error> {
+    match codes::lookup_link(&cx.conn, codes::PASSWORD_RESET, token, cx.now())? {
+        Link::Live(_) => Ok(()),
+        other => Err(dead(&other)),
+    }
+}
+
+/// native PATCH /auth/reset-password: the link's user gets `new` as their
+/// password; the link is used up, every session ends, the soft lock on the
+/// password is cleared and outstanding login codes are dropped. The link
+/// must be used with the client that asked for it.
+pub fn reset_password(
+    cx: &mut Ctx,
+    client: &Client,
+    token: &str,
+    new: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    // A dead link or a weak password is refused before any hashing, and
+    // without using the link up.
+    check_reset_link(cx, token)?;
+    password::check_policy("password", new)?;
+    let hash = {
+        let _permit = cx.app.gate.enter()?;
+        password::hash(new, cx.app.config.pbkdf2_iterations)?
+    };
+    let client_id = client.client_id.clone();
+    let user_id = cx.write(|tx| {
+        let f = match codes::lookup_link(tx, codes::PASSWORD_RESET, token, now)? {
+            Link::Live(f) => f,
+            other => return Err(dead(&other)),
+        };
+        if f.data.as_deref() != Some(client_id.as_str()) {
+            return Err(Error::TokenInvalid);
+        }
+        if f.user_id.is_empty() || !codes::consume(tx, &f.hash, now)? {
+            return Err(Error::TokenRevoked);
+        }
+        accounts::set_password_hash(tx, &f.user_id, &hash, now)?;
+        softlock::clear_password(tx, &f.user_id)?;
+        sessions::drop_codes(tx, &f.user_id)?;
+        sessions::revoke_user_families(tx, &f.user_id, None, "password reset", now)?;
+        accounts::mark_email_verified(tx, &f.user_id, now)?;
+        Ok(f.user_id)
+    })?;
+    eprintln!(
+        "security: password of user {user_id} reset through the emailed link; every session ended"
+    );
+    Ok(())
+}
+
+// --- sign-up --------------------------------------------------------------
+
+/// Who asks for a sign-up token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inviter {
+    /// Nobody in particular (allowed only when `signup = "open"`).
+    Anyone,
+    /// A server admin (bearer).
+    Admin,
+    /// An API key with `users:write`; the new user joins its tenant.
+    Tenant(String),
+}
+
+/// Who the `Authorization` bearer of a create-token request is: an API
+/// key (with `users:write` to count), or an access token (an admin to
+/// count). No bearer is `Anyone`; a bearer that is neither is 401.
+pub fn inviter(cx: &Ctx, bearer: Option<&str>) -> Result<Inviter, Error> {
+    let Some(b) = bearer else {
+        return Ok(Inviter::Anyone);
+    };
+    match accounts::authenticate_api_key(&cx.conn, b) {
+        Ok(k) if k.has_scope("users:write") => return Ok(Inviter::Tenant(k.tenant_id)),
+        Ok(_) => return Ok(Inviter::Anyone),
+        Err(Error::Unauthenticated) => {}
+        Err(e) => return Err(e),
+    }
+    let (_, user) = auth::authenticate(cx, b)?;
+    Ok(if user.is_admin() {
+        Inviter::Admin
+    } else {
+        Inviter::Anyone
+    })
+}
+
+/// native POST /auth/signup/create-token: mails a sign-up link
+/// `{public_url}/signup?token=` (24 h) to `email`; when the address has an
+/// account, its owner gets an "account exists" mail instead and the
+/// caller learns nothing. `signup = "off"` refuses everyone (403),
+/// `"invite"` everyone but an admin or a `users:write` key (403).
+pub fn create_signup_token(
+    cx: &mut Ctx,
+    inviter: &Inviter,
+    email: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    match (cx.app.config.signup, inviter) {
+        (Signup::Off, _) => return Err(Error::Forbidden("Sign-up is turned off".into())),
+        (Signup::Invite, Inviter::Anyone) => {
+            return Err(Error::Forbidden(
+                "Sign-up is by invitation: an admin or an API key with users:write creates sign-up tokens".into(),
+            ))
+        }
+        _ => {}
+    }
+    refuse_line_breaks("email", email)?;
+    accounts::check_email("email", email)?;
+    let email = email.trim().to_string();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let exists = accounts::find_user_by_login(&cx.conn, &email)?.is_some();
+    let tenant = match inviter {
+        Inviter::Tenant(t) => Some(t.clone()),
+        _ => None,
+    };
+    let data = json!({ "email": email, "tenant": tenant }).to_string();
+    let out = cx.app.mail.clone();
+    let base = cx.app.public_url.clone();
+    cx.write(|tx| {
+        // The link is written either way (the same work); for an address
+        // with an account it is rolled back and the owner told instead.
+        send(tx, codes::SIGNUP, &email, true, now, |tx| {
+            tx.execute_batch("SAVEPOINT signup")?;
+            let token = codes::issue_link(
+                tx,
+                codes::SIGNUP,
+                &nobody(&email),
+                None,
+                Some(&data),
+                SIGNUP_TTL,
+                now,
+            )?;
+            let link = format!("{base}/signup?token={token}");
+            let values = [("link", link.as_str()), ("minutes", "1440")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::SignUp,
+                    to: &email,
+                    values: &values,
+                },
+                now,
+            )?;
+            if exists {
+                tx.execute_batch("ROLLBACK TO signup")?;
+                queue(
+                    tx,
+                    &out,
+                    Mail {
+                        kind: Kind::AccountExists,
+                        to: &email,
+                        values: &[],
+                    },
+                    now,
+                )?;
+            }
+            tx.execute_batch("RELEASE signup")?;
+            Ok(())
+        })
+    })?;
+    Ok(())
+}
+
+/// The address and tenant a sign-up link was made for.
+fn signup_data(f: &codes::Found) -> Result<(String, Option<String>), Error> {
+    let v: serde_json::Value = serde_json::from_str(f.data.as_deref().unwrap_or("{}"))?;
+    let email = v["email"]
+        .as_str()
+        .ok_or_else(|| Error::Internal("sign-up token without an address".into()))?;
+    Ok((email.to_string(), v["tenant"].as_str().map(str::to_string)))
+}
+
+/// native GET /auth/signup/verify-token: the address and expiry (unix
+/// seconds) of a live sign-up token.
+pub fn check_signup_token(cx: &Ctx, token: &str) -> Result<(String, i64), Error> {
+    match codes::lookup_link(&cx.conn, codes::SIGNUP, token, cx.now())? {
+        Link::Live(f) => Ok((signup_data(&f)?.0, f.expires_at)),
+        other => Err(dead(&other)),
+    }
+}
+
+/// What create-user is given besides the token.
+pub struct SignupForm<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub name: Option<&'a str>,
+    pub username: Option<&'a str>,
+}
+
+/// native POST /auth/signup/create-user: creates the account the sign-up
+/// token was mailed for. The email must be the token's (422, the token
+/// kept); the token is used up with the creation, in one transaction
+/// (401 on reuse); the address counts as verified.
+pub fn create_user(
+    cx: &mut Ctx,
+    token: &str,
+    form: &SignupForm,
+    peer: &Peer,
+) -> Result<User, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    check_signup_token(cx, token)?;
+    refuse_line_breaks("email", form.email)?;
+    accounts::check_email("email", form.email)?;
+    if let Some(u) = form.username {
+        accounts::check_username("username", u)?;
+    }
+    if let Some(n) = form.name {
+        refuse_line_breaks("name", n)?;
+    }
+    password::check_policy("password", form.password)?;
+    let hash = {
+        let _permit = cx.app.gate.enter()?;
+        password::hash(form.password, cx.app.config.pbkdf2_iterations)?
+    };
+    cx.write(|tx| {
+        let f = match codes::lookup_link(tx, codes::SIGNUP, token, now)? {
+            Link::Live(f) => f,
+            other => return Err(dead(&other)),
+        };
+        let (email, tenant) = signup_data(&f)?;
+        if !email.eq_ignore_ascii_case(form.email.trim()) {
+            return Err(Error::invalid(
+                "email",
+                "mismatch",
+                "email must be the address the sign-up link was sent to",
+            ));
+        }
+        if !codes::consume(tx, &f.hash, now)? {
+            return Err(Error::TokenRevoked);
+        }
+        let new = NewUser {
+            email: Some(email),
+            username: form.username.map(str::to_string),
+            name: form.name.map(str::to_string),
+            password_hash: Some(hash),
+            role: "user".into(),
+            tenant_id: tenant,
+            ..NewUser::default()
+        };
+        let user = accounts::create_user(tx, &new, now)?;
+        accounts::mark_email_verified(tx, &user.id, now)?;
+        accounts::get_user(tx, &user.id)?.ok_or_else(|| Error::Internal("user vanished".into()))
+    })
+}
+
+/// What fast sign-up is given.
+pub struct FastForm<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub email: &'a str,
+    pub phone: Option<&'a str>,
+}
+
+/// native POST /auth/signup/fast (only when `signup = "open"`): creates the
+/// account by username and signs it in. The address is not the account's
+/// until the verification link mailed to it is used (`verify_email`):
+/// until then nobody can squat an address by signing up with it, and an
+/// address that has an account gets an "account exists" mail instead, so
+/// the answer never says whether it has one. A taken username is 409.
+pub fn fast_signup(
+    cx: &mut Ctx,
+    client: &Client,
+    form: &FastForm,
+    peer: &Peer,
+) -> Result<Tokens, Error> {
+    let now = cx.now();
+    if cx.app.config.signup != Signup::Open {
+        return Err(Error::Forbidden("Sign-up is not open".into()));
+    }
+    refuse_line_breaks("email", form.email)?;
+    accounts::check_email("email", form.email)?;
+    accounts::check_username("username", form.username)?;
+    if let Some(p) = form.phone {
+        refuse_line_breaks("phone", p)?;
+    }
+    password::check_policy("password", form.password)?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let hash = {
+        let _permit = cx.app.gate.enter()?;
+        password::hash(form.password, cx.app.config.pbkdf2_iterations)?
+    };
+    let email = form.email.trim().to_string();
+    let out = cx.app.mail.clone();
+    let base = cx.app.public_url.clone();
+    let user = cx.write(|tx| {
+        let new = NewUser {
+            username: Some(form.username.to_string()),
+            phone: form.phone.map(str::to_string),
+            password_hash: Some(hash),
+            role: "user".into(),
+            ..NewUser::default()
+        };
+        let user = accounts::create_user(tx, &new, now)?;
+        let taken = accounts::find_user_by_login(tx, &email)?.is_some();
+        send(tx, codes::SIGNUP, &email, true, now, |tx| {
+            tx.execute_batch("SAVEPOINT verify")?;
+            let token = codes::issue_link(
+                tx,
+                codes::VERIFY_EMAIL,
+                &user.id,
+                Some(&user.id),
+                Some(&email),
+                VERIFY_TTL,
+                now,
+            )?;
+            let link = format!("{base}/auth/verify-email?token={token}");
+            let values = [("link", link.as_str()), ("minutes", "1440")];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: Kind::VerifyEmail,
+                    to: &email,
+                    values: &values,
+                },
+                now,
+            )?;
+            if taken {
+                tx.execute_batch("ROLLBACK TO verify")?;
+                queue(
+                    tx,
+                    &out,
+                    Mail {
+                        kind: Kind::AccountExists,
+                        to: &email,
+                        values: &[],
+                    },
+                    now,
+                )?;
+            }
+            tx.execute_batch("RELEASE verify")?;
+            Ok(())
+        })?;
+        Ok(user)
+    })?;
+    let grant = auth::grant_for(&user, Some(client), &["pwd"]);
+    auth::issue_tokens(cx, Some(client), &grant, "signup", peer)
+}
+
+/// GET /auth/verify-email?token= (ours; the link of the fast sign-up's
+/// mail): the address becomes the account's, verified. Used: TokenRevoked;
+/// unknown or expired: TokenExpired; taken by another account meanwhile:
+/// 409 (the caller holds the mail, so this tells them nothing new).
+pub fn verify_email(cx: &mut Ctx, token: &str) -> Result<String, Error> {
+    let now = cx.now();
+    cx.write(|tx| {
+        let f = match codes::lookup_link(tx, codes::VERIFY_EMAIL, token, now)? {
+            Link::Live(f) => f,
+            other => return Err(dead(&other)),
+        };
+        let email = f.data.clone().unwrap_or_default();
+        if !codes::consume(tx, &f.hash, now)? {
+            return Err(Error::TokenRevoked);
+        }
+        accounts::set_email(tx, &f.user_id, &email, now)?;
+        accounts::mark_email_verified(tx, &f.user_id, now)?;
+        Ok(email)
+    })
+}
