@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod dialects;
+mod emailed;
 mod hostile;
 mod limits;
 mod native;

@@ -10,7 +10,7 @@ use crate::support::{TestServer, PASSWORD};
 use hallpass::accounts::{Client, User};
 
 /// The code an authenticator app shows at unix time `t`.
-fn code_at(secret_b32: &str, t: i64) -> String {
+pub(crate) fn code_at(secret_b32: &str, t: i64) -> String {
     let secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret_b32)
         .expect("base32 secret");
     totp_lite::totp_custom::<totp_lite::Sha1>(30, 6, &secret, t as u64)
@@ -68,7 +68,7 @@ fn login_code(s: &TestServer, client: &Client, secret: &str, username: &str) -> 
 
 /// Turns TOTP on for `user` through the native flow; returns the secret.
 /// Leaves the clock one step after the confirming code.
-fn enable_native(s: &TestServer, client: &Client, secret: &str, user: &User) -> String {
+pub(crate) fn enable_native(s: &TestServer, client: &Client, secret: &str, user: &User) -> String {
     let name = user.username.clone().unwrap();
     let code = login_code(s, client, secret, &name);
     let qr = s.post(
