@@ -326,7 +326,7 @@ pub fn refresh(
     match outcome {
         Rotated::Fresh(grant, issued, subject) => mint(cx, *subject, &grant, &issued),
         Rotated::Reuse { family_id, user_id } => {
-            eprintln!("security: refresh token reuse detected; session {family_id} of user {user_id} revoked");
+            cx.app.log.line(format!("security: refresh token reuse detected; session {family_id} of user {user_id} revoked"));
             cx.app.metrics.reuse();
             Err(Error::TokenRevoked)
         }

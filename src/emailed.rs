@@ -523,9 +523,9 @@ pub fn reset_password(
         accounts::mark_email_verified(tx, &f.user_id, now)?;
         Ok(f.user_id)
     })?;
-    eprintln!(
+    cx.app.log.line(format!(
         "security: password of user {user_id} reset through the emailed link; every session ended"
-    );
+    ));
     Ok(())
 }
 

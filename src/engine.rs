@@ -48,8 +48,10 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -82,6 +84,9 @@ pub struct Job {
     /// The request, body included.
     pub request: Request,
     reply: oneshot::Sender<(&'static str, Response)>,
+    /// Set when a worker takes it: from then on its connection is not
+    /// evicted (a queued job's connection may be, dropping the job).
+    taken: Arc<AtomicBool>,
 }
 
 impl Job {
@@ -122,6 +127,10 @@ impl Queue {
         let Ok(mut s) = self.state.lock() else {
             return false;
         };
+        if s.0.len() >= self.capacity {
+            // Jobs whose clients have gone hold no place.
+            s.0.retain(|j| !j.abandoned());
+        }
         if s.1 || s.0.len() >= self.capacity {
             return false;
         }
@@ -136,6 +145,7 @@ impl Queue {
         let mut s = self.state.lock().ok()?;
         loop {
             if let Some(job) = s.0.pop_front() {
+                job.taken.store(true, Ordering::Release);
                 return Some(job);
             }
             if s.1 {
@@ -283,8 +293,12 @@ struct Settings {
 
 /// One open connection, as the accept loop sees it.
 struct Conn {
-    /// A worker holds (or is queued with) its request: not evictable.
-    at_worker: bool,
+    /// The peer's address: eviction takes from the address holding the
+    /// most connections first.
+    ip: IpAddr,
+    /// Its request is queued for a worker (`taken` once a worker runs it:
+    /// then the connection is not evictable).
+    at_worker: Option<Arc<AtomicBool>>,
     /// Since when it has waited without a worker: opened, last answered,
     /// or its request's head arrived. The longest-waiting goes first.
     since: Instant,
@@ -321,14 +335,26 @@ impl Shared {
         self.hooks.log.line(line);
     }
 
-    /// Closes the connection that has waited longest without a worker,
-    /// and forgets it at once (so a burst of accepts evicts one each);
-    /// false if every connection has a request at a worker.
+    /// Closes a connection that no worker is running a request for, and
+    /// forgets it at once (so a burst of accepts evicts one each): from the
+    /// address holding the most such connections, the one that has waited
+    /// longest. One address flooding the server thus mostly evicts its own
+    /// connections. False if a worker runs a request for every connection.
     fn evict_one(&self) -> bool {
         let mut conns = self.conns.borrow_mut();
+        let evictable = |c: &Conn| {
+            c.at_worker
+                .as_ref()
+                .map_or(true, |taken| !taken.load(Ordering::Acquire))
+        };
+        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        for c in conns.values().filter(|c| evictable(c)) {
+            *per_ip.entry(c.ip).or_default() += 1;
+        }
+        let busiest = per_ip.into_iter().max_by_key(|(_, n)| *n).map(|(ip, _)| ip);
         let victim = conns
             .iter()
-            .filter(|(_, c)| !c.at_worker)
+            .filter(|(_, c)| evictable(c) && Some(c.ip) == busiest)
             .min_by_key(|(_, c)| c.since)
             .map(|(id, _)| *id);
         match victim.and_then(|id| conns.remove(&id)) {
@@ -394,23 +420,40 @@ async fn run(
         };
         let open = shared.conns.borrow().len();
         if open >= settings.max_connections {
-            let evicted = shared.evict_one();
-            shared.warn(
-                "cap",
-                format!(
-                    "connections: the cap of {} open connections is reached; {}",
-                    settings.max_connections,
-                    if evicted {
-                        "closing the longest-waiting one for each new one"
-                    } else {
-                        "every one has a request at a worker, refusing new ones"
-                    }
-                ),
-            );
-            if !evicted {
+            if shared.evict_one() {
+                shared.warn(
+                    "cap",
+                    format!(
+                        "connections: the cap of {} open connections is reached; closing \
+                         the longest-waiting one of the busiest address for each new one",
+                        settings.max_connections
+                    ),
+                );
+                tokio::task::yield_now().await;
+            } else {
+                shared.warn(
+                    "full",
+                    format!(
+                        "connections: the cap of {} open connections is reached and a worker \
+                         runs a request for each; refusing new ones with 503",
+                        settings.max_connections
+                    ),
+                );
+                // Best effort, never waiting: the socket's buffer is empty.
+                let _ = stream.try_write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                (shared.hooks.served)(&Served {
+                    ip: &peer.ip().to_canonical().to_string(),
+                    method: "-",
+                    path: "-",
+                    status: 503,
+                    route: "refused",
+                    elapsed: Duration::ZERO,
+                });
                 continue; // dropping `stream` closes it
             }
-            tokio::task::yield_now().await;
         }
         let _ = stream.set_nodelay(true);
         next_id += 1;
@@ -420,7 +463,8 @@ async fn run(
         shared.conns.borrow_mut().insert(
             id,
             Conn {
-                at_worker: false,
+                ip: peer.ip().to_canonical(),
+                at_worker: None,
                 since: Instant::now(),
                 answered: 0,
                 evict: evict.clone(),
@@ -440,7 +484,7 @@ async fn run(
     // then its connection closes; every other connection closes now.
     drop(listener);
     for c in shared.conns.borrow().values() {
-        if c.at_worker {
+        if c.at_worker.is_some() {
             c.wind_down.notify_one();
         } else {
             c.evict.notify_one();
@@ -558,7 +602,7 @@ impl InFlight {
         self.done = true;
         self.log(route, status);
         self.shared.update(self.id, |c| {
-            c.at_worker = false;
+            c.at_worker = None;
             c.answered += 1;
             c.since = Instant::now();
         });
@@ -631,8 +675,14 @@ async fn handle(
     };
     request.body = body;
     let (tx, rx) = oneshot::channel();
-    shared.update(id, |c| c.at_worker = true);
-    let answer = if shared.queue.push(Job { request, reply: tx }) {
+    let taken = Arc::new(AtomicBool::new(false));
+    shared.update(id, |c| c.at_worker = Some(taken.clone()));
+    let job = Job {
+        request,
+        reply: tx,
+        taken,
+    };
+    let answer = if shared.queue.push(job) {
         rx.await
             .map_err(|_| Error::Internal("no worker answered".into()))
     } else {
@@ -645,6 +695,9 @@ async fn handle(
             to_hyper(response, false)
         }
         Err(e) => {
+            if let Error::Internal(detail) = &e {
+                shared.hooks.log.line(format!("error: {detail}"));
+            }
             let response = (shared.hooks.render)(&e);
             flight.finish("unavailable", response.status);
             to_hyper(response, true)
@@ -802,11 +855,13 @@ mod tests {
         assert!(q.push(Job {
             request: Request::new("GET", "/"),
             reply: tx,
+            taken: Arc::default(),
         }));
         let (tx2, _rx2) = oneshot::channel();
         assert!(!q.push(Job {
             request: Request::new("GET", "/"),
             reply: tx2,
+            taken: Arc::default(),
         }));
         drop(rx);
         assert!(q.pop().unwrap().abandoned());
@@ -832,6 +887,7 @@ mod tests {
         assert!(q.push(Job {
             request: Request::new("GET", "/"),
             reply: tx,
+            taken: Arc::default(),
         }));
         q.close();
         assert!(q.pop().is_some());
@@ -840,6 +896,7 @@ mod tests {
         assert!(!q.push(Job {
             request: Request::new("GET", "/"),
             reply: tx,
+            taken: Arc::default(),
         }));
     }
 }

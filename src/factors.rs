@@ -159,10 +159,10 @@ fn check_under(
     }
     if let Factor::Recovery(..) = factor {
         let left = totp::recovery_left(&cx.conn, &user.id)?;
-        eprintln!(
+        cx.app.log.line(format!(
             "security: recovery code used by user {} ({left} left)",
             user.id
-        );
+        ));
     }
     Ok(factor.amr())
 }
@@ -230,10 +230,10 @@ pub fn remove(cx: &mut Ctx, user: &User, why: &str) -> Result<State, Error> {
     let now = cx.now();
     let before = cx.write(|tx| totp::remove(tx, &user.id, now))?;
     if before == State::On {
-        eprintln!(
+        cx.app.log.line(format!(
             "security: two-factor authentication of user {} turned off ({why})",
             user.id
-        );
+        ));
     }
     Ok(before)
 }
@@ -675,9 +675,9 @@ pub fn finish_reset(
         cx.app.metrics.login("otp_invalid");
         return Err(Error::OtpInvalid);
     }
-    eprintln!(
+    cx.app.log.line(format!(
         "security: two-factor authentication of user {} turned off by the emailed reset",
         user.id
-    );
+    ));
     sign_in(cx, &user, &["email"], "mfa_reset", peer)
 }

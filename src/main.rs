@@ -523,8 +523,11 @@ fn serve(c: Serve) -> Result<(), Error> {
     let running = hallpass::serve(cfg, Clock::System)?;
     println!("listening on http://{}", running.addr);
     let _ = std::io::stdout().flush();
+    // While serving, stderr lines go through the server's log thread: a
+    // stderr nobody reads must not stop the server, nor its shutdown.
+    let log = running.app.log.clone();
     if let Some(hint) = running.first_start_hint() {
-        eprintln!("{hint}");
+        log.line(hint);
     }
     let (tx, rx) = std::sync::mpsc::channel();
     ctrlc::set_handler(move || {
@@ -536,14 +539,16 @@ fn serve(c: Serve) -> Result<(), Error> {
         rx.recv_timeout(std::time::Duration::from_secs(1))
     {
         if let Some(e) = running.listener_failed() {
-            eprintln!("fatal: the listener stopped accepting connections ({e}); stopping");
+            log.line(format!(
+                "fatal: the listener stopped accepting connections ({e}); stopping"
+            ));
             running.shutdown();
             return Err(Error::Internal(format!(
                 "the listener failed: {e} (raise the open-files limit, e.g. LimitNOFILE=, if that was it)"
             )));
         }
     }
-    eprintln!("shutting down: finishing in-flight requests");
+    log.line("shutting down: finishing in-flight requests".into());
     running.shutdown();
     Ok(())
 }

@@ -140,12 +140,14 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
             {
                 tick += 1;
                 if let Err(e) = background_tick(&mut bg, tick) {
-                    eprintln!("background: {e}");
+                    bg.app.log.line(format!("background: {e}"));
                 }
             }
             let now = bg.now();
             if let Err(e) = bg.app.limiter.save(&mut bg.conn, now) {
-                eprintln!("background: saving rate limits: {e}");
+                bg.app
+                    .log
+                    .line(format!("background: saving rate limits: {e}"));
             }
         })
         .map_err(|e| Error::Internal(format!("cannot start the background thread: {e}")))?;
@@ -161,7 +163,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
 }
 
 /// Binds the listener with SO_REUSEADDR (a restart does not wait for
-/// TIME_WAIT) and a deep backlog.
+/// TIME_WAIT), small socket buffers and a deep backlog.
 fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     use socket2::{Domain, SockAddr, Socket, Type};
     use std::net::ToSocketAddrs;
@@ -173,6 +175,13 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
         .ok_or_else(|| Error::Internal(format!("cannot listen on {addr}: no address")))?;
     let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
+    // Small kernel buffers, inherited by accepted sockets: a client that
+    // pipelines requests and never reads the answers (or sends and never
+    // stops) pins at most this much kernel memory, not the megabytes TCP
+    // autotuning would grow to per connection. Requests and answers are
+    // small; 64 KiB each way is plenty.
+    socket.set_send_buffer_size(64 * 1024).map_err(fail)?;
+    socket.set_recv_buffer_size(64 * 1024).map_err(fail)?;
     socket.bind(&SockAddr::from(sa)).map_err(fail)?;
     socket.listen(1024).map_err(fail)?;
     Ok(socket.into())

@@ -139,7 +139,12 @@ pub fn dispatch(cx: &mut Ctx, tables: &[Dialect], req: &Request) -> (&'static st
             if r.when.is_some_and(|w| !w(req)) {
                 continue;
             }
-            let resp = (r.handler)(cx, req, &params).unwrap_or_else(|e| render(d.render, &e));
+            let resp = (r.handler)(cx, req, &params).unwrap_or_else(|e| {
+                if let Error::Internal(detail) = &e {
+                    cx.app.log.line(format!("error: {detail}"));
+                }
+                render(d.render, &e)
+            });
             return (r.path, resp);
         }
     }
@@ -152,11 +157,9 @@ pub fn dispatch(cx: &mut Ctx, tables: &[Dialect], req: &Request) -> (&'static st
 }
 
 /// Renders an error in a dialect's envelope, with the headers every
-/// dialect shares (Retry-After, Allow). Internal detail is logged here.
+/// dialect shares (Retry-After, Allow). Internal detail is never sent; the
+/// caller logs it (through log.rs, which never blocks a worker).
 pub fn render(dialect: fn(&Error) -> Response, e: &Error) -> Response {
-    if let Error::Internal(detail) = e {
-        eprintln!("error: {detail}");
-    }
     let mut resp = dialect(e);
     match e {
         Error::RateLimited { retry_after } => {
