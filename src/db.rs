@@ -30,6 +30,9 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: the soft lock per source, the account budget and trusted
     // sources (issue 8).
     include_str!("migrations/004_soft_lock_sources.sql"),
+    // 4 -> 5: claimed_at, the mail worker's mark on a row it is delivering
+    // (issue 9).
+    include_str!("migrations/005_mail_delivery.sql"),
 ];
 
 /// The schema version this build writes.
