@@ -632,23 +632,22 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
     // puts a code in a subject, is refused.
     mail::Templates::load(cfg.mail_templates.as_deref())?;
     print!("{}", cfg.describe());
+    // Said, not refused: the command may be installed after the config is
+    // written, and mail waits in the outbox meanwhile (retried for 24 h).
     match cfg.mail_command.first() {
         None => eprintln!("mail: no command: the log mailer prints mail to stderr"),
         Some(argv0) => match mail::command::locate(argv0) {
             Some(p) if mail::command::is_executable(&p) => {
                 eprintln!("mail: command {} is executable", p.display())
             }
-            Some(p) => {
-                return Err(Error::BadRequest(format!(
-                    "mail: command {} exists but is not executable",
-                    p.display()
-                )))
-            }
-            None => {
-                return Err(Error::BadRequest(format!(
-                    "mail: command {argv0:?} is not found (PATH is searched for a bare name)"
-                )))
-            }
+            Some(p) => eprintln!(
+                "warning: mail: command {} exists but is not executable: mail will not be sent",
+                p.display()
+            ),
+            None => eprintln!(
+                "warning: mail: command {argv0:?} is not found (PATH is searched for a bare \
+                 name): mail will not be sent"
+            ),
         },
     }
     Ok(())

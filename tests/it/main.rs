@@ -8,6 +8,7 @@ mod cli;
 mod dialects;
 mod hostile;
 mod limits;
+mod mail;
 mod native;
 mod second_factor;
 mod tokens;
