@@ -196,14 +196,14 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
     // second, without blocking readers or writers.
     bg.conn
         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    if tick % 5 == 0 {
+    if tick.is_multiple_of(5) {
         let fresh = KeySet::load(&bg.conn, &bg.app.master, now)?;
         if fresh.stamp != bg.app.keys()?.stamp {
             bg.app.set_keys(fresh);
         }
         bg.app.limiter.save(&mut bg.conn, now)?;
     }
-    if tick % 60 == 0 {
+    if tick.is_multiple_of(60) {
         bg.write(|tx| {
             sessions::sweep(tx, now)?;
             crate::totp::sweep(tx, now)?;
