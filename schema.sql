@@ -235,8 +235,8 @@ CREATE INDEX one_time_codes_expiry ON one_time_codes (expires_at);
 -- Outgoing mail. A message is written here in the transaction that makes
 -- it, then delivered by the mail worker. The body is sealed under the
 -- master key (bound to the row id and recipient) and erased (NULL) once
--- delivered: its codes and links must not outlive delivery. The subject
--- is in the clear and never carries a secret.
+-- delivered (or given up on): its codes and links must not outlive
+-- delivery. The subject is in the clear and never carries a secret.
 CREATE TABLE mail_outbox (
     id              TEXT PRIMARY KEY,
     kind            TEXT NOT NULL,
@@ -249,7 +249,10 @@ CREATE TABLE mail_outbox (
     next_attempt_at INTEGER NOT NULL,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
-    sent_at         INTEGER
+    sent_at         INTEGER,
+    -- set while the mail worker runs the command for this row (it is not
+    -- taken again meanwhile); cleared with the outcome
+    claimed_at      INTEGER
 );
 CREATE INDEX mail_outbox_due ON mail_outbox (status, next_attempt_at);
 

@@ -64,12 +64,14 @@ impl App {
         keys: KeySet,
         gate: HashGate,
         dummy_hash: String,
+        templates: crate::mail::Templates,
     ) -> App {
         let mail = crate::mail::Outgoing {
             master: master.clone(),
-            product: "hallpass".into(),
+            product: config.mail_product.clone(),
             public_url: public_url.clone(),
-            templates: crate::mail::Templates::builtin(),
+            templates,
+            signal: Arc::default(),
         };
         App {
             limiter: RateLimiter::new(config.limits.clone()),

@@ -118,8 +118,17 @@ pub struct Config {
     pub connections: Connections,
     /// Mail command argv; empty = the log mailer.
     pub mail_command: Vec<String>,
-    /// Mail sender.
+    /// Mail sender (`From:`). Default `hallpass <hallpass@localhost>`.
     pub mail_from: String,
+    /// The product name in every mail. Default `hallpass`.
+    pub mail_product: String,
+    /// A directory of template overrides (`KIND.subject`, `KIND.txt`,
+    /// `KIND.html`). Default none: the built-in templates.
+    pub mail_templates: Option<PathBuf>,
+    /// Seconds the mail command may run before it is killed. Default 30.
+    pub mail_timeout_secs: u64,
+    /// Mail commands running at once at most. Default 2.
+    pub mail_concurrency: usize,
     /// Enabled dialects.
     pub dialects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed. Default none.
@@ -194,6 +203,10 @@ struct RawConnections {
 struct RawMail {
     command: Option<Vec<String>>,
     from: Option<String>,
+    product: Option<String>,
+    templates: Option<PathBuf>,
+    timeout_secs: Option<u64>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +253,10 @@ impl Config {
             connections: Connections::default(),
             mail_command: Vec::new(),
             mail_from: "hallpass <hallpass@localhost>".into(),
+            mail_product: "hallpass".into(),
+            mail_templates: None,
+            mail_timeout_secs: 30,
+            mail_concurrency: 2,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
             access_log: true,
@@ -330,6 +347,10 @@ impl Config {
         if let Some(m) = r.mail {
             set(&mut self.mail_command, m.command);
             set(&mut self.mail_from, m.from);
+            set(&mut self.mail_product, m.product);
+            self.mail_templates = m.templates.or(self.mail_templates.take());
+            set(&mut self.mail_timeout_secs, m.timeout_secs);
+            set(&mut self.mail_concurrency, m.concurrency);
         }
         if let Some(a) = r.api {
             set(&mut self.dialects, a.dialects);
@@ -435,6 +456,18 @@ impl Config {
                 "connections: header_timeout_secs and body_timeout_secs must be 1..=3600".into(),
             );
         }
+        // They become header text: a line break would start a header.
+        for (name, v) in [("from", &self.mail_from), ("product", &self.mail_product)] {
+            if v.contains(['\r', '\n']) || v.trim().is_empty() {
+                return bad(format!("mail.{name} must be one non-empty line"));
+            }
+        }
+        if !(1..=3600).contains(&self.mail_timeout_secs) {
+            return bad("mail.timeout_secs must be 1..=3600".into());
+        }
+        if !(1..=64).contains(&self.mail_concurrency) {
+            return bad("mail.concurrency must be 1..=64".into());
+        }
         let l = &self.limits;
         if l.login_burst < 1.0
             || l.token_burst < 1.0
@@ -531,6 +564,13 @@ impl Config {
             "[mail]".into(),
             mail,
             format!("from = {}", q(&self.mail_from)),
+            format!("product = {}", q(&self.mail_product)),
+            match &self.mail_templates {
+                Some(d) => format!("templates = {}", q(&d.display().to_string())),
+                None => "# templates: unset, so the built-in templates".to_string(),
+            },
+            format!("timeout_secs = {}", self.mail_timeout_secs),
+            format!("concurrency = {}", self.mail_concurrency),
             String::new(),
             "[api]".into(),
             format!("dialects = {}", list(&self.dialects)),

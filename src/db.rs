@@ -32,6 +32,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_soft_lock_sources.sql"),
     // 4 -> 5: the per-address mail quota of the emailed flows (issue 9).
     include_str!("migrations/005_emailed_flows.sql"),
+    // 5 -> 6: claimed_at, the mail worker's mark on a row it is delivering
+    // (issue 9).
+    include_str!("migrations/006_mail_delivery.sql"),
 ];
 
 /// The schema version this build writes.

@@ -345,7 +345,7 @@ impl Shared {
         let evictable = |c: &Conn| {
             c.at_worker
                 .as_ref()
-                .map_or(true, |taken| !taken.load(Ordering::Acquire))
+                .is_none_or(|taken| !taken.load(Ordering::Acquire))
         };
         let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
         for c in conns.values().filter(|c| evictable(c)) {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use hallpass::accounts::{self, NewUser};
 use hallpass::config::{Config, Flags};
-use hallpass::{app, clock, db, jwt, password, server, sessions, totp, Clock, Error};
+use hallpass::{app, clock, db, jwt, mail, password, server, sessions, totp, Clock, Error};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -31,6 +31,7 @@ enum Command {
     Tenant(TenantCmd),
     Apikey(ApikeyCmd),
     Keys(KeysCmd),
+    Mail(MailCmd),
     Backup(Backup),
 }
 
@@ -423,6 +424,58 @@ common_flags! {
 struct KeysRotate {}
 }
 
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mail")]
+/// The mail outbox: list it, retry a mail, send a test message.
+struct MailCmd {
+    #[argh(subcommand)]
+    cmd: MailSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum MailSub {
+    List(MailList),
+    Retry(MailRetry),
+    Test(MailTest),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List mail, newest first: pending, sending, sent and failed (never a body).
+struct MailList {
+    /// machine-readable output
+    #[argh(switch)]
+    json: bool,
+    /// show at most this many (default 100)
+    #[argh(option, default = "100")]
+    limit: usize,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "retry")]
+/// Make a pending mail due now (a running server tries it within a second).
+struct MailRetry {
+    /// the mail's id, as `mail list` shows it
+    #[argh(positional)]
+    id: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "test")]
+/// Send a test message to ADDRESS through the configured mail command, now,
+/// and say what happened (exit status, stderr).
+struct MailTest {
+    #[argh(positional)]
+    address: String,
+}
+}
+
 common_flags! {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "backup")]
@@ -491,6 +544,11 @@ fn run(cmd: Command) -> Result<(), Error> {
         Command::Keys(k) => match k.cmd {
             KeysSub::List(c) => keys_list(c),
             KeysSub::Rotate(c) => keys_rotate(c),
+        },
+        Command::Mail(m) => match m.cmd {
+            MailSub::List(c) => mail_list(c),
+            MailSub::Retry(c) => mail_retry(c),
+            MailSub::Test(c) => mail_test(c),
         },
         Command::Backup(c) => backup(c),
     }
@@ -575,7 +633,28 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
     if cfg.algorithm == jwt::Alg::Rs256 {
         server::key_source(&cfg)?;
     }
+    // The same check `serve` makes: a template that does not parse, or
+    // puts a code in a subject, is refused.
+    mail::Templates::load(cfg.mail_templates.as_deref())?;
     print!("{}", cfg.describe());
+    // Said, not refused: the command may be installed after the config is
+    // written, and mail waits in the outbox meanwhile (retried for 24 h).
+    match cfg.mail_command.first() {
+        None => eprintln!("mail: no command: the log mailer prints mail to stderr"),
+        Some(argv0) => match mail::command::locate(argv0) {
+            Some(p) if mail::command::is_executable(&p) => {
+                eprintln!("mail: command {} is executable", p.display())
+            }
+            Some(p) => eprintln!(
+                "warning: mail: command {} exists but is not executable: mail will not be sent",
+                p.display()
+            ),
+            None => eprintln!(
+                "warning: mail: command {argv0:?} is not found (PATH is searched for a bare \
+                 name): mail will not be sent"
+            ),
+        },
+    }
     Ok(())
 }
 
@@ -1010,4 +1089,117 @@ fn backup(c: Backup) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+fn mail_list(c: MailList) -> Result<(), Error> {
+    let (_, conn) = open(c.config, c.db)?;
+    let rows = mail::outbox::list(&conn, c.limit)?;
+    if c.json {
+        println!("{}", json!(rows));
+        return Ok(());
+    }
+    for m in rows {
+        let when = match (m.status.as_str(), m.sent_at, m.next_attempt_at) {
+            ("sent", Some(t), _) => format!("sent {}", clock::iso8601(t)),
+            ("pending", _, Some(t)) => format!("next try {}", clock::iso8601(t)),
+            _ => "-".into(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\ttries {}\tqueued {}\t{when}\t{}{}",
+            m.id,
+            m.status,
+            m.kind,
+            m.to,
+            m.attempts,
+            clock::iso8601(m.created_at),
+            m.subject,
+            m.last_error
+                .map(|e| format!("\tlast error: {}", e.replace('\n', " ")))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn mail_retry(c: MailRetry) -> Result<(), Error> {
+    let (_, mut conn) = open(c.config, c.db)?;
+    match db::immediate(&mut conn, |tx| mail::outbox::retry_now(tx, &c.id, now()))? {
+        mail::outbox::Retried::Due => println!("{}: due now", c.id),
+        mail::outbox::Retried::InDelivery => println!("{}: being delivered now", c.id),
+    }
+    Ok(())
+}
+
+/// Renders the `test` mail and runs the configured command on it here,
+/// outside the outbox (nothing is queued), then reports.
+fn mail_test(c: MailTest) -> Result<(), Error> {
+    let cfg = load(c.config, c.db, Flags::default())?;
+    if c.address.contains(['\r', '\n']) || !c.address.contains('@') {
+        return Err(Error::BadRequest(format!(
+            "{:?} is not an email address",
+            c.address
+        )));
+    }
+    let templates = mail::Templates::load(cfg.mail_templates.as_deref())?;
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let r = templates.render(
+        &mail::Mail {
+            kind: mail::Kind::Test,
+            to: &c.address,
+            values: &[],
+        },
+        &cfg.mail_product,
+        &public_url,
+    )?;
+    let id = mail::message::message_id(
+        &format!("test-{}", hallpass::crypto::uuid_v4()?),
+        &cfg.mail_from,
+    );
+    let msg = mail::message::build(&mail::message::Envelope {
+        from: &cfg.mail_from,
+        to: &c.address,
+        subject: &r.subject,
+        text: &r.text,
+        html: r.html.as_deref(),
+        date: now(),
+        message_id: &id,
+    })?;
+    if cfg.mail_command.is_empty() {
+        println!("no [mail] command: the log mailer would print this message to stderr:");
+        print!("{msg}");
+        return Ok(());
+    }
+    let timeout = std::time::Duration::from_secs(cfg.mail_timeout_secs);
+    println!("command: {}", cfg.mail_command.join(" "));
+    let o = mail::command::run(&cfg.mail_command, msg.as_bytes(), timeout);
+    match (&o.spawn_error, o.timed_out, o.status) {
+        (Some(e), _, _) => println!("result: could not run it: {e}"),
+        (_, true, _) => println!("result: killed after {} s", timeout.as_secs()),
+        (_, _, Some(s)) => println!(
+            "exit: {}",
+            s.code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| s.to_string())
+        ),
+        _ => println!("result: ended without a status"),
+    }
+    if !o.stderr.trim().is_empty() {
+        println!("stderr:");
+        for line in o.stderr.trim_end().lines() {
+            println!("  {line}");
+        }
+    }
+    if o.sent() {
+        println!("sent: the command took message <{id}> for {}", c.address);
+        Ok(())
+    } else {
+        let argv0 = cfg.mail_command.first().map(String::as_str).unwrap_or("");
+        Err(Error::Internal(format!(
+            "not sent: {}",
+            o.failure(argv0, timeout)
+        )))
+    }
 }

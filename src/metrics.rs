@@ -1,8 +1,10 @@
 //! Counters for GET /metrics, in the Prometheus text format: requests by
-//! route pattern and status, sign-ins by outcome, and refresh-token reuse.
+//! route pattern and status, sign-ins by outcome, refresh-token reuse, and
+//! mail (sent, retried, failed; pending as a gauge).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The server's counters.
@@ -11,6 +13,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     logins: Mutex<BTreeMap<&'static str, u64>>,
     reuse: Mutex<u64>,
+    mail_sent: AtomicU64,
+    mail_retried: AtomicU64,
+    mail_failed: AtomicU64,
+    mail_pending: AtomicI64,
 }
 
 impl Metrics {
@@ -33,6 +39,27 @@ impl Metrics {
         if let Ok(mut n) = self.reuse.lock() {
             *n += 1;
         }
+    }
+
+    /// Counts one mail handed to the command (or the log mailer).
+    pub fn mail_sent(&self) {
+        self.mail_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one failed try that will be tried again.
+    pub fn mail_retried(&self) {
+        self.mail_retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one mail given up on.
+    pub fn mail_failed(&self) {
+        self.mail_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the number of mails waiting in the outbox (the mail worker
+    /// reads it from the database on each pass).
+    pub fn mail_pending(&self, n: i64) {
+        self.mail_pending.store(n, Ordering::Relaxed);
     }
 
     /// The Prometheus exposition text.
@@ -59,6 +86,38 @@ impl Metrics {
         out.push_str("# TYPE hallpass_refresh_reuse_total counter\n");
         let n = self.reuse.lock().map(|n| *n).unwrap_or(0);
         let _ = writeln!(out, "hallpass_refresh_reuse_total {n}");
+        for (name, help, v) in [
+            (
+                "sent",
+                "Mails handed to the mail command (exit 0) or the log mailer.",
+                &self.mail_sent,
+            ),
+            (
+                "retried",
+                "Failed mail tries that will be tried again.",
+                &self.mail_retried,
+            ),
+            (
+                "failed",
+                "Mails given up on after 24 hours of tries.",
+                &self.mail_failed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP hallpass_mail_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE hallpass_mail_{name}_total counter");
+            let _ = writeln!(
+                out,
+                "hallpass_mail_{name}_total {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP hallpass_mail_pending Mails waiting in the outbox.\n");
+        out.push_str("# TYPE hallpass_mail_pending gauge\n");
+        let _ = writeln!(
+            out,
+            "hallpass_mail_pending {}",
+            self.mail_pending.load(Ordering::Relaxed)
+        );
         out
     }
 }

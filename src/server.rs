@@ -1,6 +1,7 @@
 //! The running server: the HTTP engine (engine.rs: one I/O thread), a fixed
-//! pool of workers each owning a SQLite connection, and one background
-//! thread (WAL checkpoints, key reload, rate-bucket saves, expiry sweep).
+//! pool of workers each owning a SQLite connection, one background thread
+//! (WAL checkpoints, key reload, rate-bucket saves, expiry sweep) and the
+//! mail worker (mail/worker.rs: delivers the outbox off the request path).
 //!
 //! The engine hands workers only complete requests, so a worker never
 //! waits on a client. Shutdown stops the engine first (no new requests;
@@ -23,7 +24,7 @@ use crate::engine::{self, Engine, Hooks, Queue, Served};
 use crate::error::Error;
 use crate::jwt::{self, KeySet, KeySource};
 use crate::limits::HashGate;
-use crate::{accounts, password, sessions};
+use crate::{accounts, mail, password, sessions};
 
 /// A server that is running.
 pub struct Running {
@@ -35,6 +36,7 @@ pub struct Running {
     queue: Arc<Queue>,
     workers: Vec<JoinHandle<()>>,
     background: Option<(Sender<()>, JoinHandle<()>)>,
+    mail: Option<mail::worker::Worker>,
 }
 
 /// How long retired keys stay published: the longest access-token lifetime
@@ -57,6 +59,9 @@ pub fn key_source(config: &Config) -> Result<KeySource, Error> {
 /// workers and the background thread.
 pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     let now = clock.now();
+    // A template that does not parse stops the start, before anything
+    // listens (check-config runs the same check).
+    let templates = mail::Templates::load(config.mail_templates.as_deref())?;
     let mut conn = db::open_and_migrate(&config.db)?;
     let master = load_master_key(&config)?;
     let keep = key_keep_secs(&conn, config.access_ttl)?;
@@ -90,7 +95,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     let gate = HashGate::new(hashing, waiting, Duration::from_secs(5));
     let dummy = password::dummy_hash(config.pbkdf2_iterations)?;
     let app = Arc::new(App::new(
-        config, clock, public_url, issuer, master, keys, gate, dummy,
+        config, clock, public_url, issuer, master, keys, gate, dummy, templates,
     ));
     app.limiter.load(&conn)?;
 
@@ -152,6 +157,8 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         })
         .map_err(|e| Error::Internal(format!("cannot start the background thread: {e}")))?;
 
+    let mail = mail::worker::start(app.clone())?;
+
     Ok(Running {
         addr,
         app,
@@ -159,6 +166,7 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         queue,
         workers,
         background: Some((stop, background)),
+        mail: Some(mail),
     })
 }
 
@@ -197,14 +205,14 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
     // second, without blocking readers or writers.
     bg.conn
         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    if tick % 5 == 0 {
+    if tick.is_multiple_of(5) {
         let fresh = KeySet::load(&bg.conn, &bg.app.master, now)?;
         if fresh.stamp != bg.app.keys()?.stamp {
             bg.app.set_keys(fresh);
         }
         bg.app.limiter.save(&mut bg.conn, now)?;
     }
-    if tick % 60 == 0 {
+    if tick.is_multiple_of(60) {
         bg.write(|tx| {
             sessions::sweep(tx, now)?;
             crate::totp::sweep(tx, now)?;
@@ -282,6 +290,12 @@ impl Running {
         self.app.log.flush();
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        // After the workers: mail queued by the last requests is in the
+        // outbox (delivered after the restart); commands already running
+        // are waited for (each bounded by its timeout) and recorded.
+        if let Some(m) = self.mail.take() {
+            m.stop();
         }
         if let Some((stop, handle)) = self.background.take() {
             let _ = stop.send(());

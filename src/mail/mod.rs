@@ -4,16 +4,28 @@
 //! * `queue` renders a mail from its template and puts it in the outbox,
 //!   inside the caller's transaction (the one that creates the code or
 //!   link the mail carries): either both exist or neither does.
-//! * `templates.rs`: the built-in text of each kind of mail, filled with
-//!   the mail's values; the product name and public URL are in every one.
-//! * `outbox.rs`: the `mail_outbox` table: bodies sealed at rest, opened
-//!   only for delivery, erased once delivered.
+//! * `templates.rs`: the subject, text and HTML of each kind of mail
+//!   (minijinja; built in, overridable from a directory), filled with the
+//!   mail's values; the product name and public URL are in every one.
+//! * `outbox.rs`: the `mail_outbox` table (bodies sealed at rest, opened
+//!   only for delivery, erased once delivered or given up on), claims and
+//!   the retry schedule.
+//! * `worker.rs`: the `mail` thread that delivers the outbox.
+//! * `message.rs`: the RFC 5322 / MIME message the command reads.
+//! * `command.rs`: running the configured command: argv without a shell,
+//!   the message on stdin, a timeout after which it is killed.
 //!
 //! Addresses and values reach a message header only through `queue`, which
-//! refuses a CR or LF in any of them (no header injection).
+//! refuses a CR or LF in any of them (no header injection). Requests never
+//! wait on the mailer: `queue` writes a row and wakes the worker.
 
+pub mod command;
+pub mod message;
 pub mod outbox;
 pub mod templates;
+pub mod worker;
+
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
@@ -21,6 +33,7 @@ use crate::crypto::MasterKey;
 use crate::error::Error;
 
 pub use templates::Templates;
+pub use worker::Signal;
 
 /// What a mail is for. Its name is stored in the outbox and shown by
 /// `hallpass mail list`.
@@ -60,6 +73,19 @@ impl Kind {
         Kind::Test,
     ];
 
+    /// The names of the values its templates are given (beside
+    /// `product`, `public_url` and `to`, which every template has).
+    pub fn values(self) -> &'static [&'static str] {
+        match self {
+            Kind::MagicLink | Kind::PasswordReset | Kind::SignUp | Kind::VerifyEmail => {
+                &["link", "minutes"]
+            }
+            Kind::SignInCode => &["code", "minutes"],
+            Kind::MfaReset => &["code", "part", "account"],
+            Kind::AccountExists | Kind::Test => &[],
+        }
+    }
+
     /// The stored name (also the template file's base name).
     pub fn name(self) -> &'static str {
         match self {
@@ -95,6 +121,8 @@ pub struct Outgoing {
     pub public_url: String,
     /// The templates.
     pub templates: Templates,
+    /// Wakes the mail worker when a mail is queued.
+    pub signal: Arc<Signal>,
 }
 
 /// Renders `mail` and queues it in the caller's transaction; returns the
@@ -116,7 +144,7 @@ pub fn queue(tx: &Connection, out: &Outgoing, mail: &Mail, now: i64) -> Result<S
         ));
     }
     let rendered = out.templates.render(mail, &out.product, &out.public_url)?;
-    outbox::enqueue(
+    let id = outbox::enqueue(
         tx,
         &out.master,
         &outbox::Message {
@@ -127,7 +155,11 @@ pub fn queue(tx: &Connection, out: &Outgoing, mail: &Mail, now: i64) -> Result<S
             html: rendered.html.as_deref(),
         },
         now,
-    )
+    )?;
+    // The worker claims rows through the same writer lock this
+    // transaction holds, so it sees the row once it is committed.
+    out.signal.notify();
+    Ok(id)
 }
 
 fn has_line_break(s: &str) -> bool {

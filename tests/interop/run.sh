@@ -10,10 +10,13 @@ python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]>=2.8" 
 python3 -c "import jwt, cryptography; print('PyJWT', jwt.__version__)"
 
 # Debian: oathtool (codes as an authenticator app makes them), zbar-tools
-# (reads our QR images; ImageMagick's extra coders let it read SVG too).
-debs="oathtool zbar-tools libmagickcore-6.q16-6-extra"
+# (reads our QR images; ImageMagick's extra coders let it read SVG too),
+# msmtp (the mail command) and python3-aiosmtpd (the SMTP sink it delivers
+# to; Debian's python, /usr/bin/python3, runs the sink).
+debs="oathtool zbar-tools libmagickcore-6.q16-6-extra msmtp python3-aiosmtpd"
 if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null \
-    || ! dpkg -s libmagickcore-6.q16-6-extra >/dev/null 2>&1; then
+    || ! dpkg -s libmagickcore-6.q16-6-extra >/dev/null 2>&1 \
+    || ! command -v msmtp >/dev/null || ! dpkg -s python3-aiosmtpd >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     sudo_=""
     [ "$(id -u)" = 0 ] || sudo_=sudo
@@ -23,6 +26,10 @@ if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null \
 fi
 oathtool --version | head -n 1
 command -v zbarimg >/dev/null || { echo "interop: zbarimg is missing" >&2; exit 1; }
+command -v msmtp >/dev/null || { echo "interop: msmtp is missing" >&2; exit 1; }
+msmtp --version | head -n 1
+/usr/bin/python3 -c "import aiosmtpd; print('aiosmtpd', aiosmtpd.__version__)" \
+    || { echo "interop: python3-aiosmtpd is missing" >&2; exit 1; }
 
 cargo build --quiet
 bin="${CARGO_TARGET_DIR:-target}/debug/hallpass"
@@ -76,4 +83,31 @@ base=$(head -n 1 "$dir/out" | sed 's/^listening on //')
 echo "== TOTP at $base"
 python3 "$here/totp.py" "$base" "$client_id" "$client_secret"
 
-echo "interop: 4 passed, 0 failed"
+# Mail: msmtp as the mail command, delivering over SMTP to a sink on
+# 127.0.0.1; a server of its own.
+dir="$work/mail"
+mkdir -p "$dir/sink"
+/usr/bin/python3 "$here/smtp_sink.py" "$dir/port" "$dir/sink" 2> "$dir/sink.err" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+[ -s "$dir/port" ] || { echo "interop: the SMTP sink did not start" >&2; cat "$dir/sink.err" >&2; exit 1; }
+port=$(cat "$dir/port")
+cat > "$dir/h.toml" <<TOML
+[mail]
+command = ["msmtp", "-C", "/dev/null", "--host=127.0.0.1", "--port=$port", "--auth=off", "--tls=off", "--from=hallpass@localhost", "-t"]
+timeout_secs = 10
+TOML
+export HALLPASS_DB="$dir/h.db"
+export HALLPASS_CONFIG="$dir/h.toml"
+unset HALLPASS_MAIL_COMMAND
+echo "correct-horse-battery-9" | "$bin" user add cea@example.com --username cea --password-stdin >/dev/null
+"$bin" check-config >/dev/null
+"$bin" serve --listen 127.0.0.1:0 > "$dir/out" 2> "$dir/err" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$dir/out" ] && break; sleep 0.05; done
+base=$(head -n 1 "$dir/out" | sed 's/^listening on //')
+echo "== mail (msmtp -> SMTP sink on 127.0.0.1:$port) at $base"
+python3 "$here/mail.py" "$base" "$dir/sink" "$bin" "$dir/h.toml"
+"$bin" mail list | grep -q sent || { echo "interop: mail list shows nothing sent" >&2; exit 1; }
+
+echo "interop: 5 passed, 0 failed"

@@ -9,6 +9,7 @@ mod dialects;
 mod emailed;
 mod hostile;
 mod limits;
+mod mail;
 mod native;
 mod second_factor;
 mod tokens;

@@ -2,7 +2,7 @@
 //! with a temp database and a manual clock, started in-process, and a ureq
 //! client that reports statuses instead of failing on them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hallpass::accounts::{self, Client, NewUser, User};
@@ -18,7 +18,8 @@ pub const ITERATIONS: u32 = 1000;
 pub const PASSWORD: &str = "mauve-otter-tangent-19";
 
 pub struct TestServer {
-    /// Holds the temp directory (database, key file) for the test's life.
+    /// Holds the temp directory (database, key file, delivered mail) for
+    /// the test's life.
     pub _dir: TempDir,
     pub running: Option<Running>,
     pub base: String,
@@ -50,7 +51,84 @@ impl Resp {
     }
 }
 
-/// A test configuration: temp paths, port 0, cheap hashing, no access log.
+/// The mail command of the test servers: each message becomes a file in
+/// `dir` (written aside, then renamed, so a reader never sees half).
+pub fn mail_command(dir: &Path) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        r#"f=$(mktemp "$0/.m.XXXXXXXX") && cat > "$f" && mv "$f" "$0/$(basename "$f").eml""#.into(),
+        dir.display().to_string(),
+    ]
+}
+
+/// A delivered mail, parsed back from the MIME the command received.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub subject: String,
+    /// The text/plain part, line ends as `\n`.
+    pub text: String,
+    /// The text/html part.
+    pub html: String,
+    /// Every header, in order, values as sent (raw).
+    pub headers: Vec<(String, String)>,
+    /// The message as the command read it.
+    pub raw: String,
+}
+
+impl Delivered {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses one delivered message with mail-parser.
+pub fn parse_mail(raw: &str) -> Delivered {
+    let m = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap_or_else(|| panic!("not a message: {raw}"));
+    let headers = m
+        .headers_raw()
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    Delivered {
+        subject: m.subject().unwrap_or_default().to_string(),
+        text: m
+            .body_text(0)
+            .map(|t| t.replace("\r\n", "\n"))
+            .unwrap_or_default(),
+        html: m
+            .body_html(0)
+            .map(|t| t.replace("\r\n", "\n"))
+            .unwrap_or_default(),
+        headers,
+        raw: raw.to_string(),
+    }
+}
+
+/// Every message delivered into `dir`, by Message-ID (without `<>`).
+pub fn delivered_in(dir: &Path) -> Vec<(String, Delivered)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "eml") {
+            let m = parse_mail(&std::fs::read_to_string(&p).unwrap());
+            let id = m
+                .header("Message-ID")
+                .unwrap_or_default()
+                .trim_matches(['<', '>'])
+                .to_string();
+            out.push((id, m));
+        }
+    }
+    out
+}
+
+/// A test configuration: temp paths, port 0, cheap hashing, no access log,
+/// mail delivered into files in `{dir}/mail`.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut c = Config::load(&Flags::default(), &|_| None).unwrap();
     c.listen = "127.0.0.1:0".into();
@@ -59,6 +137,9 @@ pub fn test_config(dir: &TempDir) -> Config {
     c.pbkdf2_iterations = ITERATIONS;
     c.workers = 4;
     c.access_log = false;
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    c.mail_command = mail_command(&mail);
     c
 }
 
@@ -109,9 +190,18 @@ impl TestServer {
         self.running.as_ref().unwrap()
     }
 
-    /// Moves the server's clock forward.
+    /// Moves the server's clock forward (and wakes the mail worker, so
+    /// that mail due at the new time goes at once).
     pub fn advance(&self, secs: i64) {
         self.clock.advance(secs);
+        if let Some(r) = &self.running {
+            r.app.mail.signal.notify();
+        }
+    }
+
+    /// Where the test mail command writes messages.
+    pub fn mail_dir(&self) -> PathBuf {
+        self._dir.path().join("mail")
     }
 
     pub fn now(&self) -> i64 {
@@ -123,19 +213,59 @@ impl TestServer {
         db::open(&self.db).unwrap()
     }
 
-    /// The text of the newest message queued for `to`. Bodies are sealed
-    /// at rest, so this opens it the way the mail worker does: with the
-    /// master key the server uses (its key file) and `mail::open_queued`.
-    pub fn outbox_body(&self, to: &str) -> String {
-        let conn = self.conn();
-        let id: String = conn
+    /// The id of the newest outbox row for `to`.
+    pub fn newest_mail_id(&self, to: &str) -> String {
+        self.conn()
             .query_row(
                 "SELECT id FROM mail_outbox WHERE to_addr = ?1
                  ORDER BY created_at DESC, rowid DESC LIMIT 1",
                 [to],
                 |r| r.get(0),
             )
-            .unwrap();
+            .unwrap_or_else(|e| panic!("no mail to {to}: {e}"))
+    }
+
+    /// Waits (at most 5 s) until the newest mail to `to` is delivered, and
+    /// returns it parsed from the MIME the mail command received.
+    pub fn last_mail(&self, to: &str) -> Delivered {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let id = self.newest_mail_id(to);
+            let (status, error): (String, Option<String>) = self
+                .conn()
+                .query_row(
+                    "SELECT status, last_error FROM mail_outbox WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            if status == "sent" {
+                let found = delivered_in(&self.mail_dir())
+                    .into_iter()
+                    .find(|(mid, _)| mid.starts_with(&format!("{id}@")));
+                if let Some((_, m)) = found {
+                    return m;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("the mail to {to} was not delivered within 5 s: {status} ({error:?})");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The text part of the newest mail to `to`, once delivered (waits at
+    /// most 5 s), parsed from the delivered MIME.
+    pub fn outbox_body(&self, to: &str) -> String {
+        self.last_mail(to).text
+    }
+
+    /// The text of the newest message to `to` while it is still queued,
+    /// opened from the outbox the way the mail worker opens it (for tests
+    /// of the outbox at rest, whose server's mail command fails).
+    pub fn queued_body(&self, to: &str) -> String {
+        let conn = self.conn();
+        let id = self.newest_mail_id(to);
         let master = app::load_master_key(&self.config).unwrap();
         mail::outbox::open_queued(&conn, &master, &id)
             .unwrap()
