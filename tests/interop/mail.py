@@ -2,10 +2,13 @@
 msmtp, which delivers over SMTP to a sink on 127.0.0.1 (smtp_sink.py,
 aiosmtpd). The MFA reset (mfa dialect) mails two codes; the delivered
 messages are read back with Python's `email` parser (headers, both parts),
-and the codes finish the reset. Then `hallpass mail test` goes the same way.
+and the codes finish the reset. A forgotten password (native dialect) is
+reset with the link the delivered mail carries. Then `hallpass mail test`
+goes the same way.
 
-usage: mail.py BASE SINKDIR HALLPASS_BIN CONFIG
-Creates its user through the CLI beforehand (see run.sh): cea.
+usage: mail.py BASE SINKDIR HALLPASS_BIN CONFIG CLIENT_ID CLIENT_SECRET
+Creates its users and client through the CLI beforehand (see run.sh): cea,
+dee.
 """
 import email
 import email.policy
@@ -19,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 
-base, sink, binary, config = sys.argv[1:5]
+base, sink, binary, config, client_id, client_secret = sys.argv[1:7]
 PASSWORD = "correct-horse-battery-9"
 
 
@@ -116,6 +119,29 @@ st, _, b = call("PUT", f"/api/user/mfa/reset/{ua['id']}",
                 {"main_email_code": codes[0], "recovery_email_code": codes[1]})
 expect(st, 200, "mfa reset with the two delivered codes", b)
 assert b["mfa"] is False, b
+
+# --- native: a forgotten password, reset from the delivered link ------------
+client = {"client_id": client_id, "client_secret": client_secret}
+st, _, b = call("POST", "/auth/forget-password", {"username": "dee", **client})
+expect(st, 204, "native forget-password", b)
+text, html = check_message(wait_for("dee@example.com", seen), "dee@example.com",
+                           "Reset your hallpass password")
+m = re.search(r"(https?://\S+[?&]token=([A-Za-z0-9_\-]+))", text)
+assert m, text
+link, token = m.group(1), m.group(2)
+assert link.startswith(base + "/reset-password?"), link
+assert token in html, "the HTML part carries the same link"
+st, _, b = call("GET", "/auth/verify-reset-password-link?token=" + token)
+expect(st, 200, "native verify-reset-password-link from the mail", b)
+NEW = "plum-kestrel-orbit-42"
+st, _, b = call("PATCH", "/auth/reset-password", {"token": token, "password": NEW, **client})
+expect(st, 204, "native reset-password with the mailed token", b)
+st, _, b = call("PATCH", "/auth/reset-password", {"token": token, "password": NEW + "x", **client})
+expect(st, 401, "the mailed token is single use", b)
+st, _, b = call("POST", "/auth/login-token", {"username": "dee", "password": NEW, **client})
+expect(st, 200, "native sign-in with the new password", b)
+st, _, b = call("POST", "/auth/login-token", {"username": "dee", "password": PASSWORD, **client})
+expect(st, 401, "the old password no longer signs in", b)
 
 # --- hallpass mail test, through the same msmtp -----------------------------
 out = subprocess.run([binary, "mail", "test", "ops@example.com", "--config", config],

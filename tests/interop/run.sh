@@ -101,13 +101,17 @@ export HALLPASS_DB="$dir/h.db"
 export HALLPASS_CONFIG="$dir/h.toml"
 unset HALLPASS_MAIL_COMMAND
 echo "correct-horse-battery-9" | "$bin" user add cea@example.com --username cea --password-stdin >/dev/null
+echo "correct-horse-battery-9" | "$bin" user add dee@example.com --username dee --password-stdin >/dev/null
+mail_client=$("$bin" client add mail-web)
+mail_client_id=$(echo "$mail_client" | sed -n 's/^client_id: //p')
+mail_client_secret=$(echo "$mail_client" | sed -n 's/^client_secret: //p')
 "$bin" check-config >/dev/null
 "$bin" serve --listen 127.0.0.1:0 > "$dir/out" 2> "$dir/err" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$dir/out" ] && break; sleep 0.05; done
 base=$(head -n 1 "$dir/out" | sed 's/^listening on //')
 echo "== mail (msmtp -> SMTP sink on 127.0.0.1:$port) at $base"
-python3 "$here/mail.py" "$base" "$dir/sink" "$bin" "$dir/h.toml"
+python3 "$here/mail.py" "$base" "$dir/sink" "$bin" "$dir/h.toml" "$mail_client_id" "$mail_client_secret"
 "$bin" mail list | grep -q sent || { echo "interop: mail list shows nothing sent" >&2; exit 1; }
 
 echo "interop: 5 passed, 0 failed"
