@@ -18,7 +18,8 @@
 //! Mail (issue 9), also alone with `HALLPASS_BENCH_MAIL=only`: the outbox
 //! drain, 1,000 mails queued at once through a mail command that exits 0
 //! at once (`true`), in mails/s; and password sign-ins/s while it drains
-//! next to the same load with an empty outbox.
+//! next to the same load with an empty outbox; and the latency of
+//! forget-password and magic_link for known against unknown addresses.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -393,6 +394,7 @@ fn main() {
     assert!(bin.exists(), "build it first: cargo build --release");
     if std::env::var("HALLPASS_BENCH_MAIL").as_deref() == Ok("only") {
         mail_drain(&bin);
+        enumeration_timing(&bin);
         return;
     }
     let cores = std::thread::available_parallelism()
@@ -565,6 +567,90 @@ fn main() {
         size as f64 / 1_048_576.0
     );
     mail_drain(&bin);
+    enumeration_timing(&bin);
+}
+
+/// Known against unknown addresses at the mail-sending endpoints that
+/// must not tell them apart (issue 9): median and p90 latency of
+/// forget-password and yat's magic_link, 40 of each, in alternation, each
+/// address asked once (a second ask would meet the per-address quota).
+fn enumeration_timing(bin: &Path) {
+    const EACH: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("bench.toml"),
+        "db = \"bench.db\"\naccess_log = false\n[limits]\nlogin_burst = 1e9\nlogin_per_minute = 1e9\n\
+         [mail]\ncommand = [\"true\"]\n",
+    )
+    .expect("config");
+    for i in 0..EACH {
+        let mut add = hallpass(
+            bin,
+            d,
+            &[
+                "user",
+                "add",
+                &format!("known{i}@example.com"),
+                "--password-stdin",
+            ],
+        )
+        // The users' password hashes play no part here: keep set-up quick.
+        .env("HALLPASS_PBKDF2_ITERATIONS", "1000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("user add");
+        add.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .expect("write");
+        add.wait().expect("user add");
+    }
+    let out = hallpass(bin, d, &["client", "add", "bench"])
+        .output()
+        .expect("client add");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .expect("field")
+            .to_string()
+    };
+    let (id, secret) = (field("client_id"), field("client_secret"));
+    let (mut child, addr, _) = start(bin, d);
+    let mut c = Conn::open(&addr);
+    let stats = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[v.len() / 2], v[v.len() * 9 / 10])
+    };
+    println!("  known vs unknown address (median / p90 latency, {EACH} each, alternating):");
+    for (label, path) in [
+        ("forget-password", "/auth/forget-password"),
+        ("yat magic_link", "/auth/magic_link"),
+    ] {
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for i in 0..EACH {
+            for (who, out) in [("known", &mut known), ("unknown", &mut unknown)] {
+                let address = format!("{who}{i}@example.com");
+                let body = if path == "/auth/magic_link" {
+                    json!({"email": address})
+                } else {
+                    json!({"username": address, "client_id": id, "client_secret": secret})
+                };
+                let t = Instant::now();
+                let (status, _) = c.call("POST", path, None, Some(&body));
+                out.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(status < 300, "{path}: {status}");
+            }
+        }
+        let ((km, kp), (um, up)) = (stats(known), stats(unknown));
+        println!("  {label:<24}  known {km:.2} / {kp:.2} ms, unknown {um:.2} / {up:.2} ms");
+    }
+    child.kill().ok();
+    child.wait().ok();
 }
 
 /// The outbox drain: a server whose mail command is `true`; sign-ins/s on
