@@ -1,7 +1,7 @@
 //! The flows that go through a mailbox, shared by every dialect: magic
 //! links (yat, lagrello), emailed sign-in codes (native send-otp and
-//! passwordless), password reset, sign-up (tokens, create-user, fast
-//! sign-up) and address verification.
+//! passwordless) and password reset. Sign-up (tokens, create-user, fast
+//! sign-up, address verification) is in signup.rs, on the helpers here.
 //!
 //! Rules that hold for every caller:
 //! * **Stored hashed, mailed in the same transaction.** Every link token
@@ -26,14 +26,12 @@
 //!   `CODE_ATTEMPTS` wrong tries.
 
 use rusqlite::Connection;
-use serde_json::json;
 
-use crate::accounts::{self, Client, NewUser, User};
+use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
 use crate::audit;
 use crate::auth::{self, failed, record_sign_in, Peer, Tokens};
 use crate::codes::{self, Link};
-use crate::config::Signup;
 use crate::crypto::token_hash;
 use crate::error::Error;
 use crate::factors::{self, LimitedPair};
@@ -71,7 +69,7 @@ pub fn refuse_line_breaks(field: &str, value: &str) -> Result<(), Error> {
 
 /// The user a request for mail names, when it is one we mail: active and
 /// with an address. Anyone else is treated as nobody.
-fn mailable(user: Option<User>) -> Option<(User, String)> {
+pub(crate) fn mailable(user: Option<User>) -> Option<(User, String)> {
     let user = user.filter(User::is_active)?;
     let email = user.email.clone()?;
     Some((user, email))
@@ -82,7 +80,7 @@ fn mailable(user: Option<User>) -> Option<(User, String)> {
 /// transaction; with `real` false (nobody has the address) it runs all the
 /// same inside a savepoint that is rolled back: the same statements and
 /// the same cost, and nothing kept. Returns whether a mail went out.
-fn send(
+pub(crate) fn send(
     tx: &Connection,
     kind: &str,
     to: &str,
@@ -104,11 +102,16 @@ fn send(
 }
 
 /// The subject a stand-in row is stored under (never a user id).
-fn nobody(typed: &str) -> String {
+pub(crate) fn nobody(typed: &str) -> String {
     format!("nobody:{}", token_hash(&typed.trim().to_lowercase()))
 }
 
-fn queue(tx: &Connection, cx_mail: &mail::Outgoing, m: Mail, now: i64) -> Result<(), Error> {
+pub(crate) fn queue(
+    tx: &Connection,
+    cx_mail: &mail::Outgoing,
+    m: Mail,
+    now: i64,
+) -> Result<(), Error> {
     mail::queue(tx, cx_mail, &m, now).map(|_| ())
 }
 
@@ -468,7 +471,7 @@ pub fn forget_password(
 
 /// The refusal for a link that is not live: used (TokenRevoked) or
 /// unknown/expired (TokenExpired).
-fn dead(link: &Link) -> Error {
+pub(crate) fn dead(link: &Link) -> Error {
     match link {
         Link::Used => Error::TokenRevoked,
         _ => Error::TokenExpired,
@@ -527,315 +530,4 @@ pub fn reset_password(
         "security: password of user {user_id} reset through the emailed link; every session ended"
     ));
     Ok(())
-}
-
-// --- sign-up --------------------------------------------------------------
-
-/// Who asks for a sign-up token.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Inviter {
-    /// Nobody in particular (allowed only when `signup = "open"`).
-    Anyone,
-    /// A server admin (bearer).
-    Admin,
-    /// An API key with `users:write`; the new user joins its tenant.
-    Tenant(String),
-}
-
-/// Who the `Authorization` bearer of a create-token request is: an API
-/// key (with `users:write` to count), or an access token (an admin to
-/// count). No bearer is `Anyone`; a bearer that is neither is 401.
-pub fn inviter(cx: &Ctx, bearer: Option<&str>) -> Result<Inviter, Error> {
-    let Some(b) = bearer else {
-        return Ok(Inviter::Anyone);
-    };
-    match accounts::authenticate_api_key(&cx.conn, b) {
-        Ok(k) if k.has_scope("users:write") => return Ok(Inviter::Tenant(k.tenant_id)),
-        Ok(_) => return Ok(Inviter::Anyone),
-        Err(Error::Unauthenticated) => {}
-        Err(e) => return Err(e),
-    }
-    let (_, user) = auth::authenticate(cx, b)?;
-    Ok(if user.is_admin() {
-        Inviter::Admin
-    } else {
-        Inviter::Anyone
-    })
-}
-
-/// native POST /auth/signup/create-token: mails a sign-up link
-/// `{public_url}/signup?token=` (24 h) to `email`; when the address has an
-/// account, its owner gets an "account exists" mail instead and the
-/// caller learns nothing. `signup = "off"` refuses everyone (403),
-/// `"invite"` everyone but an admin or a `users:write` key (403).
-pub fn create_signup_token(
-    cx: &mut Ctx,
-    inviter: &Inviter,
-    email: &str,
-    peer: &Peer,
-) -> Result<(), Error> {
-    let now = cx.now();
-    match (cx.app.config.signup, inviter) {
-        (Signup::Off, _) => return Err(Error::Forbidden("Sign-up is turned off".into())),
-        (Signup::Invite, Inviter::Anyone) => {
-            return Err(Error::Forbidden(
-                "Sign-up is by invitation: an admin or an API key with users:write creates sign-up tokens".into(),
-            ))
-        }
-        _ => {}
-    }
-    refuse_line_breaks("email", email)?;
-    accounts::check_email("email", email)?;
-    let email = email.trim().to_string();
-    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let exists = accounts::find_user_by_login(&cx.conn, &email)?.is_some();
-    let tenant = match inviter {
-        Inviter::Tenant(t) => Some(t.clone()),
-        _ => None,
-    };
-    let data = json!({ "email": email, "tenant": tenant }).to_string();
-    let out = cx.app.mail.clone();
-    let base = cx.app.public_url.clone();
-    cx.write(|tx| {
-        // The link is written either way (the same work); for an address
-        // with an account it is rolled back and the owner told instead.
-        send(tx, codes::SIGNUP, &email, true, now, |tx| {
-            tx.execute_batch("SAVEPOINT signup")?;
-            let token = codes::issue_link(
-                tx,
-                codes::SIGNUP,
-                &nobody(&email),
-                None,
-                Some(&data),
-                SIGNUP_TTL,
-                now,
-            )?;
-            let link = format!("{base}/signup?token={token}");
-            let values = [("link", link.as_str()), ("minutes", "1440")];
-            queue(
-                tx,
-                &out,
-                Mail {
-                    kind: Kind::SignUp,
-                    to: &email,
-                    values: &values,
-                },
-                now,
-            )?;
-            if exists {
-                tx.execute_batch("ROLLBACK TO signup")?;
-                queue(
-                    tx,
-                    &out,
-                    Mail {
-                        kind: Kind::AccountExists,
-                        to: &email,
-                        values: &[],
-                    },
-                    now,
-                )?;
-            }
-            tx.execute_batch("RELEASE signup")?;
-            Ok(())
-        })
-    })?;
-    Ok(())
-}
-
-/// The address and tenant a sign-up link was made for.
-fn signup_data(f: &codes::Found) -> Result<(String, Option<String>), Error> {
-    let v: serde_json::Value = serde_json::from_str(f.data.as_deref().unwrap_or("{}"))?;
-    let email = v["email"]
-        .as_str()
-        .ok_or_else(|| Error::Internal("sign-up token without an address".into()))?;
-    Ok((email.to_string(), v["tenant"].as_str().map(str::to_string)))
-}
-
-/// native GET /auth/signup/verify-token: the address and expiry (unix
-/// seconds) of a live sign-up token.
-pub fn check_signup_token(cx: &Ctx, token: &str) -> Result<(String, i64), Error> {
-    match codes::lookup_link(&cx.conn, codes::SIGNUP, token, cx.now())? {
-        Link::Live(f) => Ok((signup_data(&f)?.0, f.expires_at)),
-        other => Err(dead(&other)),
-    }
-}
-
-/// What create-user is given besides the token.
-pub struct SignupForm<'a> {
-    pub email: &'a str,
-    pub password: &'a str,
-    pub name: Option<&'a str>,
-    pub username: Option<&'a str>,
-}
-
-/// native POST /auth/signup/create-user: creates the account the sign-up
-/// token was mailed for. The email must be the token's (422, the token
-/// kept); the token is used up with the creation, in one transaction
-/// (401 on reuse); the address counts as verified.
-pub fn create_user(
-    cx: &mut Ctx,
-    token: &str,
-    form: &SignupForm,
-    peer: &Peer,
-) -> Result<User, Error> {
-    let now = cx.now();
-    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    check_signup_token(cx, token)?;
-    refuse_line_breaks("email", form.email)?;
-    accounts::check_email("email", form.email)?;
-    if let Some(u) = form.username {
-        accounts::check_username("username", u)?;
-    }
-    if let Some(n) = form.name {
-        refuse_line_breaks("name", n)?;
-    }
-    password::check_policy("password", form.password)?;
-    let hash = {
-        let _permit = cx.app.gate.enter()?;
-        password::hash(form.password, cx.app.config.pbkdf2_iterations)?
-    };
-    cx.write(|tx| {
-        let f = match codes::lookup_link(tx, codes::SIGNUP, token, now)? {
-            Link::Live(f) => f,
-            other => return Err(dead(&other)),
-        };
-        let (email, tenant) = signup_data(&f)?;
-        if !email.eq_ignore_ascii_case(form.email.trim()) {
-            return Err(Error::invalid(
-                "email",
-                "mismatch",
-                "email must be the address the sign-up link was sent to",
-            ));
-        }
-        if !codes::consume(tx, &f.hash, now)? {
-            return Err(Error::TokenRevoked);
-        }
-        let new = NewUser {
-            email: Some(email),
-            username: form.username.map(str::to_string),
-            name: form.name.map(str::to_string),
-            password_hash: Some(hash),
-            role: "user".into(),
-            tenant_id: tenant,
-            ..NewUser::default()
-        };
-        let user = accounts::create_user(tx, &new, now)?;
-        accounts::mark_email_verified(tx, &user.id, now)?;
-        accounts::get_user(tx, &user.id)?.ok_or_else(|| Error::Internal("user vanished".into()))
-    })
-}
-
-/// What fast sign-up is given.
-pub struct FastForm<'a> {
-    pub username: &'a str,
-    pub password: &'a str,
-    pub email: &'a str,
-    pub phone: Option<&'a str>,
-}
-
-/// native POST /auth/signup/fast (only when `signup = "open"`): creates the
-/// account by username and signs it in. The address is not the account's
-/// until the verification link mailed to it is used (`verify_email`):
-/// until then nobody can squat an address by signing up with it, and an
-/// address that has an account gets an "account exists" mail instead, so
-/// the answer never says whether it has one. A taken username is 409.
-pub fn fast_signup(
-    cx: &mut Ctx,
-    client: &Client,
-    form: &FastForm,
-    peer: &Peer,
-) -> Result<Tokens, Error> {
-    let now = cx.now();
-    if cx.app.config.signup != Signup::Open {
-        return Err(Error::Forbidden("Sign-up is not open".into()));
-    }
-    refuse_line_breaks("email", form.email)?;
-    accounts::check_email("email", form.email)?;
-    accounts::check_username("username", form.username)?;
-    if let Some(p) = form.phone {
-        refuse_line_breaks("phone", p)?;
-    }
-    password::check_policy("password", form.password)?;
-    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let hash = {
-        let _permit = cx.app.gate.enter()?;
-        password::hash(form.password, cx.app.config.pbkdf2_iterations)?
-    };
-    let email = form.email.trim().to_string();
-    let out = cx.app.mail.clone();
-    let base = cx.app.public_url.clone();
-    let user = cx.write(|tx| {
-        let new = NewUser {
-            username: Some(form.username.to_string()),
-            phone: form.phone.map(str::to_string),
-            password_hash: Some(hash),
-            role: "user".into(),
-            ..NewUser::default()
-        };
-        let user = accounts::create_user(tx, &new, now)?;
-        let taken = accounts::find_user_by_login(tx, &email)?.is_some();
-        send(tx, codes::SIGNUP, &email, true, now, |tx| {
-            tx.execute_batch("SAVEPOINT verify")?;
-            let token = codes::issue_link(
-                tx,
-                codes::VERIFY_EMAIL,
-                &user.id,
-                Some(&user.id),
-                Some(&email),
-                VERIFY_TTL,
-                now,
-            )?;
-            let link = format!("{base}/auth/verify-email?token={token}");
-            let values = [("link", link.as_str()), ("minutes", "1440")];
-            queue(
-                tx,
-                &out,
-                Mail {
-                    kind: Kind::VerifyEmail,
-                    to: &email,
-                    values: &values,
-                },
-                now,
-            )?;
-            if taken {
-                tx.execute_batch("ROLLBACK TO verify")?;
-                queue(
-                    tx,
-                    &out,
-                    Mail {
-                        kind: Kind::AccountExists,
-                        to: &email,
-                        values: &[],
-                    },
-                    now,
-                )?;
-            }
-            tx.execute_batch("RELEASE verify")?;
-            Ok(())
-        })?;
-        Ok(user)
-    })?;
-    let grant = auth::grant_for(&user, Some(client), &["pwd"]);
-    auth::issue_tokens(cx, Some(client), &grant, "signup", peer)
-}
-
-/// GET /auth/verify-email?token= (ours; the link of the fast sign-up's
-/// mail): the address becomes the account's, verified. Used: TokenRevoked;
-/// unknown or expired: TokenExpired; taken by another account meanwhile:
-/// 409 (the caller holds the mail, so this tells them nothing new).
-pub fn verify_email(cx: &mut Ctx, token: &str) -> Result<String, Error> {
-    let now = cx.now();
-    cx.write(|tx| {
-        let f = match codes::lookup_link(tx, codes::VERIFY_EMAIL, token, now)? {
-            Link::Live(f) => f,
-            other => return Err(dead(&other)),
-        };
-        let email = f.data.clone().unwrap_or_default();
-        if !codes::consume(tx, &f.hash, now)? {
-            return Err(Error::TokenRevoked);
-        }
-        accounts::set_email(tx, &f.user_id, &email, now)?;
-        accounts::mark_email_verified(tx, &f.user_id, now)?;
-        Ok(email)
-    })
 }

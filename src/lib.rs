@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod password;
 pub mod server;
 pub mod sessions;
+pub mod signup;
 pub mod softlock;
 pub mod totp;
 pub mod url;

@@ -17,6 +17,7 @@ use crate::http::{percent_encode, Json, Request, Response};
 use crate::jwt::Claims;
 use crate::password::MAX_LEN;
 use crate::sessions;
+use crate::signup;
 use crate::totp;
 
 /// The native route table.
@@ -263,8 +264,8 @@ fn signup_create_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respon
     let body = req.json()?;
     let email = body.str("email", 254)?;
     client(cx, &body)?;
-    let inviter = emailed::inviter(cx, req.bearer())?;
-    emailed::create_signup_token(cx, &inviter, &email, &peer(req))?;
+    let inviter = signup::inviter(cx, req.bearer())?;
+    signup::create_signup_token(cx, &inviter, &email, &peer(req))?;
     Ok(Response::empty(204))
 }
 
@@ -276,7 +277,7 @@ fn signup_token(req: &Request) -> Result<&str, Error> {
 }
 
 fn signup_verify_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
-    let (email, exp) = emailed::check_signup_token(cx, signup_token(req)?)?;
+    let (email, exp) = signup::check_signup_token(cx, signup_token(req)?)?;
     Ok(Response::ok(&json!({ "email": email, "exp": exp })))
 }
 
@@ -287,13 +288,13 @@ fn signup_create_user(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
     let password = body.str("password", MAX_LEN)?;
     let name = body.opt_str("name", 256)?;
     let username = body.opt_str("username", 64)?;
-    let form = emailed::SignupForm {
+    let form = signup::SignupForm {
         email: &email,
         password: &password,
         name: name.as_deref(),
         username: username.as_deref(),
     };
-    let user = emailed::create_user(cx, token, &form, &peer(req))?;
+    let user = signup::create_user(cx, token, &form, &peer(req))?;
     Ok(Response::ok(&json!({
         "email": user.email,
         "user": { "id": user.id, "email": user.email, "username": user.username },
@@ -307,19 +308,19 @@ fn signup_fast(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
     let email = body.str("email", 254)?;
     let phone = body.opt_str("phone", 32)?;
     let client = client(cx, &body)?;
-    let form = emailed::FastForm {
+    let form = signup::FastForm {
         username: &username,
         password: &password,
         email: &email,
         phone: phone.as_deref(),
     };
-    let tokens = emailed::fast_signup(cx, &client, &form, &peer(req))?;
+    let tokens = signup::fast_signup(cx, &client, &form, &peer(req))?;
     Ok(token_response(&tokens))
 }
 
 /// The link of a fast sign-up's verification mail (ours).
 fn verify_email(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
-    let email = emailed::verify_email(cx, token_query(req)?)?;
+    let email = signup::verify_email(cx, token_query(req)?)?;
     Ok(Response::ok(&json!({ "success": true, "email": email })))
 }
 
