@@ -143,7 +143,7 @@ fn drive<S: Send + 'static>(
 }
 
 /// The bare engine answering "hello": hallpass's own connection layer
-/// (engine.rs: hyper on one I/O thread, complete requests handed to a pool
+/// (engine/: hyper on one I/O thread, complete requests handed to a pool
 /// of worker threads) with workers that do nothing else, run in its own
 /// process (this example re-executed with HALLPASS_BENCH_HELLO set), as
 /// hallpass is, so both are measured the same way and their CPU can be

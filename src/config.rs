@@ -60,7 +60,7 @@ impl Default for Limits {
     }
 }
 
-/// The connection layer's limits (engine.rs). The head is capped at
+/// The connection layer's limits (engine/). The head is capped at
 /// 16 KiB and the body at 64 KiB; those are not settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connections {

@@ -1,5 +1,5 @@
 //! Our own `Request` and `Response`, so handlers never touch the HTTP engine
-//! and tests can build a request by hand. The engine (engine.rs) is the only
+//! and tests can build a request by hand. The engine (engine/) is the only
 //! body reader (capped at `MAX_BODY`); this is the only JSON field reader
 //! and the only responder.
 

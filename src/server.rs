@@ -1,4 +1,4 @@
-//! The running server: the HTTP engine (engine.rs: one I/O thread), a fixed
+//! The running server: the HTTP engine (engine/: one I/O thread), a fixed
 //! pool of workers each owning a SQLite connection, one background thread
 //! (WAL checkpoints, key reload, rate-bucket saves, expiry sweep) and the
 //! mail worker (mail/worker.rs: delivers the outbox off the request path).
