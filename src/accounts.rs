@@ -155,10 +155,7 @@ pub struct NewUser {
 
 /// Checks an email address's shape (RFC 5321 lengths; one `@`, no spaces).
 pub fn check_email(field: &str, email: &str) -> Result<(), Error> {
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && l.len() <= 64 && d.contains('.') && !d.contains('@') && !d.starts_with('.') && !d.ends_with('.'));
-    if ok {
+    if is_mailbox(email) {
         Ok(())
     } else {
         Err(Error::invalid(
@@ -167,6 +164,32 @@ pub fn check_email(field: &str, email: &str) -> Result<(), Error> {
             format!("{field} is not a valid email address"),
         ))
     }
+}
+
+/// One plain RFC 5321 mailbox, `local@domain`: a dot-atom local part (no
+/// quoted strings) and a domain of dot-separated labels. Nothing that a
+/// mail command reading `To:` (sendmail -t) could take for a list, a
+/// comment or a second recipient: no `,`, `<`, `>`, `(`, `)`, `"`, `;`,
+/// `:`, `\`, whitespace or control character (issue 9 review).
+pub fn is_mailbox(email: &str) -> bool {
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let dot_atom = |s: &str, ok: &dyn Fn(char) -> bool| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|part| !part.is_empty() && part.chars().all(ok))
+    };
+    let label = |c: char| c.is_alphanumeric() || c == '-';
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && local.len() <= 64
+        && dot_atom(local, &atext)
+        && domain.contains('.')
+        && dot_atom(domain, &label)
+        && domain
+            .split('.')
+            .all(|l| !l.starts_with('-') && !l.ends_with('-'))
 }
 
 /// Checks a username: 1..=64 characters, no `@`, no whitespace.
@@ -770,4 +793,40 @@ pub fn mark_email_verified(tx: &Connection, user_id: &str, now: i64) -> Result<(
     )?
     .execute(params![user_id, now])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_plain_mailbox_is_an_email_address() {
+        for ok in [
+            "ada@example.com",
+            "a.b+tag@mail.example.co.uk",
+            "o'hara@example.ie",
+            "x@xn--bcher-kva.example",
+        ] {
+            assert!(is_mailbox(ok), "{ok}");
+        }
+        // Each of these reached To: unchanged, and `sendmail -t` read some
+        // as other or extra recipients (issue 9 review).
+        for bad in [
+            "victim@example.com,",
+            "root,victim@example.com",
+            "x<victim@example.com>",
+            "\"a b\"@example.com",
+            "a@b@example.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@example",
+            "a@-example.com",
+            "a@example.com (comment)",
+            "a;b@example.com",
+            "",
+        ] {
+            assert!(!is_mailbox(bad), "{bad}");
+            assert!(check_email("email", bad).is_err());
+        }
+    }
 }

@@ -306,6 +306,17 @@ pub fn consume(tx: &Connection, hash: &str, now: i64) -> Result<bool, Error> {
         == 1)
 }
 
+/// Uses up every live code and token of a user at once (a password
+/// reset, a disabled account): a link or code mailed before must not
+/// outlive the event that should end it.
+pub fn void_user(tx: &Connection, user_id: &str, now: i64) -> Result<usize, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE one_time_codes SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+        )?
+        .execute(params![user_id, now])?)
+}
+
 /// Mails of one kind an address may be sent: one a minute, and
 /// `QUOTA_PER_HOUR` in a rolling hour.
 pub const QUOTA_INTERVAL: i64 = 60;

@@ -139,6 +139,19 @@ pub fn send_magic_link(
     refuse_line_breaks("email", typed)?;
     if let Some(r) = redirect {
         refuse_line_breaks("redirect", r)?;
+        // The mail is genuinely ours: its link may only lead back here or
+        // to an app registered as a client (no open redirect).
+        let mut allowed = vec![cx.app.public_url.clone()];
+        for c in accounts::list_clients(&cx.conn)? {
+            allowed.extend(c.redirect_urls);
+        }
+        if !crate::url::is_allowed_target(r, &allowed) {
+            return Err(Error::invalid(
+                "redirect",
+                "invalid",
+                "redirect must be a path on this server or a URL on the origin of a registered client redirect URL",
+            ));
+        }
     }
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let user = match named {
@@ -292,6 +305,12 @@ pub fn redeem_tenant_magic_link(
 ) -> Result<String, Error> {
     let now = cx.now();
     let user_id = redeem_magic(cx, token, Some(tenant_id))?.ok_or(Error::TokenInvalid)?;
+    // A link sent before the user was disabled signs nobody in (the link
+    // is used up all the same).
+    let active = accounts::get_user(&cx.conn, &user_id)?.is_some_and(|u| u.is_active());
+    if !active {
+        return Err(Error::UserInactive);
+    }
     cx.write(|tx| accounts::mark_email_verified(tx, &user_id, now))?;
     Ok(user_id)
 }
@@ -522,6 +541,9 @@ pub fn reset_password(
         accounts::set_password_hash(tx, &f.user_id, &hash, now)?;
         softlock::clear_password(tx, &f.user_id)?;
         sessions::drop_codes(tx, &f.user_id)?;
+        // Every other link and code mailed before (another reset link, a
+        // magic link, a sign-in code) dies with the old password.
+        codes::void_user(tx, &f.user_id, now)?;
         sessions::revoke_user_families(tx, &f.user_id, None, "password reset", now)?;
         accounts::mark_email_verified(tx, &f.user_id, now)?;
         Ok(f.user_id)

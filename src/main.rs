@@ -803,6 +803,8 @@ fn user_status(
         accounts::set_status(tx, &u.id, status, now())?;
         if status != "active" {
             sessions::drop_codes(tx, &u.id)?;
+            // Links and codes mailed before sign nobody in now.
+            hallpass::codes::void_user(tx, &u.id, now())?;
             sessions::revoke_user_families(tx, &u.id, None, "user disabled", now())?;
         }
         Ok(())

@@ -49,3 +49,73 @@ pub fn percent_encode(s: &str) -> String {
     }
     out
 }
+
+/// The origin (`scheme://host[:port]`, lower-cased) of an absolute http or
+/// https URL; None for anything else, including an authority with
+/// userinfo (`https://good@evil.example`) or a backslash.
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || authority.contains(['@', '\\'])
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// True when `target` may be sent back to a browser as a place to go: a
+/// path on this server (`/x`, not `//x` or `/\x`), or an absolute URL with
+/// one of the `allowed` origins. Anything else would make a genuine mail
+/// or redirect of ours point wherever the caller chose (an open redirect).
+pub fn is_allowed_target(target: &str, allowed: &[String]) -> bool {
+    if target.starts_with('/') {
+        return !target.starts_with("//")
+            && !target.starts_with("/\\")
+            && !target.chars().any(|c| c.is_control());
+    }
+    origin(target).is_some_and(|o| allowed.iter().any(|a| origin(a).as_deref() == Some(&o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_and_allowed_origins_are_targets() {
+        let allowed = [
+            "https://app.example/cb".to_string(),
+            "http://localhost:3000".to_string(),
+        ];
+        for ok in [
+            "/after",
+            "/a?b=c",
+            "https://app.example/done?x=1",
+            "HTTPS://APP.example",
+            "http://localhost:3000/x",
+        ] {
+            assert!(is_allowed_target(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/steal",
+            "https://app.example@evil.example/",
+            "https://app.example.evil.example/",
+            "http://app.example/",
+            "http://localhost:3001/",
+            "javascript:alert(1)",
+            "app.example/x",
+            "",
+        ] {
+            assert!(!is_allowed_target(bad, &allowed), "{bad}");
+        }
+    }
+}

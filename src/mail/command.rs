@@ -65,6 +65,20 @@ impl Outcome {
     }
 }
 
+/// Kills the command and everything it forked (its process group: a
+/// `sh -c` wrapper's sendmail, a backgrounded child), then reaps it. Only
+/// at a timeout: after a normal exit, a mailer's own background delivery
+/// (exim's, say) is left to finish.
+fn kill_all(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let group = rustix::process::Pid::from_child(child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Runs `argv` with `input` on its stdin, killed after `timeout`.
 pub fn run(argv: &[String], input: &[u8], timeout: Duration) -> Outcome {
     let mut out = Outcome {
@@ -77,13 +91,17 @@ pub fn run(argv: &[String], input: &[u8], timeout: Duration) -> Outcome {
         out.spawn_error = Some("no command configured".into());
         return out;
     };
-    let child = Command::new(prog)
+    let mut command = Command::new(prog);
+    command
         .args(args)
         .env_remove("HALLPASS_MASTER_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
+        .stderr(Stdio::piped());
+    // Its own process group: a timeout kills whatever it forked too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -129,8 +147,7 @@ pub fn run(argv: &[String], input: &[u8], timeout: Duration) -> Outcome {
                 break;
             }
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_all(&mut child);
                 out.timed_out = true;
                 break;
             }
@@ -139,8 +156,7 @@ pub fn run(argv: &[String], input: &[u8], timeout: Duration) -> Outcome {
                 nap = (nap * 2).min(Duration::from_millis(50));
             }
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_all(&mut child);
                 out.spawn_error = Some(format!("waiting for it: {e}"));
                 break;
             }
@@ -225,6 +241,20 @@ mod tests {
         assert!(o
             .failure("sh", Duration::from_secs(1))
             .contains("was killed"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_timeout_kills_what_the_command_forked_too() {
+        // Review of issue 9: only the direct child was killed; a forked
+        // sendmail could still deliver, and a retry then sends it twice.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("delivered");
+        let script = format!("(sleep 0.6; touch '{}') & sleep 30", marker.display());
+        let o = run(&sh(&script), b"", Duration::from_millis(200));
+        assert!(o.timed_out);
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(!marker.exists(), "the forked child lived on");
     }
 
     #[test]

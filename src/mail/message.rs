@@ -64,6 +64,14 @@ pub fn build(e: &Envelope) -> Result<String, Error> {
             )));
         }
     }
+    // The recipient is one plain mailbox, nothing a `sendmail -t` could
+    // read as a list or a second recipient (a row queued before addresses
+    // were checked this strictly is refused here, not sent).
+    if !crate::accounts::is_mailbox(e.to) {
+        return Err(Error::Internal(
+            "mail recipient is not one plain address; refusing to build the message".into(),
+        ));
+    }
     let mut m = String::with_capacity(e.text.len() * 2 + 1024);
     header(&mut m, "From", &address(e.from));
     header(&mut m, "To", &address(e.to));

@@ -63,6 +63,24 @@ fn exchange(s: &TestServer, client_id: &str, code: &str) -> Resp {
 fn yat_magic_link_signs_in_once_and_dies_after_fifteen_minutes() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
+    // The link may lead only here or to a registered client's origin.
+    s.add_client(); // redirect URL https://app.example/cb
+    for evil in [
+        "https://evil.example/steal",
+        "//evil.example",
+        "https://app.example@evil.example/",
+    ] {
+        let r = s.post(
+            "/auth/magic_link",
+            &json!({"email": "ann@example.com", "redirect": evil}),
+        );
+        assert_eq!(r.status, 422, "{evil}: {}", r.body);
+    }
+    let r = s.post(
+        "/auth/magic_link",
+        &json!({"email": "nobody@example.com", "redirect": "https://app.example/after"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = s.post(
         "/auth/magic_link",
         &json!({"email": "ann@example.com", "redirect": "/home"}),
@@ -188,6 +206,19 @@ fn lagrello_magic_link_goes_to_the_callback_and_verifies_once() {
     s.advance(901);
     let late = s.get_auth(&format!("/v1/users/email?payload={token}"), &key);
     assert_eq!(late.status, 401);
+
+    // A link sent before the user was disabled signs nobody in.
+    s.advance(61);
+    s.send_auth("POST", "/v1/users/u-1/email", &key, &json!({}));
+    let token = link_param(&s.outbox_body("lu@example.com"), "t");
+    s.conn()
+        .execute(
+            "UPDATE users SET status = 'disabled' WHERE email = 'lu@example.com'",
+            [],
+        )
+        .unwrap();
+    let disabled = s.get_auth(&format!("/v1/users/email?payload={token}"), &key);
+    assert_eq!(disabled.status, 403, "{}", disabled.body);
 
     let none = s.send_auth("POST", "/v1/users/no-mail/email", &key, &json!({}));
     assert_eq!(none.status, 400, "{}", none.body);
@@ -417,7 +448,17 @@ fn forget_password_answers_alike_and_the_reset_ends_sessions_and_the_soft_lock()
         mail.contains(&format!("{}/reset-password?token=", s.base)),
         "{mail}"
     );
-    let token = link_param(&mail, "token");
+    let first = link_param(&mail, "token");
+    // A second request a minute later: the reset below uses the newer
+    // link, and the older one dies with the old password.
+    s.advance(61);
+    let again = s.post(
+        "/auth/forget-password",
+        &json!({"username": "rex", "client_id": client.client_id, "client_secret": secret}),
+    );
+    assert_eq!(again.status, 204);
+    let token = link_param(&s.outbox_body("rex@example.com"), "token");
+    assert_ne!(token, first);
     let check = s.get(&format!("/auth/verify-reset-password-link?token={token}"));
     assert_eq!(check.status, 200, "{}", check.body);
     assert_eq!(check.json(), json!({"success": true}));
@@ -442,6 +483,11 @@ fn forget_password_answers_alike_and_the_reset_ends_sessions_and_the_soft_lock()
         ),
     );
     assert_eq!(r.status, 204, "{}", r.body);
+    let older = s.get(&format!("/auth/verify-reset-password-link?token={first}"));
+    assert_eq!(
+        older.status, 401,
+        "the older link died with the old password"
+    );
 
     // Every family is revoked.
     let old = s.post(
