@@ -267,3 +267,23 @@ CREATE TABLE mail_quota (
     at      INTEGER NOT NULL
 );
 CREATE INDEX mail_quota_address ON mail_quota (address, kind, at);
+
+-- Every change made through the admin API or the CLI (admin/audit.rs),
+-- written in the transaction that makes the change: who (a CLI user@host,
+-- an admin's user id or an API key's id), from where (an IP, or "cli"),
+-- what (`user.create`, …), to which object, and a small JSON of what
+-- changed. Never a password, key or secret. id orders the rows.
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    actor_kind  TEXT NOT NULL CHECK (actor_kind IN ('cli', 'user', 'api_key')),
+    actor_id    TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_id   TEXT,
+    details     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_actor ON audit (actor_id, at);
+CREATE INDEX audit_object ON audit (object_type, object_id, at);
