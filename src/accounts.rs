@@ -129,6 +129,102 @@ pub fn list_users(conn: &Connection) -> Result<Vec<User>, Error> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// One page of users, oldest first, optionally only those whose email,
+/// username or name contains `search` (case-insensitive) and only members
+/// of `tenant`; with the number of all that match.
+pub fn search_users(
+    conn: &Connection,
+    search: Option<&str>,
+    tenant: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<User>, i64), Error> {
+    // LIKE's own wildcards in the search text are matched literally.
+    let pattern = search.map(|s| {
+        let escaped = s
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    const WHERE: &str = "WHERE deleted_at IS NULL
+           AND (?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR username LIKE ?1 ESCAPE '\\'
+                OR name LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR id IN (SELECT user_id FROM user_tenants WHERE tenant_id = ?2))";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM users {WHERE}"))?
+        .query_row(params![pattern, tenant], |r| r.get(0))?;
+    let sql = format!(
+        "SELECT {} FROM users {WHERE} ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
+        user_cols!()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![pattern, tenant, limit, offset], user_from_row)?;
+    Ok((rows.collect::<Result<Vec<_>, _>>()?, total))
+}
+
+/// The roles a user may have server-wide.
+pub const ROLES: [&str; 2] = ["user", "admin"];
+
+/// Checks a server-wide role.
+pub fn check_role(field: &str, role: &str) -> Result<(), Error> {
+    if ROLES.contains(&role) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} must be one of {}", ROLES.join(", ")),
+        ))
+    }
+}
+
+/// Changes a user's username (a Conflict when another user has it as
+/// username or email).
+pub fn set_username(tx: &Connection, user_id: &str, username: &str, now: i64) -> Result<(), Error> {
+    check_username("username", username)?;
+    let taken: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM users WHERE (email = ?1 OR username = ?1) AND id <> ?2",
+        params![username, user_id],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(Error::Conflict("Another user has this username".into()));
+    }
+    tx.execute(
+        "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, username, now],
+    )?;
+    Ok(())
+}
+
+/// Sets a user's display name (trimmed; 1 to 256 characters).
+pub fn set_name(tx: &Connection, user_id: &str, name: &str, now: i64) -> Result<(), Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "invalid",
+            "name must be 1 to 256 characters, without control characters",
+        ));
+    }
+    tx.execute(
+        "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, name, now],
+    )?;
+    Ok(())
+}
+
+/// Sets a user's server-wide role (`user` or `admin`).
+pub fn set_role(tx: &Connection, user_id: &str, role: &str, now: i64) -> Result<(), Error> {
+    check_role("role", role)?;
+    tx.execute(
+        "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, role, now],
+    )?;
+    Ok(())
+}
+
 /// True when at least one admin exists.
 pub fn has_admin(conn: &Connection) -> Result<bool, Error> {
     Ok(conn.query_row(
@@ -468,6 +564,53 @@ pub fn remove_member(tx: &Connection, m: &Membership) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes a membership and nothing else; a user's last membership is
+/// refused (deleting the user is a separate, explicit act). A user whose
+/// default tenant it was gets their oldest remaining one.
+pub fn leave_tenant(tx: &Connection, m: &Membership) -> Result<(), Error> {
+    let others: i64 = tx.query_row(
+        "SELECT count(*) FROM user_tenants WHERE user_id = ?1 AND id <> ?2",
+        params![m.user_id, m.id],
+        |r| r.get(0),
+    )?;
+    if others == 0 {
+        return Err(Error::Conflict(
+            "this is the user's only tenant; delete the user instead".into(),
+        ));
+    }
+    tx.execute("DELETE FROM user_tenants WHERE id = ?1", [&m.id])?;
+    tx.execute(
+        "UPDATE users SET default_tenant_id =
+            (SELECT tenant_id FROM user_tenants WHERE user_id = ?1 ORDER BY created_at LIMIT 1)
+          WHERE id = ?1 AND default_tenant_id = ?2",
+        params![m.user_id, m.tenant_id],
+    )?;
+    Ok(())
+}
+
+/// Every member of a tenant, oldest first.
+pub fn tenant_members(conn: &Connection, tenant_id: &str) -> Result<Vec<Membership>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, user_id, tenant_id, role, external_id FROM user_tenants WHERE tenant_id = ?1
+          ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([tenant_id], membership_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Checks a tenant role: 1 to 64 characters, no spaces or control characters.
+pub fn check_tenant_role(field: &str, role: &str) -> Result<(), Error> {
+    let n = role.chars().count();
+    if n == 0 || n > 64 || role.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            "invalid",
+            format!("{field} must be 1 to 64 characters, without spaces"),
+        ));
+    }
+    Ok(())
+}
+
 /// Every membership of a user.
 pub fn memberships(conn: &Connection, user_id: &str) -> Result<Vec<Membership>, Error> {
     let mut stmt = conn.prepare_cached(
@@ -628,12 +771,22 @@ impl ApiKey {
     }
 }
 
-/// The scopes an API key may carry.
-pub const SCOPES: [&str; 5] = [
+/// The scopes an API key may carry. `users:*` and `auth:write` act within
+/// the key's tenant; the admin API's server-wide scopes (`clients:write`,
+/// `tenants:write`, `apikeys:write`, `keys:write`, `mail:write`,
+/// `audit:read`) are described in admin/; `admin` is every scope, over
+/// every tenant.
+pub const SCOPES: [&str; 11] = [
     "users:read",
     "users:write",
     "auth:write",
     "activity:read",
+    "clients:write",
+    "tenants:write",
+    "apikeys:write",
+    "keys:write",
+    "mail:write",
+    "audit:read",
     "admin",
 ];
 
@@ -688,6 +841,15 @@ pub fn authenticate_api_key(conn: &Connection, key: &str) -> Result<ApiKey, Erro
         .query_row([token_hash(key)], api_key_from_row)
         .optional()?
         .ok_or(Error::Unauthenticated)
+}
+
+/// The API key with this id (live or revoked).
+pub fn get_api_key(conn: &Connection, id: &str) -> Result<Option<ApiKey>, Error> {
+    let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], api_key_from_row)
+        .optional()?)
 }
 
 /// Every API key (live and revoked).

@@ -475,13 +475,23 @@ pub fn rotate(
     keep_secs: i64,
     now: i64,
 ) -> Result<String, Error> {
-    crate::db::immediate(conn, |tx| {
-        let (alg, secret) = match source {
-            KeySource::Generate(a) => (*a, generate_secret(*a)?),
-            KeySource::Rsa(der) => (Alg::Rs256, der.clone()),
-        };
-        insert_key(tx, master, alg, &secret, keep_secs, now)
-    })
+    crate::db::immediate(conn, |tx| rotate_in(tx, master, source, keep_secs, now))
+}
+
+/// `rotate` inside the caller's transaction (the admin core writes its
+/// audit row in the same one).
+pub fn rotate_in(
+    tx: &rusqlite::Transaction,
+    master: &MasterKey,
+    source: &KeySource,
+    keep_secs: i64,
+    now: i64,
+) -> Result<String, Error> {
+    let (alg, secret) = match source {
+        KeySource::Generate(a) => (*a, generate_secret(*a)?),
+        KeySource::Rsa(der) => (Alg::Rs256, der.clone()),
+    };
+    insert_key(tx, master, alg, &secret, keep_secs, now)
 }
 
 fn insert_key(

@@ -318,6 +318,63 @@ pub fn revoke_user_families(
     )?)
 }
 
+/// Revokes one family of `user_id` (the admin API's "end this session").
+/// False when the user has no live family of that id.
+pub fn revoke_user_family(
+    tx: &Connection,
+    user_id: &str,
+    family_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE token_families SET revoked_at = ?3, revoked_reason = ?4
+              WHERE id = ?2 AND user_id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![user_id, family_id, now, reason])?
+        == 1)
+}
+
+/// A live session as an operator sees it: never a token.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Session {
+    /// The family id (the access tokens' `sid`).
+    pub id: String,
+    pub client_id: Option<String>,
+    pub amr: Vec<String>,
+    pub created_at: i64,
+    /// When its refresh token was last rotated (or issued).
+    pub last_refreshed_at: i64,
+    /// When its live refresh token expires.
+    pub expires_at: i64,
+}
+
+/// A user's live sessions (not revoked, no second factor owed, holding an
+/// unused refresh token that has not expired), newest first.
+pub fn live_sessions(conn: &Connection, user_id: &str, now: i64) -> Result<Vec<Session>, Error> {
+    let mut st = conn.prepare_cached(
+        "SELECT f.id, f.client_id, f.amr, f.created_at, max(t.created_at), max(t.expires_at)
+           FROM token_families f JOIN refresh_tokens t ON t.family_id = f.id
+          WHERE f.user_id = ?1 AND f.revoked_at IS NULL AND f.mfa_pending = 0
+          GROUP BY f.id
+         HAVING sum(t.used_at IS NULL AND t.expires_at > ?2) > 0
+          ORDER BY f.created_at DESC, f.id",
+    )?;
+    let rows = st.query_map(params![user_id, now], |r| {
+        let amr: String = r.get(2)?;
+        Ok(Session {
+            id: r.get(0)?,
+            client_id: r.get(1)?,
+            amr: serde_json::from_str(&amr).unwrap_or_default(),
+            created_at: r.get(3)?,
+            last_refreshed_at: r.get(4)?,
+            expires_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The user of a bearer token, read together with whether its session is
 /// live (not revoked, no second factor owed): one statement, so one read transaction (the hot path of
 /// every authenticated request).
