@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use hallpass::accounts::{self, NewUser};
+use hallpass::accounts;
+use hallpass::admin::{system, tenants, users, Actor, Local, Page};
 use hallpass::config::{Config, Flags};
-use hallpass::{app, clock, db, jwt, mail, password, server, sessions, totp, Clock, Error};
+use hallpass::{app, clock, db, jwt, mail, server, totp, Clock, Error};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -363,7 +364,9 @@ struct ApikeyCreate {
     /// the tenant (name or id) the key acts for
     #[argh(option)]
     tenant: String,
-    /// a scope: users:read, users:write, auth:write, activity:read, admin (repeat)
+    /// a scope: users:read, users:write, auth:write, activity:read,
+    /// clients:write, tenants:write, apikeys:write, keys:write, mail:write,
+    /// audit:read, admin (repeat)
     #[argh(option)]
     scope: Vec<String>,
 }
@@ -519,8 +522,8 @@ fn run(cmd: Command) -> Result<(), Error> {
             UserSub::Add(c) => user_add(c),
             UserSub::List(c) => user_list(c),
             UserSub::Show(c) => user_show(c),
-            UserSub::Disable(c) => user_status(c.config, c.db, &c.user, "disabled"),
-            UserSub::Enable(c) => user_status(c.config, c.db, &c.user, "active"),
+            UserSub::Disable(c) => user_status(c.config, c.db, &c.user, false),
+            UserSub::Enable(c) => user_status(c.config, c.db, &c.user, true),
             UserSub::Delete(c) => user_delete(c),
             UserSub::SetPassword(c) => user_set_password(c),
             UserSub::ResetMfa(c) => user_reset_mfa(c),
@@ -659,7 +662,7 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
 }
 
 /// A new password: the first line of stdin with --password-stdin, else a
-/// prompt without echo, asked twice.
+/// prompt without echo, asked twice. (The policy is checked by the core.)
 fn read_new_password(from_stdin: bool) -> Result<String, Error> {
     let pw = if from_stdin {
         let mut line = String::new();
@@ -678,42 +681,45 @@ fn read_new_password(from_stdin: bool) -> Result<String, Error> {
         }
         a
     };
-    password::check_policy("password", &pw)?;
     Ok(pw)
 }
 
+/// The admin commands' store, and who they act as: the operating-system
+/// account and host (written to the audit trail, source "cli").
+fn admin_open(
+    config: Option<PathBuf>,
+    db: Option<PathBuf>,
+) -> Result<(Config, Local, Actor), Error> {
+    let (cfg, conn) = open(config, db)?;
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    Ok((cfg, Local { conn }, Actor::cli(&format!("{user}@{host}"))))
+}
+
 fn user_add(c: UserAdd) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
-    let hash = if c.no_password {
+    let (cfg, mut db, actor) = admin_open(c.config, c.db)?;
+    let password = if c.no_password {
         None
     } else {
-        Some(password::hash(
-            &read_new_password(c.password_stdin)?,
-            cfg.pbkdf2_iterations,
-        )?)
+        Some(read_new_password(c.password_stdin)?)
     };
-    let tenant_id = match &c.tenant {
-        Some(t) => Some(
-            accounts::find_tenant(&conn, t)?
-                .ok_or_else(|| Error::NotFound(format!("no tenant {t:?}")))?
-                .id,
-        ),
-        None => None,
-    };
-    let new = NewUser {
+    let new = users::NewAccount {
         email: Some(c.email),
         username: c.username,
         name: c.name,
-        password_hash: hash,
-        role: if c.admin {
-            "admin".into()
-        } else {
-            "user".into()
-        },
-        tenant_id,
-        ..NewUser::default()
+        password,
+        role: Some(if c.admin { "admin" } else { "user" }.into()),
+        tenant: c.tenant,
     };
-    let user = db::immediate(&mut conn, |tx| accounts::create_user(tx, &new, now()))?;
+    let user = users::create(&mut db, &actor, new, cfg.pbkdf2_iterations)?;
     println!("user_id: {}", user.id);
     Ok(())
 }
@@ -730,36 +736,34 @@ fn print_user(u: &accounts::User) {
 }
 
 fn user_list(c: UserList) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let users = accounts::list_users(&conn)?;
+    let (_, db, actor) = admin_open(c.config, c.db)?;
+    // Every user, a page at a time.
+    let mut all = Vec::new();
+    let mut page = Page::new(Some(Page::MAX), None)?;
+    loop {
+        let l = users::list(&db, &actor, None, page)?;
+        let n = l.items.len() as i64;
+        all.extend(l.items);
+        if n < page.limit {
+            break;
+        }
+        page.offset += n;
+    }
     if c.json {
         println!(
             "{}",
-            json!(users.iter().map(accounts::user_json).collect::<Vec<_>>())
+            json!(all.iter().map(accounts::user_json).collect::<Vec<_>>())
         );
     } else {
-        users.iter().for_each(print_user);
+        all.iter().for_each(print_user);
     }
     Ok(())
 }
 
 fn user_show(c: UserShow) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let u = accounts::find_user(&conn, &c.user)?;
-    let tenants = accounts::memberships(&conn, &u.id)?;
-    let mut v = accounts::user_json(&u);
-    v["mfa"] = json!(match totp::state(&conn, &u.id, now())? {
-        totp::State::On => "on",
-        totp::State::Pending => "pending",
-        totp::State::Off => "off",
-    });
-    v["recovery_codes_left"] = json!(totp::recovery_left(&conn, &u.id)?);
-    let mut named = Vec::new();
-    for m in &tenants {
-        let name = accounts::find_tenant(&conn, &m.tenant_id)?.map(|t| t.name);
-        named.push(json!({"tenant_id": m.tenant_id, "name": name, "role": m.role}));
-    }
-    v["tenants"] = json!(named);
+    let (_, db, actor) = admin_open(c.config, c.db)?;
+    let u = users::get(&db, &actor, &c.user)?;
+    let v = users::detail(&db, &u)?;
     if c.json {
         println!("{v}");
     } else if let Some(obj) = v.as_object() {
@@ -795,43 +799,27 @@ fn user_status(
     config: Option<PathBuf>,
     db: Option<PathBuf>,
     user: &str,
-    status: &str,
+    active: bool,
 ) -> Result<(), Error> {
-    let (_, mut conn) = open(config, db)?;
-    let u = accounts::find_user(&conn, user)?;
-    db::immediate(&mut conn, |tx| {
-        accounts::set_status(tx, &u.id, status, now())?;
-        if status != "active" {
-            sessions::drop_codes(tx, &u.id)?;
-            // Links and codes mailed before sign nobody in now.
-            hallpass::codes::void_user(tx, &u.id, now())?;
-            sessions::revoke_user_families(tx, &u.id, None, "user disabled", now())?;
-        }
-        Ok(())
-    })?;
-    println!("{}: {status}", u.display_name());
+    let (_, mut db, actor) = admin_open(config, db)?;
+    let u = users::set_active(&mut db, &actor, user, active)?;
+    println!("{}: {}", u.display_name(), u.status);
     Ok(())
 }
 
 fn user_delete(c: UserDelete) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    let u = accounts::find_user(&conn, &c.user)?;
-    db::immediate(&mut conn, |tx| accounts::delete_user(tx, &u.id))?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let u = users::delete(&mut db, &actor, &c.user)?;
     println!("{}: deleted", u.display_name());
     Ok(())
 }
 
 fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
-    let u = accounts::find_user(&conn, &c.user)?;
-    let hash = password::hash(&read_new_password(c.password_stdin)?, cfg.pbkdf2_iterations)?;
-    db::immediate(&mut conn, |tx| {
-        accounts::set_password_hash(tx, &u.id, &hash, now())?;
-        sessions::drop_codes(tx, &u.id)?;
-        sessions::revoke_user_families(tx, &u.id, None, "password set by admin", now())?;
-        // Every source's count and the account budget.
-        hallpass::softlock::clear_password(tx, &u.id)
-    })?;
+    let (cfg, mut db, actor) = admin_open(c.config, c.db)?;
+    // Found first, so that a wrong USER is said before the prompt.
+    let u = users::get(&db, &actor, &c.user)?;
+    let pw = read_new_password(c.password_stdin)?;
+    users::set_password(&mut db, &actor, &u.id, &pw, cfg.pbkdf2_iterations)?;
     println!(
         "{}: password set; their sessions were ended",
         u.display_name()
@@ -840,12 +828,8 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
 }
 
 fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    let u = accounts::find_user(&conn, &c.user)?;
-    let before = db::immediate(&mut conn, |tx| {
-        hallpass::softlock::clear_factor(tx, &u.id)?;
-        totp::remove(tx, &u.id, now())
-    })?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let (u, before) = users::reset_mfa(&mut db, &actor, &c.user)?;
     match before {
         totp::State::Off => println!("{}: two-factor authentication was not on", u.display_name()),
         _ => println!("{}: two-factor authentication turned off", u.display_name()),
@@ -854,18 +838,15 @@ fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
 }
 
 fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
+    let (cfg, mut db, actor) = admin_open(c.config, c.db)?;
     let master = app::load_master_key(&cfg)?;
-    let u = accounts::find_user(&conn, &c.user)?;
     let issuer = cfg
         .issuer
         .clone()
         .or(cfg.public_url.clone())
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     let label = totp::issuer_label(&issuer);
-    let e = db::immediate(&mut conn, |tx| {
-        totp::enroll(tx, &master, &u.id, &label, u.display_name(), true, now())
-    })?;
+    let (u, e) = users::start_mfa(&mut db, &actor, &master, &label, &c.user)?;
     println!("{}", totp::qr_terminal(&e.uri)?);
     println!("secret: {}", e.secret);
     println!("uri: {}", e.uri);
@@ -873,12 +854,7 @@ fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    let code = line.trim();
-    totp::check_code_format("code", code)?;
-    let ok = db::immediate(&mut conn, |tx| {
-        totp::verify(tx, &master, &u.id, code, totp::Confirm::Any, now())
-    })?;
-    if !ok {
+    if !users::confirm_mfa(&mut db, &actor, &master, &u, line.trim())? {
         return Err(Error::BadRequest(
             "that code is not right; the enrollment stays pending for 10 minutes: run this again"
                 .into(),
@@ -895,23 +871,19 @@ fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
 }
 
 fn client_add(c: ClientAdd) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
+    let (cfg, mut db, actor) = admin_open(c.config, c.db)?;
     let ttls = accounts::Ttls {
         access: cfg.access_ttl,
         refresh: cfg.refresh_ttl,
         auth_code: cfg.auth_code_ttl,
     };
-    let (client, secret) = db::immediate(&mut conn, |tx| {
-        accounts::create_client(
-            tx,
-            &c.name,
-            &c.redirect_url,
-            c.logout_redirect_url.as_deref(),
-            c.public,
-            ttls,
-            now(),
-        )
-    })?;
+    let new = system::NewClient {
+        name: c.name,
+        redirect_urls: c.redirect_url,
+        logout_redirect_url: c.logout_redirect_url,
+        public: c.public,
+    };
+    let (client, secret) = system::create_client(&mut db, &actor, &new, ttls)?;
     println!("client_id: {}", client.client_id);
     if let Some(s) = secret {
         println!("client_secret: {s}");
@@ -921,14 +893,10 @@ fn client_add(c: ClientAdd) -> Result<(), Error> {
 }
 
 fn client_list(c: ClientList) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let clients = accounts::list_clients(&conn)?;
+    let (_, db, _) = admin_open(c.config, c.db)?;
+    let clients = system::list_clients(&db)?;
     if c.json {
-        let v: Vec<_> = clients
-            .iter()
-            .map(|c| json!({"client_id": c.client_id, "name": c.name, "public": c.is_public(),
-                            "redirect_urls": c.redirect_urls, "logout_redirect_url": c.logout_redirect_url}))
-            .collect();
+        let v: Vec<_> = clients.iter().map(system::client_json).collect();
         println!("{}", json!(v));
     } else {
         for c in clients {
@@ -948,32 +916,27 @@ fn client_list(c: ClientList) -> Result<(), Error> {
 }
 
 fn client_remove(c: ClientRemove) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    db::immediate(&mut conn, |tx| accounts::remove_client(tx, &c.client_id))?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    system::delete_client(&mut db, &actor, &c.client_id)?;
     println!("{}: removed", c.client_id);
     Ok(())
 }
 
 fn tenant_add(c: TenantAdd) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    let t = db::immediate(&mut conn, |tx| {
-        accounts::create_tenant(tx, &c.name, c.callback_url.as_deref(), now())
-    })?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let t = tenants::create(&mut db, &actor, &c.name, c.callback_url.as_deref())?;
     println!("tenant_id: {}", t.id);
     Ok(())
 }
 
 fn tenant_list(c: TenantList) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let tenants = accounts::list_tenants(&conn)?;
+    let (_, db, actor) = admin_open(c.config, c.db)?;
+    let list = tenants::list(&db, &actor)?;
     if c.json {
-        let v: Vec<_> = tenants
-            .iter()
-            .map(|t| json!({"tenant_id": t.id, "name": t.name, "callback_url": t.callback_url}))
-            .collect();
+        let v: Vec<_> = list.iter().map(tenants::tenant_json).collect();
         println!("{}", json!(v));
     } else {
-        for t in tenants {
+        for t in list {
             println!("{}\t{}", t.id, t.name);
         }
     }
@@ -981,24 +944,15 @@ fn tenant_list(c: TenantList) -> Result<(), Error> {
 }
 
 fn tenant_add_user(c: TenantAddUser) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    let t = accounts::find_tenant(&conn, &c.tenant)?
-        .ok_or_else(|| Error::NotFound(format!("no tenant {:?}", c.tenant)))?;
-    let u = accounts::find_user(&conn, &c.user)?;
-    let id = db::immediate(&mut conn, |tx| {
-        accounts::add_to_tenant(tx, &u.id, &t.id, &c.role, None, now())
-    })?;
-    println!("user_tenant_id: {id}");
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let m = tenants::set_member(&mut db, &actor, &c.tenant, &c.user, &c.role)?;
+    println!("user_tenant_id: {}", m.id);
     Ok(())
 }
 
 fn apikey_create(c: ApikeyCreate) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    let t = accounts::find_tenant(&conn, &c.tenant)?
-        .ok_or_else(|| Error::NotFound(format!("no tenant {:?}", c.tenant)))?;
-    let (k, key) = db::immediate(&mut conn, |tx| {
-        accounts::create_api_key(tx, &c.name, &t.id, &c.scope, now())
-    })?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let (k, key) = tenants::create_api_key(&mut db, &actor, &c.name, &c.tenant, &c.scope)?;
     println!("key_id: {}", k.id);
     println!("api_key: {key}");
     eprintln!("(the key is shown only now)");
@@ -1006,14 +960,10 @@ fn apikey_create(c: ApikeyCreate) -> Result<(), Error> {
 }
 
 fn apikey_list(c: ApikeyList) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let keys = accounts::list_api_keys(&conn)?;
+    let (_, db, actor) = admin_open(c.config, c.db)?;
+    let keys = tenants::list_api_keys(&db, &actor)?;
     if c.json {
-        let v: Vec<_> = keys
-            .iter()
-            .map(|k| json!({"key_id": k.id, "name": k.name, "tenant_id": k.tenant_id, "scopes": k.scopes,
-                            "created_at": k.created_at, "last_used_at": k.last_used_at, "revoked": k.revoked_at.is_some()}))
-            .collect();
+        let v: Vec<_> = keys.iter().map(tenants::api_key_json).collect();
         println!("{}", json!(v));
     } else {
         for k in keys {
@@ -1035,46 +985,40 @@ fn apikey_list(c: ApikeyList) -> Result<(), Error> {
 }
 
 fn apikey_revoke(c: ApikeyRevoke) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    db::immediate(&mut conn, |tx| {
-        accounts::revoke_api_key(tx, &c.key_id, now())
-    })?;
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    tenants::revoke_api_key(&mut db, &actor, &c.key_id)?;
     println!("{}: revoked", c.key_id);
     Ok(())
 }
 
 fn keys_list(c: KeysList) -> Result<(), Error> {
-    let (cfg, conn) = open(c.config, c.db)?;
+    let (cfg, db, _) = admin_open(c.config, c.db)?;
     let master = app::load_master_key(&cfg)?;
-    let keys = jwt::KeySet::load(&conn, &master, now())?;
-    let rows = keys.describe();
+    let rows = system::list_keys(&db, &master)?;
     if c.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(kid, alg, current, until)| json!({"kid": kid, "alg": alg, "current": current, "published_until": until}))
-            .collect();
-        println!("{}", json!(v));
+        println!("{}", json!(rows));
     } else {
-        for (kid, alg, current, until) in rows {
-            let state = if current {
+        for k in rows {
+            let state = if k.current {
                 "current".to_string()
             } else {
                 format!(
                     "retired, published until {}",
-                    clock::iso8601(until.unwrap_or(0))
+                    clock::iso8601(k.published_until.unwrap_or(0))
                 )
             };
-            println!("{kid}\t{alg}\t{state}");
+            println!("{}\t{}\t{state}", k.kid, k.alg);
         }
     }
     Ok(())
 }
 
 fn keys_rotate(c: KeysRotate) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
+    let (cfg, mut db, actor) = admin_open(c.config, c.db)?;
     let master = app::load_master_key(&cfg)?;
-    let keep = server::key_keep_secs(&conn, cfg.access_ttl)?;
-    let kid = jwt::rotate(&mut conn, &master, &server::key_source(&cfg)?, keep, now())?;
+    let keep = server::key_keep_secs(&db.conn, cfg.access_ttl)?;
+    let source = server::key_source(&cfg)?;
+    let kid = system::rotate_keys(&mut db, &actor, &master, &source, keep)?;
     println!("kid: {kid}");
     Ok(())
 }
@@ -1094,8 +1038,8 @@ fn backup(c: Backup) -> Result<(), Error> {
 }
 
 fn mail_list(c: MailList) -> Result<(), Error> {
-    let (_, conn) = open(c.config, c.db)?;
-    let rows = mail::outbox::list(&conn, c.limit)?;
+    let (_, db, _) = admin_open(c.config, c.db)?;
+    let rows = system::list_mail(&db, c.limit)?;
     if c.json {
         println!("{}", json!(rows));
         return Ok(());
@@ -1124,8 +1068,8 @@ fn mail_list(c: MailList) -> Result<(), Error> {
 }
 
 fn mail_retry(c: MailRetry) -> Result<(), Error> {
-    let (_, mut conn) = open(c.config, c.db)?;
-    match db::immediate(&mut conn, |tx| mail::outbox::retry_now(tx, &c.id, now()))? {
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    match system::retry_mail(&mut db, &actor, &c.id)? {
         mail::outbox::Retried::Due => println!("{}: due now", c.id),
         mail::outbox::Retried::InDelivery => println!("{}: being delivered now", c.id),
     }
