@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::jwt::Claims;
 
+pub mod admin;
 pub mod lagrello;
 pub mod meta;
 pub mod mfa;
@@ -75,6 +76,13 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
             routes: meta::routes(),
             render: native::render,
         },
+        // hallpass's own, like meta: always on. It answers only admins
+        // and scoped API keys, so turning dialects off has no bearing on it.
+        Dialect {
+            name: "admin",
+            routes: admin::routes(),
+            render: native::render,
+        },
         Dialect {
             name: "yat",
             routes: yat::routes(),
@@ -97,7 +105,7 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
         },
     ];
     all.into_iter()
-        .filter(|d| d.name == "meta" || enabled(d.name))
+        .filter(|d| d.name == "meta" || d.name == "admin" || enabled(d.name))
         .collect()
 }
 
