@@ -35,9 +35,8 @@ const MIGRATIONS: &[&str] = &[
     // 5 -> 6: claimed_at, the mail worker's mark on a row it is delivering
     // (issue 9).
     include_str!("migrations/006_mail_delivery.sql"),
-    // 6 -> 7: the audit trail of the admin API and the CLI (issue 10; the
-    // file is 008 because login activity's 007 lands first at merge).
-    include_str!("migrations/008_audit.sql"),
+    // 6 -> 7: the audit trail of the admin API and the CLI (issue 10).
+    include_str!("migrations/007_audit.sql"),
 ];
 
 /// The schema version this build writes.

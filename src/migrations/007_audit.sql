@@ -1,6 +1,5 @@
 -- Schema 6 -> 7: the audit trail of the admin API and the CLI (issue 10).
--- (Numbered 008 because login activity's migration is 007; the lead
--- renumbers at merge.) schema.sql holds the same table.
+-- schema.sql holds the same table.
 CREATE TABLE audit (
     id          INTEGER PRIMARY KEY,
     at          INTEGER NOT NULL,
