@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     // 5 -> 6: claimed_at, the mail worker's mark on a row it is delivering
     // (issue 9).
     include_str!("migrations/006_mail_delivery.sql"),
+    // 6 -> 7: indexes of the login-activity API (issue 10).
+    include_str!("migrations/007_activity.sql"),
 ];
 
 /// The schema version this build writes.
