@@ -469,6 +469,9 @@ pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Resu
         role,
         permissions: user.permissions.clone(),
         amr: grant.amr.clone(),
+        id: user.id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
     };
     let access_token = cx.app.keys()?.sign(&claims)?;
     Ok(Tokens {
