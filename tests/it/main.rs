@@ -4,6 +4,7 @@
 
 mod support;
 
+mod activity;
 mod cli;
 mod dialects;
 mod emailed;
