@@ -418,7 +418,7 @@ fn active_users_are_one_entry_per_actor_per_day_or_month() {
         // The test ran across a month's end: bob is in the previous one.
         months.as_object().unwrap().values().next().unwrap().clone()
     });
-    assert_eq!(actors(&this_month), [bob.id.clone()], "{months}");
+    assert_eq!(actors(&this_month), vec![bob.id.clone()], "{months}");
     let path = format!(
         "/active-users/monthly?startDate={}&filter[inclusion]=false&filter[userIdentity]=actorId&filter[userIdentifier][0]={}",
         &start[..10],
@@ -429,7 +429,7 @@ fn active_users_are_one_entry_per_actor_per_day_or_month() {
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|m| actors(m))
+        .flat_map(actors)
         .collect();
     assert!(
         !everyone.contains(&bob.id) && everyone.contains(&ann.id),
