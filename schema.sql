@@ -136,6 +136,14 @@ CREATE TABLE login_activity (
 );
 CREATE INDEX login_activity_time ON login_activity (login_time);
 CREATE INDEX login_activity_actor ON login_activity (actor, login_time);
+-- The login-activity API (issue 10): a page filtered by type, tenant or
+-- address comes newest-first straight off an index; active users read
+-- only sign-ins' (time, actor) pairs.
+CREATE INDEX login_activity_type ON login_activity (login_type, login_time);
+CREATE INDEX login_activity_tenant ON login_activity (tenant_id, login_time);
+CREATE INDEX login_activity_ip ON login_activity (ip_address, login_time);
+CREATE INDEX login_activity_signins ON login_activity (login_time, actor)
+    WHERE login_type IN ('ACCESS', 'RELOGIN');
 
 -- JWT signing keys. The private key (PKCS#8, or the raw HS256 secret) is
 -- sealed; retired keys stay published until publish_until.

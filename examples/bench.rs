@@ -20,6 +20,13 @@
 //! at once (`true`), in mails/s; and password sign-ins/s while it drains
 //! next to the same load with an empty outbox; and the latency of
 //! forget-password and magic_link for known against unknown addresses.
+//!
+//! Login activity (issue 10), also alone with `HALLPASS_BENCH_ACTIVITY=only`:
+//! 1,000,000 login_activity rows (1,000 users, 180 days) written straight
+//! into the database in one transaction before the server starts; then
+//! median and p99 latency of filtered GET /login-activity pages of 100 and
+//! of GET /active-users/monthly, the database's bytes per million rows,
+//! and password sign-ins/s on that database next to an empty one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -392,6 +399,10 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| target.join("release/hallpass"));
     assert!(bin.exists(), "build it first: cargo build --release");
+    if std::env::var("HALLPASS_BENCH_ACTIVITY").as_deref() == Ok("only") {
+        activity(&bin);
+        return;
+    }
     if std::env::var("HALLPASS_BENCH_MAIL").as_deref() == Ok("only") {
         mail_drain(&bin);
         enumeration_timing(&bin);
@@ -568,6 +579,7 @@ fn main() {
     );
     mail_drain(&bin);
     enumeration_timing(&bin);
+    activity(&bin);
 }
 
 /// Known against unknown addresses at the mail-sending endpoints that
@@ -815,5 +827,249 @@ fn mail_drain(bin: &Path) {
     );
     println!(
         "  POST /auth/login          {quiet:>9.1} req/s with an empty outbox, {during:.1} req/s while it drains"
+    );
+}
+
+/// A bench directory: config (no rate limits), a client, ada (a user) and
+/// root (an admin). Returns (client_id, secret).
+fn activity_setup(bin: &Path, d: &Path) -> (String, String) {
+    std::fs::write(
+        d.join("bench.toml"),
+        "db = \"bench.db\"\naccess_log = false\n[limits]\nlogin_burst = 1e9\nlogin_per_minute = 1e9\n\
+         token_burst = 1e9\ntoken_per_minute = 1e9\n",
+    )
+    .expect("config");
+    for (email, admin) in [("ada@example.com", false), ("root@example.com", true)] {
+        let mut args = vec!["user", "add", email, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        let mut add = hallpass(bin, d, &args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("user add");
+        add.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .expect("write");
+        add.wait().expect("user add");
+    }
+    let out = hallpass(bin, d, &["client", "add", "bench"])
+        .output()
+        .expect("client add");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .expect("field")
+            .to_string()
+    };
+    (field("client_id"), field("client_secret"))
+}
+
+/// Writes `n` login_activity rows over the 180 days before `now`: 1,000
+/// actors, 200 addresses, 80% ACCESS, 8% RELOGIN, 8% FAILED, 4% LOGOUT.
+fn fill_activity(db: &Path, n: usize, now: i64) {
+    let mut conn = rusqlite::Connection::open(db).expect("open");
+    let tx = conn.transaction().expect("tx");
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT INTO login_activity (id, actor, tenant_id, client_id, login_time, login_type,
+                     device_info, ip_address, outcome, token_payload)
+                 VALUES (?1, ?2, 'tenant-0000-0000-0000-000000000000', 'client-0000-0000-0000-00000000',
+                         ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .expect("prepare");
+        let span = 180 * 86_400i64;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..n {
+            // xorshift: cheap, repeatable spread.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let t = now - span + (i as i64 * span) / n as i64;
+            let kind = match x % 100 {
+                0..=79 => "ACCESS",
+                80..=87 => "RELOGIN",
+                88..=95 => "FAILED",
+                _ => "LOGOUT",
+            };
+            let (outcome, amr) = if kind == "FAILED" {
+                ("invalid_credentials", "[]")
+            } else {
+                ("success", "[\"pwd\"]")
+            };
+            st.execute(rusqlite::params![
+                format!("{i:08x}-0000-4000-8000-{:012x}", x & 0xffff_ffff_ffff),
+                format!("user-{:04}-0000-0000-000000000000", (x >> 8) % 1000),
+                t,
+                kind,
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+                format!("10.0.{}.{}", (x >> 20) % 10, (x >> 24) % 20),
+                outcome,
+                format!("{{\"method\":\"password\",\"amr\":{amr}}}"),
+            ])
+            .expect("insert");
+        }
+    }
+    tx.commit().expect("commit");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
+        .expect("checkpoint");
+}
+
+/// Median and p99 of `runs` GETs of `path`, in ms (every answer a 200).
+fn latency(addr: &str, token: &str, path: &str, runs: usize) -> (f64, f64, usize) {
+    let mut c = Conn::open(addr);
+    let mut lat = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (st, body) = c.call("GET", path, Some(token), None);
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        bytes = body.len();
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let p99 = lat[((lat.len() * 99) / 100).min(lat.len() - 1)];
+    (lat[lat.len() / 2], p99, bytes)
+}
+
+/// Login activity over 1,000,000 rows (issue 10).
+fn activity(bin: &Path) {
+    const ROWS: usize = 1_000_000;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let full = tempfile::tempdir().expect("tempdir");
+    let mut signins = Vec::new();
+    let mut figures = None;
+    for (dir, rows) in [(empty.path(), 0), (full.path(), ROWS)] {
+        let (client_id, secret) = activity_setup(bin, dir);
+        // The first start creates the signing key and migrates.
+        let (mut child, _, _) = start(bin, dir);
+        child.kill().ok();
+        child.wait().ok();
+        let db = dir.join("bench.db");
+        let filled = Instant::now();
+        let before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        if rows > 0 {
+            fill_activity(&db, rows, now);
+        }
+        let fill_secs = filled.elapsed().as_secs_f64();
+        let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) - before;
+        let (mut child, addr, _) = start(bin, dir);
+        let login = json!({"client_id": client_id, "client_secret": secret,
+                           "username": "ada@example.com", "password": PASSWORD});
+        let (rps, _, errors) = drive(&addr, vec![login; cores], |c, body| {
+            c.call("POST", "/auth/login", None, Some(body)).0 == 200
+        });
+        signins.push((rps, errors));
+        if rows > 0 {
+            let mut c = Conn::open(&addr);
+            let (st, body) = c.call(
+                "POST",
+                "/auth/token",
+                None,
+                Some(&json!({"email": "root@example.com", "password": PASSWORD})),
+            );
+            assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+            let v: Value = serde_json::from_slice(&body).expect("json");
+            let root = v["access_token"].as_str().expect("token").to_string();
+            let iso = hallpass::clock::iso8601;
+            let page = |f: Value| {
+                format!(
+                    "/login-activity?filter={}",
+                    hallpass::http::percent_encode(&f.to_string())
+                )
+            };
+            let month_start = &iso(now - 35 * 86_400)[..10];
+            let queries = [
+                ("page of 100, no filter", page(json!({})), 200),
+                (
+                    "FAILED since 90 days, 100",
+                    page(
+                        json!({"where": {"loginType": "FAILED", "loginTime": {"gt": iso(now - 90 * 86_400)}}, "limit": 100}),
+                    ),
+                    200,
+                ),
+                (
+                    "one actor, 100",
+                    page(
+                        json!({"where": {"actor": "user-0042-0000-0000-000000000000"}, "limit": 100}),
+                    ),
+                    200,
+                ),
+                (
+                    "ip like + time, skip 100",
+                    page(
+                        json!({"where": {"ipAddress": {"like": "10.0.3.%"}, "loginTime": {"between": [iso(now - 30 * 86_400), iso(now)]}}, "skip": 100, "limit": 100}),
+                    ),
+                    200,
+                ),
+                (
+                    "count, loginType ACCESS",
+                    format!(
+                        "/login-activity/count?where={}",
+                        hallpass::http::percent_encode("{\"loginType\":\"ACCESS\"}")
+                    ),
+                    20,
+                ),
+                (
+                    "active-users/monthly, 35 days",
+                    format!("/active-users/monthly?startDate={month_start}"),
+                    40,
+                ),
+                (
+                    "active-users/monthly, 180 days",
+                    format!(
+                        "/active-users/monthly?startDate={}",
+                        &iso(now - 180 * 86_400)[..10]
+                    ),
+                    20,
+                ),
+                (
+                    "active-users/daily, 30 days",
+                    format!(
+                        "/active-users/daily?startDate={}",
+                        &iso(now - 30 * 86_400)[..10]
+                    ),
+                    20,
+                ),
+            ];
+            let measured: Vec<(&str, f64, f64, usize)> = queries
+                .iter()
+                .map(|(label, path, runs)| {
+                    let (med, p99, bytes) = latency(&addr, &root, path, *runs);
+                    (*label, med, p99, bytes)
+                })
+                .collect();
+            figures = Some((measured, size, fill_secs));
+        }
+        child.kill().ok();
+        child.wait().ok();
+    }
+    println!("login activity ({cores} cores, {ROWS} rows: 1,000 users over 180 days)");
+    if let Some((measured, size, fill_secs)) = figures {
+        println!(
+            "  database                  {:>9.1} MB per million rows (rows and indexes; written in {fill_secs:.1} s, one transaction)",
+            size as f64 / 1_048_576.0 / (ROWS as f64 / 1e6)
+        );
+        for (label, med, p99, bytes) in measured {
+            println!(
+                "  {label:<32} median {med:>7.2} ms   p99 {p99:>7.2} ms   ({} KB answer)",
+                bytes / 1024
+            );
+        }
+    }
+    println!(
+        "  POST /auth/login          {:>9.1} req/s on an empty log, {:.1} req/s on 1,000,000 rows (errors {} / {})",
+        signins[0].0, signins[1].0, signins[0].1, signins[1].1
     );
 }

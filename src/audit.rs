@@ -4,6 +4,8 @@
 //! passwords into name fields), the time, the type (ACCESS, RELOGIN,
 //! LOGOUT, FAILED), the client IP and user agent, the outcome, and the
 //! method and factors used. Never a token or a secret.
+//!
+//! Reading the log, and its retention, are in activity.rs.
 
 use rusqlite::{params, Connection};
 use serde_json::json;

@@ -207,6 +207,44 @@ pub(crate) fn record_sign_in(
     accounts::touch_login(tx, &grant.user_id, now)
 }
 
+/// Records a refused sign-in outside any other transaction (a used magic
+/// link, a disabled user's link).
+pub(crate) fn record_refusal(
+    cx: &mut Ctx,
+    actor: Option<&str>,
+    method: &str,
+    outcome: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    cx.write(|tx| audit::record(tx, &failed(actor, method, outcome, peer), now))
+}
+
+/// Records a sign-in that starts no session of ours: lagrello's app asks
+/// us to check a user's TOTP code and signs them in itself.
+pub fn record_tenant_sign_in(
+    cx: &mut Ctx,
+    user_id: &str,
+    tenant_id: &str,
+    method: &str,
+    amr: &[&str],
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    let grant = tenant_grant(user_id, tenant_id, amr);
+    cx.write(|tx| record_sign_in(tx, &grant, method, peer, now))
+}
+
+/// The grant of a sign-in into a tenant without a client (lagrello).
+pub(crate) fn tenant_grant(user_id: &str, tenant_id: &str, amr: &[&str]) -> Grant {
+    Grant {
+        user_id: user_id.to_string(),
+        client_id: None,
+        tenant_id: Some(tenant_id.to_string()),
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 /// Issues an auth code for a signed-in user (native /auth/login), logging
 /// the sign-in in the same transaction. A code with a second factor owed
 /// is not a sign-in yet: it is logged when /auth/verify-otp settles it.
@@ -469,6 +507,9 @@ pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Resu
         role,
         permissions: user.permissions.clone(),
         amr: grant.amr.clone(),
+        id: user.id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
     };
     let access_token = cx.app.keys()?.sign(&claims)?;
     Ok(Tokens {

@@ -129,6 +129,8 @@ pub struct Config {
     pub mail_timeout_secs: u64,
     /// Mail commands running at once at most. Default 2.
     pub mail_concurrency: usize,
+    /// Days login_activity rows are kept; 0 keeps them forever. Default 180.
+    pub activity_retention_days: i64,
     /// Enabled dialects.
     pub dialects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed. Default none.
@@ -160,6 +162,7 @@ struct RawConfig {
     limits: Option<RawLimits>,
     connections: Option<RawConnections>,
     mail: Option<RawMail>,
+    activity: Option<RawActivity>,
     api: Option<RawApi>,
 }
 
@@ -211,6 +214,12 @@ struct RawMail {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawActivity {
+    retention_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawApi {
     dialects: Option<Vec<String>>,
 }
@@ -257,6 +266,7 @@ impl Config {
             mail_templates: None,
             mail_timeout_secs: 30,
             mail_concurrency: 2,
+            activity_retention_days: 180,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
             access_log: true,
@@ -351,6 +361,9 @@ impl Config {
             self.mail_templates = m.templates.or(self.mail_templates.take());
             set(&mut self.mail_timeout_secs, m.timeout_secs);
             set(&mut self.mail_concurrency, m.concurrency);
+        }
+        if let Some(a) = r.activity {
+            set(&mut self.activity_retention_days, a.retention_days);
         }
         if let Some(a) = r.api {
             set(&mut self.dialects, a.dialects);
@@ -468,6 +481,9 @@ impl Config {
         if !(1..=64).contains(&self.mail_concurrency) {
             return bad("mail.concurrency must be 1..=64".into());
         }
+        if !(0..=36_500).contains(&self.activity_retention_days) {
+            return bad("activity.retention_days must be 0..=36500 (0 keeps rows forever)".into());
+        }
         let l = &self.limits;
         if l.login_burst < 1.0
             || l.token_burst < 1.0
@@ -571,6 +587,9 @@ impl Config {
             },
             format!("timeout_secs = {}", self.mail_timeout_secs),
             format!("concurrency = {}", self.mail_concurrency),
+            String::new(),
+            "[activity]".into(),
+            format!("retention_days = {}", self.activity_retention_days),
             String::new(),
             "[api]".into(),
             format!("dialects = {}", list(&self.dialects)),
@@ -681,6 +700,7 @@ mod tests {
         assert_eq!(again.mail_command, vec!["msmtp", "-t"]);
         assert_eq!(again.limits, c.limits);
         assert_eq!(again.db, c.db);
+        assert_eq!(again.activity_retention_days, 180);
     }
 
     #[test]
@@ -694,6 +714,7 @@ mod tests {
         let d = Config::defaults();
         assert_eq!(c.connections, d.connections);
         assert_eq!(c.limits, d.limits);
+        assert_eq!(c.activity_retention_days, d.activity_retention_days);
     }
 
     #[test]

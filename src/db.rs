@@ -37,6 +37,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_mail_delivery.sql"),
     // 6 -> 7: the audit trail of the admin API and the CLI (issue 10).
     include_str!("migrations/007_audit.sql"),
+    // 7 -> 8: indexes of the login-activity API (issue 10).
+    include_str!("migrations/008_activity.sql"),
 ];
 
 /// The schema version this build writes.

@@ -232,9 +232,13 @@ pub fn refresh_or_magic(cx: &mut Ctx, token: &str, peer: &Peer) -> Result<SignIn
         return auth::refresh(cx, token, None, None, peer).map(|t| SignIn::Full(Box::new(t)));
     }
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let user_id = redeem_magic(cx, token, None)?.ok_or(Error::TokenInvalid)?;
+    let Some(user_id) = redeem_magic(cx, token, None)? else {
+        auth::record_refusal(cx, None, "magic_link", "token_invalid", peer)?;
+        return Err(Error::TokenInvalid);
+    };
     let user = accounts::get_user(&cx.conn, &user_id)?.ok_or(Error::TokenInvalid)?;
     if !user.is_active() {
+        auth::record_refusal(cx, Some(&user.id), "magic_link", "user_inactive", peer)?;
         return Err(Error::UserInactive);
     }
     // Getting the mail proves the address.
@@ -298,20 +302,31 @@ pub fn send_tenant_magic_link(
 
 /// lagrello GET /v1/users/email?payload=: uses up a live link token of the
 /// tenant; returns its user's id. Wrong, used or expired: TokenInvalid.
+/// Either way a login_activity row says so (the app signs the user in on
+/// our word).
 pub fn redeem_tenant_magic_link(
     cx: &mut Ctx,
     tenant_id: &str,
     token: &str,
+    peer: &Peer,
 ) -> Result<String, Error> {
     let now = cx.now();
-    let user_id = redeem_magic(cx, token, Some(tenant_id))?.ok_or(Error::TokenInvalid)?;
+    let Some(user_id) = redeem_magic(cx, token, Some(tenant_id))? else {
+        auth::record_refusal(cx, None, "magic_link", "token_invalid", peer)?;
+        return Err(Error::TokenInvalid);
+    };
     // A link sent before the user was disabled signs nobody in (the link
     // is used up all the same).
     let active = accounts::get_user(&cx.conn, &user_id)?.is_some_and(|u| u.is_active());
     if !active {
+        auth::record_refusal(cx, Some(&user_id), "magic_link", "user_inactive", peer)?;
         return Err(Error::UserInactive);
     }
-    cx.write(|tx| accounts::mark_email_verified(tx, &user_id, now))?;
+    let grant = auth::tenant_grant(&user_id, tenant_id, &["email"]);
+    cx.write(|tx| {
+        accounts::mark_email_verified(tx, &user_id, now)?;
+        record_sign_in(tx, &grant, "magic_link", peer, now)
+    })?;
     Ok(user_id)
 }
 

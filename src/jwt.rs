@@ -99,6 +99,17 @@ pub struct Claims {
     /// Authentication methods used (RFC 8176): "pwd", "otp", …
     #[serde(default)]
     pub amr: Vec<String>,
+    /// AuthUser's `id` (= `sub`): SourceLoop apps read the user from the
+    /// token's AuthUser claims (API.md §1). Only the identifying fields
+    /// are carried, to keep tokens small; the rest is GET /auth/me.
+    #[serde(default)]
+    pub id: String,
+    /// AuthUser's `username`, when the user has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// AuthUser's `email`, when the user has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 enum Private {
@@ -612,6 +623,9 @@ mod tests {
             role: "user".into(),
             permissions: vec![],
             amr: vec!["pwd".into()],
+            id: "u1".into(),
+            username: None,
+            email: None,
         }
     }
 

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod accounts;
+pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod app;
@@ -24,6 +25,7 @@ pub mod emailed;
 pub mod engine;
 pub mod error;
 pub mod factors;
+pub mod filter;
 pub mod http;
 pub mod jwt;
 pub mod limits;

@@ -34,6 +34,7 @@ enum Command {
     Keys(KeysCmd),
     Mail(MailCmd),
     Backup(Backup),
+    Activity(ActivityCmd),
 }
 
 macro_rules! common_flags {
@@ -490,6 +491,27 @@ struct Backup {
 }
 }
 
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "activity")]
+/// The last sign-ins, refusals and logouts, newest first (login activity).
+struct ActivityCmd {
+    /// how many rows (default 20, at most 1000)
+    #[argh(option, default = "20")]
+    last: i64,
+    /// only this user's (email, username or id)
+    #[argh(option)]
+    user: Option<String>,
+    /// only rows with this outcome: success, failed (any refusal), or a
+    /// refusal's code (invalid_credentials, user_inactive, ...)
+    #[argh(option)]
+    outcome: Option<String>,
+    /// machine-readable output (LoginActivity objects, as the API's)
+    #[argh(switch)]
+    json: bool,
+}
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     match run(cli.command) {
@@ -554,6 +576,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             MailSub::Test(c) => mail_test(c),
         },
         Command::Backup(c) => backup(c),
+        Command::Activity(c) => activity(c),
     }
 }
 
@@ -1148,4 +1171,70 @@ fn mail_test(c: MailTest) -> Result<(), Error> {
             o.failure(argv0, timeout)
         )))
     }
+}
+
+/// `hallpass activity`: a table of the newest login_activity rows, with
+/// each actor's email or username beside the id.
+fn activity(c: ActivityCmd) -> Result<(), Error> {
+    use hallpass::activity::{self, Recent};
+    let (_, conn) = open(c.config, c.db)?;
+    let user = match &c.user {
+        Some(u) => Some(accounts::find_user(&conn, u)?),
+        None => None,
+    };
+    let rows = activity::recent(
+        &conn,
+        &Recent {
+            last: c.last,
+            actor: user.as_ref().map(|u| u.id.as_str()),
+            outcome: c.outcome.as_deref(),
+        },
+    )?;
+    if c.json {
+        let all: Vec<&str> = activity::FIELDS.iter().map(|f| f.name).collect();
+        let list: Vec<serde_json::Value> = rows.iter().map(|r| r.to_json(&all)).collect();
+        println!("{}", json!(list));
+        return Ok(());
+    }
+    let mut names = std::collections::HashMap::new();
+    println!("TIME                      TYPE     OUTCOME              USER                            IP               METHOD");
+    for r in rows {
+        let who = match &r.actor {
+            Some(id) => {
+                if !names.contains_key(id) {
+                    let name = accounts::get_user(&conn, id)?
+                        .map(|u| u.email.or(u.username).unwrap_or_else(|| id.clone()))
+                        .unwrap_or_else(|| format!("{id} (deleted)"));
+                    names.insert(id.clone(), name);
+                }
+                names.get(id).cloned().unwrap_or_default()
+            }
+            None => "(unknown name)".into(),
+        };
+        let method = r
+            .token_payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .map(|p| {
+                let amr: Vec<&str> = p["amr"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                format!(
+                    "{} [{}]",
+                    p["method"].as_str().unwrap_or("-"),
+                    amr.join(",")
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<25} {:<8} {:<20} {:<31} {:<16} {method}",
+            clock::iso8601(r.login_time),
+            r.login_type,
+            r.outcome,
+            who,
+            r.ip_address.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(())
 }

@@ -212,6 +212,8 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
         }
         bg.app.limiter.save(&mut bg.conn, now)?;
     }
+    // Login activity past its retention, a batch a second (activity.rs).
+    crate::activity::sweep_expired(bg, now)?;
     if tick.is_multiple_of(60) {
         bg.write(|tx| {
             sessions::sweep(tx, now)?;

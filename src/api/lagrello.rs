@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{Params, Route};
 use crate::accounts::{self, ApiKey, Membership, NewUser};
 use crate::app::Ctx;
+use crate::auth;
 use crate::emailed;
 use crate::error::Error;
 use crate::factors::{self, Factor};
@@ -171,13 +172,9 @@ fn totp_verify(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Erro
     if !user.is_active() {
         return Err(Error::UserInactive);
     }
-    factors::check(
-        cx,
-        &user,
-        Factor::Totp(&code),
-        Confirm::Plain,
-        &super::peer(req),
-    )?;
+    let peer = super::peer(req);
+    factors::check(cx, &user, Factor::Totp(&code), Confirm::Plain, &peer)?;
+    auth::record_tenant_sign_in(cx, &user.id, &key.tenant_id, "totp", &["otp"], &peer)?;
     Ok(Response::ok(&user_body(&m, &user)))
 }
 
@@ -198,7 +195,7 @@ fn magic_verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
         .query("payload")
         .filter(|t| !t.is_empty() && t.len() <= 4096)
         .ok_or_else(|| Error::required("payload"))?;
-    let user_id = emailed::redeem_tenant_magic_link(cx, &key.tenant_id, token)?;
+    let user_id = emailed::redeem_tenant_magic_link(cx, &key.tenant_id, token, &super::peer(req))?;
     let m = accounts::membership(&cx.conn, &user_id, &key.tenant_id)?.ok_or(Error::TokenInvalid)?;
     Ok(Response::ok(&user_json(cx, &m)?))
 }

@@ -3,16 +3,18 @@
 //! LoopBack error envelopes. Fields: shared/API.md §1.
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{bearer, peer, Params, Route};
 use crate::accounts::{self, Client, User};
+use crate::activity::{self, ActiveQuery, Range};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
 use crate::clock::iso8601;
 use crate::emailed;
 use crate::error::Error;
 use crate::factors;
+use crate::filter;
 use crate::http::{percent_encode, Json, Request, Response};
 use crate::jwt::Claims;
 use crate::password::MAX_LEN;
@@ -51,6 +53,11 @@ pub fn routes() -> Vec<Route> {
         Route::new("POST", "/auth/signup/fast", signup_fast),
         Route::new("POST", "/auth/sign-up/fast", signup_fast),
         Route::new("GET", "/auth/verify-email", verify_email),
+        Route::new("GET", "/login-activity", login_activity),
+        // Before /login-activity/{id}: "count" is this route's, not an id.
+        Route::new("GET", "/login-activity/count", login_activity_count),
+        Route::new("GET", "/login-activity/{id}", login_activity_one),
+        Route::new("GET", "/active-users/{range}", active_users),
     ]
 }
 
@@ -342,6 +349,53 @@ fn create_qr_code(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, E
     Ok(Response::ok(
         &json!({ "qrCode": totp::qr_png_data_url(&enrollment.uri)? }),
     ))
+}
+
+/// A filter-language parameter: a JSON string (`?filter={…}`) or a deep
+/// object (`?filter[where][actor]=…`); Null when absent.
+fn query_json(req: &Request, name: &str) -> Result<Value, Error> {
+    match req.query(name) {
+        Some(text) if !text.trim().is_empty() => filter::parse_json(name, text),
+        _ => Ok(filter::from_deep_object(name, &req.query)?.unwrap_or(Value::Null)),
+    }
+}
+
+/// A query parameter, None when absent or empty.
+fn query_opt<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.query(name).filter(|v| !v.is_empty())
+}
+
+fn login_activity(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let reader = activity::reader(cx, req.bearer())?;
+    let (rows, fields) = activity::search(&cx.conn, &reader, &query_json(req, "filter")?)?;
+    let list: Vec<Value> = rows.iter().map(|r| r.to_json(&fields)).collect();
+    Ok(Response::ok(&Value::Array(list)))
+}
+
+fn login_activity_count(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    let reader = activity::reader(cx, req.bearer())?;
+    let count = activity::count(&cx.conn, &reader, &query_json(req, "where")?)?;
+    Ok(Response::ok(&json!({ "count": count })))
+}
+
+fn login_activity_one(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let reader = activity::reader(cx, req.bearer())?;
+    let (row, fields) = activity::get(&cx.conn, &reader, p.get("id"), &query_json(req, "filter")?)?;
+    Ok(Response::ok(&row.to_json(&fields)))
+}
+
+fn active_users(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let reader = activity::reader(cx, req.bearer())?;
+    let q = ActiveQuery {
+        range: Range::parse(p.get("range"))?,
+        start: query_opt(req, "startDate"),
+        end: query_opt(req, "endDate"),
+        filter: query_json(req, "filter")?,
+    };
+    let now = cx.now();
+    Ok(Response::ok(&activity::active_users(
+        &cx.conn, &reader, &q, now,
+    )?))
 }
 
 /// TokenResponse: `expiresIn` in seconds, `expiresAt`/`expires` in ms.

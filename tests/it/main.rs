@@ -4,6 +4,7 @@
 
 mod support;
 
+mod activity;
 mod admin;
 mod cli;
 mod dialects;
