@@ -19,7 +19,7 @@
 //! The owner of a table (audit.rs for login_activity; the admin audit for
 //! its own) passes its `Table` and writes the rest of the statement.
 
-use rusqlite::types::Value as Sql;
+pub use rusqlite::types::Value as Sql;
 use serde_json::{Map, Value};
 
 use crate::error::Error;

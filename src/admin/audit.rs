@@ -7,12 +7,13 @@
 //! (Login activity, the sign-in log, is `crate::audit`; this is the
 //! operators' log.)
 
-use rusqlite::{params, Connection, Row, Transaction};
+use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Actor, Listing, Page, Who};
 use crate::error::Error;
+use crate::filter::{self, Field, Kind, Table};
 
 /// Appends the audit row of a change.
 pub fn record(
@@ -82,11 +83,8 @@ fn entry_from_row(r: &Row) -> rusqlite::Result<Entry> {
 /// What to read from the trail: every field is an exact match, `since`
 /// and `until` bound `at` (inclusive). Newest first.
 ///
-/// This struct is the seam for the shared LoopBack filter translator
-/// (`filter.rs`, login activity's): after the merge, `GET /admin/audit`
-/// may take `?filter=` through it and build this query (or its SQL) with
-/// the audit fields as the whitelist. Until then the handler fills it from
-/// plain query parameters; no second filter language lives here.
+/// The plain query parameters of `GET /admin/audit` (and the CLI); with
+/// `?filter=` the shared LoopBack filter language (`search`) applies.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Query {
     pub actor: Option<String>,
@@ -137,6 +135,82 @@ pub fn query(conn: &Connection, q: &Query) -> Result<Listing<Entry>, Error> {
         items: rows.collect::<Result<_, _>>()?,
         total,
         page: q.page,
+    })
+}
+
+/// The audit trail for the filter language (the one login activity
+/// speaks, filter.rs): its fields, newest first by default.
+pub static FIELDS: [Field; 7] = [
+    Field {
+        name: "at",
+        column: "at",
+        kind: Kind::Time,
+    },
+    Field {
+        name: "actorKind",
+        column: "actor_kind",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "actorId",
+        column: "actor_id",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "source",
+        column: "source",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "action",
+        column: "action",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "objectType",
+        column: "object_type",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "objectId",
+        column: "object_id",
+        kind: Kind::Text,
+    },
+];
+
+/// `audit` for the filter language.
+pub static TABLE: Table = Table {
+    fields: &FIELDS,
+    default_order: "at DESC",
+    tiebreak: "id",
+};
+
+/// GET /admin/audit?filter=…: the rows a LoopBack filter selects (where,
+/// order, limit, skip; `fields` is not offered, entries are whole), and
+/// how many match its `where` in all. SQL only from the whitelist above
+/// and placeholders.
+pub fn search(conn: &Connection, filter_value: &Value) -> Result<Listing<Entry>, Error> {
+    let q = filter::filter(&TABLE, filter_value, "filter")?;
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM audit WHERE {}", q.where_sql))?
+        .query_row(params_from_iter(q.params.iter()), |r| r.get(0))?;
+    let mut values = q.params.clone();
+    values.push(filter::Sql::Integer(q.limit));
+    values.push(filter::Sql::Integer(q.offset));
+    let sql = format!(
+        "SELECT id, at, actor_kind, actor_id, source, action, object_type, object_id, details
+           FROM audit WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+        q.where_sql, q.order_sql
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(values), entry_from_row)?;
+    Ok(Listing {
+        items: rows.collect::<Result<_, _>>()?,
+        total,
+        page: Page {
+            limit: q.limit,
+            offset: q.offset,
+        },
     })
 }
 

@@ -15,6 +15,7 @@ use crate::accounts::{self, Ttls};
 use crate::admin::{audit, system, tenants, users, Actor, Listing, Page};
 use crate::app::Ctx;
 use crate::error::Error;
+use crate::filter;
 use crate::http::{Request, Response};
 use crate::server;
 
@@ -374,10 +375,19 @@ fn retry_mail(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error
     ))
 }
 
-/// Plain parameters for now; `admin::audit::Query` is where the shared
-/// LoopBack filter translator plugs in after the merge.
+/// Plain parameters (`actor`, `action`, `object_type`, `object_id`,
+/// `since`, `until`, `limit`, `offset`), or `filter` in the LoopBack filter
+/// language login activity speaks: a JSON string or a deep object.
 fn list_audit(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     actor(cx, req, &["audit:read"])?;
+    let filter_value = match req.query("filter") {
+        Some(text) if !text.trim().is_empty() => Some(filter::parse_json("filter", text)?),
+        _ => filter::from_deep_object("filter", &req.query)?,
+    };
+    if let Some(f) = filter_value {
+        let l = audit::search(&cx.conn, &f)?;
+        return Ok(listing(&l, |e| json!(e)));
+    }
     let text = |name: &str| {
         req.query(name)
             .filter(|v| !v.is_empty())

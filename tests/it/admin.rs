@@ -187,6 +187,27 @@ fn an_admin_manages_a_user_and_every_change_is_audited() {
     );
     let only = audit(&s, &admin, "?action=user.disable&limit=5");
     assert_eq!(only["total"], 1);
+    // The filter language of login activity reads the trail too, as a
+    // JSON string or a deep object.
+    let f = format!(
+        r#"{{"where":{{"objectId":"{id}","action":{{"inq":["user.disable","user.enable"]}}}},"order":"at ASC"}}"#
+    );
+    let both = audit(
+        &s,
+        &admin,
+        &format!("?filter={}", hallpass::http::percent_encode(&f)),
+    );
+    assert_eq!(both["total"], 2, "{both}");
+    assert_eq!(both["items"][0]["action"], "user.disable");
+    let deep = audit(
+        &s,
+        &admin,
+        &format!("?filter[where][objectId]={id}&filter[where][action]=user.delete"),
+    );
+    assert_eq!(deep["total"], 1, "{deep}");
+    let bad = s.get_auth("/admin/audit?filter[where][password]=x", &admin);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("password"), "{}", bad.body);
 }
 
 #[test]
