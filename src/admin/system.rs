@@ -44,7 +44,11 @@ fn check_url(field: &str, url: &str) -> Result<(), Error> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     });
+    // Schemes a browser runs rather than visits are never a redirect.
+    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let runs = ["javascript", "data", "vbscript", "file"].contains(&scheme.as_str());
     let ok = scheme_ok
+        && !runs
         && !url.contains('#')
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
         && url.len() <= 2048;

@@ -82,7 +82,20 @@ pub fn set_member(
 ) -> Result<Membership, Error> {
     accounts::check_tenant_role("role", role)?;
     let t = get(db, actor, tenant)?;
-    let u = visible_user(db.conn(), actor, user)?;
+    // A key confined to a tenant changes only users that are its own
+    // alone, and cannot hand out `admin`: that role name reaches the
+    // access token's `role` claim, where a server admin's reads the same
+    // (issue 10 review).
+    let u = if actor.tenant().is_some() {
+        if role.eq_ignore_ascii_case("admin") {
+            return Err(Error::Forbidden(
+                "an API key confined to a tenant cannot give the admin role".into(),
+            ));
+        }
+        writable_user(db.conn(), actor, user)?
+    } else {
+        visible_user(db.conn(), actor, user)?
+    };
     let now = db.now();
     db.write(|tx| {
         let before = accounts::membership(tx, &u.id, &t.id)?;
@@ -189,6 +202,16 @@ pub fn revoke_api_key(db: &mut impl Store, actor: &Actor, id: &str) -> Result<()
     let k = accounts::get_api_key(db.conn(), id)?
         .filter(|k| actor.tenant().is_none_or(|own| own == k.tenant_id))
         .ok_or_else(|| Error::NotFound(format!("no live API key {id:?}")))?;
+    // A key may revoke only keys with no scope it lacks itself, the rule
+    // that binds creating one: a weaker key cannot disarm a stronger one.
+    if let Who::ApiKey { scopes: own, .. } = &actor.who {
+        let admin = own.iter().any(|s| s == "admin");
+        if let Some(s) = k.scopes.iter().find(|s| !admin && !own.contains(s)) {
+            return Err(Error::Forbidden(format!(
+                "an API key cannot revoke a key with the {s} scope, which it lacks"
+            )));
+        }
+    }
     let now = db.now();
     db.write(|tx| {
         accounts::revoke_api_key(tx, &k.id, now)?;

@@ -178,9 +178,14 @@ pub fn update(
         }
         if let Some(e) = &patch.email {
             accounts::set_email(tx, &user.id, e, now)?;
+            // What was mailed to the old address no longer signs in.
+            codes::void_user(tx, &user.id, now)?;
             changed.insert("email".into(), json!({"from": user.email, "to": e.trim()}));
         }
         if let Some(r) = &patch.role {
+            if r != "admin" {
+                keep_an_admin(tx, actor, &user)?;
+            }
             accounts::set_role(tx, &user.id, r, now)?;
             changed.insert("role".into(), json!({"from": user.role, "to": r}));
         }
@@ -200,6 +205,29 @@ pub fn update(
     })
 }
 
+/// Refuses (409) to let the HTTP API take away the last active admin (by
+/// demotion, disabling or deletion): nobody could then administer the
+/// server over HTTP. Inside the change's transaction, so two admins cannot
+/// remove each other at once. The CLI may (an operator disabling a
+/// compromised sole admin must not be stopped; `user add --admin` makes a
+/// new one).
+fn keep_an_admin(tx: &rusqlite::Connection, actor: &Actor, user: &User) -> Result<(), Error> {
+    if !user.is_admin() || matches!(actor.who, super::Who::Cli(_)) {
+        return Ok(());
+    }
+    let others: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND status = 'active' AND deleted_at IS NULL AND id != ?1",
+        )?
+        .query_row([&user.id], |r| r.get(0))?;
+    if others == 0 {
+        return Err(Error::Conflict(
+            "this is the last active admin; make another user admin first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Disables a user (ending their sessions, and voiding the codes and
 /// links mailed to them) or enables them again.
 pub fn set_active(
@@ -212,6 +240,9 @@ pub fn set_active(
     let now = db.now();
     let status = if active { "active" } else { "disabled" };
     db.write(|tx| {
+        if !active {
+            keep_an_admin(tx, actor, &user)?;
+        }
         accounts::set_status(tx, &user.id, status, now)?;
         if !active {
             sessions::drop_codes(tx, &user.id)?;
@@ -236,6 +267,7 @@ pub fn delete(db: &mut impl Store, actor: &Actor, ident: &str) -> Result<User, E
     let user = writable_user(db.conn(), actor, ident)?;
     let now = db.now();
     db.write(|tx| {
+        keep_an_admin(tx, actor, &user)?;
         accounts::delete_user(tx, &user.id)?;
         let details = json!({"email": user.email, "username": user.username});
         record(
@@ -266,6 +298,8 @@ pub fn set_password(
     db.write(|tx| {
         accounts::set_password_hash(tx, &user.id, &hash, now)?;
         sessions::drop_codes(tx, &user.id)?;
+        // Links and codes mailed before die with the old password.
+        codes::void_user(tx, &user.id, now)?;
         let ended =
             sessions::revoke_user_families(tx, &user.id, None, "password set by admin", now)?;
         // Every source's count and the account budget.
@@ -397,6 +431,8 @@ pub fn end_sessions(
             }
             None => {
                 sessions::drop_codes(tx, &user.id)?;
+                // A mailed link or code would start a new session.
+                codes::void_user(tx, &user.id, now)?;
                 sessions::revoke_user_families(tx, &user.id, None, "ended by an admin", now)?
             }
         };

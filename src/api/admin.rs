@@ -145,6 +145,18 @@ fn get_user(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> 
 fn patch_user(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
     let a = actor(cx, req, &["users:write"])?;
     let b = req.json()?;
+    // A field this route cannot change is refused, not silently ignored
+    // (a caller sending `status` must not believe it took).
+    if let Some(k) =
+        b.0.keys()
+            .find(|k| !["name", "username", "email", "role"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(
+            k,
+            "unknown",
+            format!("{k} cannot be changed here (name, username, email, role can)"),
+        ));
+    }
     let patch = users::Patch {
         name: b.opt_str("name", 256)?,
         username: b.opt_str("username", 64)?,

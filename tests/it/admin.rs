@@ -696,3 +696,126 @@ fn the_cli_writes_the_audit_trail_too() {
     let out = run(&["user", "list", "--json"], None);
     assert!(out.contains("eve@example.com"));
 }
+
+/// Regressions from a security review of the admin API (issue 10).
+#[test]
+fn review_fixes_hold_confinement_mailed_links_and_the_last_admin() {
+    let s = TestServer::start();
+    let admin = admin_token(&s);
+    let r = s.send_auth("POST", "/admin/tenants", &admin, &json!({"name": "acme"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = api_key(
+        &s,
+        &admin,
+        "acme",
+        &[
+            "users:read",
+            "users:write",
+            "tenants:write",
+            "apikeys:write",
+        ],
+    );
+    let r = s.send_auth(
+        "POST",
+        "/admin/users",
+        &key,
+        &json!({"email": "in@example.com", "username": "inny", "password": PASSWORD}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let in_id = r.json()["id"].as_str().unwrap().to_string();
+
+    // A tenant key cannot hand out the admin role (it reaches the token).
+    let r = s.send_auth(
+        "PUT",
+        &format!("/admin/tenants/acme/members/{in_id}"),
+        &key,
+        &json!({"role": "admin"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = s.send_auth(
+        "PUT",
+        &format!("/admin/tenants/acme/members/{in_id}"),
+        &key,
+        &json!({"role": "editor"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A weaker key cannot revoke a stronger one.
+    let strong = s
+        .send_auth(
+            "POST",
+            "/admin/api-keys",
+            &admin,
+            &json!({"name": "root-script", "tenant": "acme", "scopes": ["admin"]}),
+        )
+        .json();
+    let strong_id = strong["key_id"].as_str().unwrap().to_string();
+    let r = s.request(
+        "DELETE",
+        &format!("/admin/api-keys/{strong_id}"),
+        &[("Authorization", &format!("Bearer {key}"))],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // A password set by an admin ends links mailed before.
+    let r = s.post("/auth/magic_link", &json!({"email": "in@example.com"}));
+    assert_eq!(r.status, 200);
+    let mail = s.outbox_body("in@example.com");
+    let start = mail.find("refresh_token=").unwrap() + "refresh_token=".len();
+    let token: String = mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let r = s.send_auth(
+        "POST",
+        &format!("/admin/users/{in_id}/password"),
+        &admin,
+        &json!({"password": "plum-walrus-lantern-42"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = s.post("/auth/token/refresh", &json!({"refresh_token": token}));
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // Unknown PATCH fields are refused, not ignored.
+    let r = s.send_auth(
+        "PATCH",
+        &format!("/admin/users/{in_id}"),
+        &admin,
+        &json!({"name": "In", "status": "disabled"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // A client redirect URL never runs script.
+    let r = s.send_auth(
+        "POST",
+        "/admin/clients",
+        &admin,
+        &json!({"name": "x", "redirect_urls": ["javascript://x%0aalert(1)"]}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // The last active admin cannot be taken away over HTTP.
+    let root = s.get_auth("/admin/users/root", &admin).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path, body) in [
+        ("POST", format!("/admin/users/{root}/disable"), json!({})),
+        (
+            "PATCH",
+            format!("/admin/users/{root}"),
+            json!({"role": "user"}),
+        ),
+    ] {
+        let r = s.send_auth(method, &path, &admin, &body);
+        assert_eq!(r.status, 409, "{method} {path}: {}", r.body);
+    }
+    let r = s.request(
+        "DELETE",
+        &format!("/admin/users/{root}"),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        None,
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+}
