@@ -769,7 +769,8 @@ pub fn openapi() -> Vec<Op> {
                     "type": "object", "additionalProperties": array(activity()),
                 } }),
         )
-        .errors(E, &[400, 401, 403, 422]),
+        // 404: a range other than daily or monthly.
+        .errors(E, &[400, 401, 403, 404, 422]),
     ];
     for path in ["/auth/switch-token", "/auth/token-switch"] {
         ops.push(
