@@ -407,30 +407,6 @@ fn list_audit(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     Ok(listing(&l, |e| json!(e)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bad_integer_names_its_parameter() {
-        let req = Request::new("GET", "/admin/users?limit=ten");
-        match page(&req) {
-            Err(Error::Validation { field, .. }) => assert_eq!(field, "limit"),
-            other => panic!("{other:?}"),
-        }
-        let req = Request::new("GET", "/admin/users?limit=9999");
-        assert!(page(&req).is_err());
-        let req = Request::new("GET", "/admin/users?offset=5");
-        assert_eq!(
-            page(&req).unwrap(),
-            Page {
-                limit: 50,
-                offset: 5
-            }
-        );
-    }
-}
-
 /// The OpenAPI description of the routes above (api/openapi.rs). Every
 /// route takes an admin's access token or an API key with its scope.
 pub fn openapi() -> Vec<Op> {
@@ -727,4 +703,28 @@ pub fn openapi() -> Vec<Op> {
             .json(200, "A page", page_of(audit))
             .errors(E, &[400, 401, 403, 422]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_integer_names_its_parameter() {
+        let req = Request::new("GET", "/admin/users?limit=ten");
+        match page(&req) {
+            Err(Error::Validation { field, .. }) => assert_eq!(field, "limit"),
+            other => panic!("{other:?}"),
+        }
+        let req = Request::new("GET", "/admin/users?limit=9999");
+        assert!(page(&req).is_err());
+        let req = Request::new("GET", "/admin/users?offset=5");
+        assert_eq!(
+            page(&req).unwrap(),
+            Page {
+                limit: 50,
+                offset: 5
+            }
+        );
+    }
 }
