@@ -47,12 +47,14 @@ PY
 )
 
 st() {
-    schemathesis run "$base/openapi.json" \
+    # From the work directory: schemathesis writes its cache (.schemathesis/)
+    # where it runs, and that must not be the repository.
+    (cd "$dir" && schemathesis run "$base/openapi.json" \
         --checks not_a_server_error,response_schema_conformance \
         --max-examples "${ST_EXAMPLES:-15}" --seed 1 \
         --phases examples,coverage,fuzzing \
         --suppress-health-check all \
-        --request-timeout 10 --workers 2 "$@"
+        --request-timeout 10 --workers 2 "$@")
 }
 # First the admin's access token: the dialects' bearer operations (never
 # /logout, which would end the session the rest of the run uses).
