@@ -49,6 +49,8 @@ pub struct App {
     pub listener_error: Mutex<Option<String>>,
     /// Refresh-token rotations, committed in groups (batch.rs).
     pub rotations: Batcher<RotateJob, Rotated>,
+    /// GET /openapi.json, built once for the enabled dialects.
+    pub openapi: Arc<String>,
     writer: Mutex<()>,
 }
 
@@ -73,7 +75,10 @@ impl App {
             templates,
             signal: Arc::default(),
         };
+        let tables = crate::api::dialects(&|d| config.dialect_on(d));
+        let openapi = Arc::new(crate::api::openapi::document_bytes(&tables));
         App {
+            openapi,
             limiter: RateLimiter::new(config.limits.clone()),
             config,
             clock,

@@ -10,6 +10,7 @@
 
 use serde_json::{json, Value};
 
+use super::openapi::{array, boolean, int, obj, op, opt_int, opt_string, string, Op};
 use super::{bearer, Params, Route};
 use crate::accounts::{self, Ttls};
 use crate::admin::{audit, system, tenants, users, Actor, Listing, Page};
@@ -416,6 +417,304 @@ fn list_audit(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     };
     let l = audit::query(&cx.conn, &q)?;
     Ok(listing(&l, |e| json!(e)))
+}
+
+/// The OpenAPI description of the routes above (api/openapi.rs). Every
+/// route takes an admin's access token or an API key with its scope.
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "NativeError";
+    let (s, os, oi) = (string, opt_string, opt_int);
+    let who = ["bearer", "apiKey"];
+    let page_of = |item: Value| {
+        obj(
+            &["items", "total", "limit", "offset"],
+            json!({ "items": array(item), "total": int(), "limit": int(), "offset": int() }),
+        )
+    };
+    let items_of = |item: Value| obj(&["items"], json!({ "items": array(item) }));
+    let user = obj(
+        &[
+            "id",
+            "role",
+            "status",
+            "created_at",
+            "has_password",
+            "mfa",
+            "tenants",
+        ],
+        json!({
+            "id": s(), "email": os(), "username": os(), "name": os(), "phone": os(),
+            "role": s(), "status": s(), "default_tenant_id": os(), "created_at": int(),
+            "last_login_at": oi(), "has_password": boolean(),
+            "mfa": { "enum": ["on", "pending", "off"] }, "recovery_codes_left": int(),
+            "tenants": array(obj(&["tenant_id", "role"], json!({
+                "tenant_id": s(), "name": os(), "role": s(),
+            }))),
+        }),
+    );
+    let listed_user = obj(
+        &["id", "role", "status", "created_at", "has_password"],
+        json!({
+            "id": s(), "email": os(), "username": os(), "name": os(), "phone": os(),
+            "role": s(), "status": s(), "default_tenant_id": os(), "created_at": int(),
+            "last_login_at": oi(), "has_password": boolean(),
+        }),
+    );
+    let client = obj(
+        &[
+            "client_id",
+            "name",
+            "public",
+            "redirect_urls",
+            "access_ttl",
+            "refresh_ttl",
+        ],
+        json!({
+            "client_id": s(), "name": s(), "public": boolean(), "redirect_urls": array(s()),
+            "logout_redirect_url": os(), "access_ttl": int(), "refresh_ttl": int(),
+            "auth_code_ttl": int(), "client_secret": s(),
+        }),
+    );
+    let tenant = obj(
+        &["tenant_id", "name", "created_at"],
+        json!({ "tenant_id": s(), "name": s(), "callback_url": os(), "created_at": int() }),
+    );
+    let member = obj(
+        &["user_tenant_id", "tenant_id", "user_id", "role"],
+        json!({
+            "user_tenant_id": s(), "tenant_id": s(), "user_id": s(), "role": s(),
+            "external_id": os(), "email": os(), "username": os(), "name": os(),
+        }),
+    );
+    let api_key = obj(
+        &[
+            "key_id",
+            "name",
+            "tenant_id",
+            "scopes",
+            "created_at",
+            "revoked",
+        ],
+        json!({
+            "key_id": s(), "name": s(), "tenant_id": s(), "scopes": array(s()),
+            "created_at": int(), "last_used_at": oi(), "revoked": boolean(), "api_key": s(),
+        }),
+    );
+    let session = obj(
+        &["id", "amr", "created_at", "last_refreshed_at", "expires_at"],
+        json!({
+            "id": s(), "client_id": os(), "amr": array(s()), "created_at": int(),
+            "last_refreshed_at": int(), "expires_at": int(),
+        }),
+    );
+    let ended = || obj(&["ended"], json!({ "ended": int() }));
+    let signing_key = obj(
+        &["kid", "alg", "current"],
+        json!({ "kid": s(), "alg": s(), "current": boolean(), "published_until": oi() }),
+    );
+    let mail = obj(
+        &[
+            "id",
+            "kind",
+            "to",
+            "subject",
+            "status",
+            "attempts",
+            "created_at",
+        ],
+        json!({
+            "id": s(), "kind": s(), "to": s(), "subject": s(), "status": s(),
+            "attempts": int(), "created_at": int(), "next_attempt_at": oi(),
+            "sent_at": oi(), "last_error": os(),
+        }),
+    );
+    let audit = obj(
+        &[
+            "id",
+            "at",
+            "actor_kind",
+            "actor_id",
+            "source",
+            "action",
+            "object_type",
+        ],
+        json!({
+            "id": int(), "at": int(), "actor_kind": s(), "actor_id": s(), "source": s(),
+            "action": s(), "object_type": s(), "object_id": os(), "details": {},
+        }),
+    );
+    let paged = |o: Op| o.query("limit", false, int()).query("offset", false, int());
+    // Reads: no credentials 401, scope or reach 403, a bad parameter 422.
+    let read = |method, path, summary: &str| op(method, path, summary).security(&who);
+    let user_patch = obj(
+        &[],
+        json!({ "name": s(), "username": s(), "email": s(), "role": s() }),
+    );
+    vec![
+        paged(read("GET", "/admin/users", "Users, a page"))
+            .query("search", false, s())
+            .json(200, "A page", page_of(listed_user))
+            .errors(E, &[401, 403, 422]),
+        read("POST", "/admin/users", "Create a user")
+            .body(obj(
+                &[],
+                json!({
+                    "email": s(), "username": s(), "name": s(), "password": s(),
+                    "role": s(), "tenant": s(),
+                }),
+            ))
+            .json(201, "Created", user.clone())
+            .errors(E, &[400, 401, 403, 404, 409, 422]),
+        read("GET", "/admin/users/{id}", "A user")
+            .json(200, "The user", user.clone())
+            .errors(E, &[401, 403, 404]),
+        read("PATCH", "/admin/users/{id}", "Change a user")
+            .body(user_patch)
+            .json(200, "The user", user.clone())
+            .errors(E, &[400, 401, 403, 404, 409, 422]),
+        read("DELETE", "/admin/users/{id}", "Delete a user")
+            .empty(204, "Deleted")
+            .errors(E, &[401, 403, 404]),
+        read("POST", "/admin/users/{id}/disable", "Disable a user")
+            .json(200, "The user", user.clone())
+            .errors(E, &[401, 403, 404]),
+        read("POST", "/admin/users/{id}/enable", "Enable a user")
+            .json(200, "The user", user)
+            .errors(E, &[401, 403, 404]),
+        read(
+            "POST",
+            "/admin/users/{id}/password",
+            "Set a user's password",
+        )
+        .body(obj(&["password"], json!({ "password": s() })))
+        .empty(204, "Set")
+        .errors(E, &[400, 401, 403, 404, 422]),
+        read(
+            "POST",
+            "/admin/users/{id}/reset-mfa",
+            "Remove a user's second factor",
+        )
+        .json(
+            200,
+            "What it was",
+            obj(
+                &["user_id", "mfa_was"],
+                json!({ "user_id": s(), "mfa_was": { "enum": ["on", "pending", "off"] } }),
+            ),
+        )
+        .errors(E, &[401, 403, 404]),
+        read(
+            "GET",
+            "/admin/users/{id}/sessions",
+            "A user's live sessions",
+        )
+        .json(200, "Sessions", items_of(session))
+        .errors(E, &[401, 403, 404]),
+        read(
+            "DELETE",
+            "/admin/users/{id}/sessions",
+            "End all of a user's sessions",
+        )
+        .json(200, "How many", ended())
+        .errors(E, &[401, 403, 404]),
+        read(
+            "DELETE",
+            "/admin/users/{id}/sessions/{sid}",
+            "End one session",
+        )
+        .json(200, "How many", ended())
+        .errors(E, &[401, 403, 404]),
+        read("GET", "/admin/clients", "Clients")
+            .json(200, "Clients", items_of(client.clone()))
+            .errors(E, &[401, 403]),
+        read("POST", "/admin/clients", "Create a client")
+            .body(obj(
+                &["name"],
+                json!({
+                    "name": s(), "redirect_urls": array(s()), "logout_redirect_url": s(),
+                    "public": boolean(),
+                }),
+            ))
+            .json(201, "Created, with client_secret once", client.clone())
+            .errors(E, &[400, 401, 403, 409, 422]),
+        read("GET", "/admin/clients/{id}", "A client")
+            .json(200, "The client", client)
+            .errors(E, &[401, 403, 404]),
+        read("DELETE", "/admin/clients/{id}", "Delete a client")
+            .empty(204, "Deleted")
+            .errors(E, &[401, 403, 404]),
+        read("GET", "/admin/tenants", "Tenants")
+            .json(200, "Tenants", items_of(tenant.clone()))
+            .errors(E, &[401, 403]),
+        read("POST", "/admin/tenants", "Create a tenant")
+            .body(obj(&["name"], json!({ "name": s(), "callback_url": s() })))
+            .json(201, "Created", tenant.clone())
+            .errors(E, &[400, 401, 403, 409, 422]),
+        read("GET", "/admin/tenants/{id}", "A tenant")
+            .json(200, "The tenant", tenant)
+            .errors(E, &[401, 403, 404]),
+        read("GET", "/admin/tenants/{id}/members", "A tenant's members")
+            .json(200, "Members", items_of(member.clone()))
+            .errors(E, &[401, 403, 404]),
+        read(
+            "PUT",
+            "/admin/tenants/{id}/members/{user}",
+            "Add a member, or set its role",
+        )
+        .body(obj(&[], json!({ "role": s() })))
+        .json(200, "The membership", member)
+        .errors(E, &[400, 401, 403, 404, 409, 422]),
+        read(
+            "DELETE",
+            "/admin/tenants/{id}/members/{user}",
+            "Remove a member",
+        )
+        .empty(204, "Removed")
+        .errors(E, &[401, 403, 404, 409]),
+        read("GET", "/admin/api-keys", "API keys (never the key)")
+            .json(200, "Keys", items_of(api_key.clone()))
+            .errors(E, &[401, 403]),
+        read("POST", "/admin/api-keys", "Create an API key")
+            .body(obj(
+                &["name", "scopes"],
+                json!({ "name": s(), "tenant": s(), "scopes": array(s()) }),
+            ))
+            .json(201, "Created, with api_key once", api_key)
+            .errors(E, &[400, 401, 403, 404, 409, 422]),
+        read("DELETE", "/admin/api-keys/{id}", "Revoke an API key")
+            .empty(204, "Revoked")
+            .errors(E, &[401, 403, 404]),
+        read("GET", "/admin/keys", "Signing keys")
+            .json(200, "Keys", items_of(signing_key))
+            .errors(E, &[401, 403]),
+        read("POST", "/admin/keys/rotate", "Rotate the signing key")
+            .json(201, "The new key", obj(&["kid"], json!({ "kid": s() })))
+            .errors(E, &[401, 403]),
+        read("GET", "/admin/mail", "The mail outbox, newest first")
+            .query("limit", false, int())
+            .json(200, "Mails (never a body)", items_of(mail))
+            .errors(E, &[401, 403, 422]),
+        read("POST", "/admin/mail/{id}/retry", "Retry a mail")
+            .json(
+                200,
+                "Queued",
+                obj(
+                    &["id", "outcome"],
+                    json!({ "id": s(), "outcome": { "enum": ["due", "in_delivery"] } }),
+                ),
+            )
+            .errors(E, &[401, 403, 404, 409]),
+        paged(read("GET", "/admin/audit", "The audit trail, newest first"))
+            .query("actor", false, s())
+            .query("action", false, s())
+            .query("object_type", false, s())
+            .query("object_id", false, s())
+            .query("since", false, int())
+            .query("until", false, int())
+            .query("filter", false, s())
+            .json(200, "A page", page_of(audit))
+            .errors(E, &[400, 401, 403, 422]),
+    ]
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use serde_json::json;
 
+use super::openapi::{boolean, obj, op, string, Op};
 use super::{Params, Route};
 use crate::accounts::{self, ApiKey, Membership, NewUser};
 use crate::app::Ctx;
@@ -220,4 +221,79 @@ pub fn render(e: &Error) -> Response {
         e.status(),
         &json!({ "message": message, "errorType": kind }),
     )
+}
+
+/// The OpenAPI description of the routes above (api/openapi.rs).
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "LagrelloError";
+    let s = string;
+    let user = || obj(&["userId"], json!({ "userId": s(), "email": s() }));
+    let key = ["apiKey"];
+    vec![
+        op("POST", "/v1/users", "Create a user (users:write)")
+            .security(&key)
+            .body(obj(&["userId"], json!({ "userId": s(), "email": s() })))
+            .json(201, "Created", user())
+            .errors(E, &[400, 403, 409, 422]),
+        op("GET", "/v1/users/email", "Redeem a magic link (auth:write)")
+            .security(&key)
+            .query("payload", true, s())
+            .json(200, "The user the link was mailed to", user())
+            .errors(E, &[401, 403, 422, 429]),
+        op("GET", "/v1/users/{userId}", "A user (users:read)")
+            .security(&key)
+            .json(200, "The user", user())
+            .errors(E, &[403, 404]),
+        op(
+            "PATCH",
+            "/v1/users/{userId}",
+            "Change a user's email (users:write)",
+        )
+        .security(&key)
+        .body(obj(&[], json!({ "email": s() })))
+        .json(200, "The user", user())
+        .errors(E, &[400, 403, 404, 409, 422]),
+        op(
+            "DELETE",
+            "/v1/users/{userId}",
+            "Remove a user (users:write)",
+        )
+        .security(&key)
+        .empty(204, "Removed")
+        .errors(E, &[403, 404]),
+        op(
+            "POST",
+            "/v1/users/{userId}/email",
+            "Mail a magic link (auth:write)",
+        )
+        .security(&key)
+        .empty(204, "Sent")
+        .errors(E, &[400, 403, 404, 429]),
+        op(
+            "POST",
+            "/v1/users/{userId}/totp",
+            "Start or remove TOTP (auth:write)",
+        )
+        .security(&key)
+        .body(obj(&["enable"], json!({ "enable": boolean() })))
+        .json(
+            200,
+            "Enabled: the pending factor",
+            obj(
+                &["secretKey", "qrImage"],
+                json!({ "secretKey": s(), "qrImage": s() }),
+            ),
+        )
+        .empty(204, "Removed")
+        .errors(E, &[400, 403, 404, 409, 422]),
+        op(
+            "GET",
+            "/v1/users/{userId}/totp",
+            "Check a TOTP code (auth:write)",
+        )
+        .security(&key)
+        .query("payload", true, s())
+        .json(200, "Good code", user())
+        .errors(E, &[401, 403, 404, 422, 429]),
+    ]
 }

@@ -1,7 +1,8 @@
-//! hallpass's own routes: health, metrics, and the JWKS.
+//! hallpass's own routes: health, metrics, the JWKS and the OpenAPI document.
 
 use serde_json::json;
 
+use super::openapi::{array, obj, op, string, Op};
 use super::{Params, Route};
 use crate::app::Ctx;
 use crate::error::Error;
@@ -13,6 +14,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/healthz", healthz),
         Route::new("GET", "/metrics", metrics),
         Route::new("GET", "/.well-known/jwks.json", jwks),
+        Route::new("GET", "/openapi.json", openapi_document),
     ]
 }
 
@@ -33,4 +35,43 @@ fn metrics(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
 
 fn jwks(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     Ok(Response::ok(&cx.app.keys()?.jwks()).with_header("Cache-Control", "public, max-age=60"))
+}
+
+/// Built once at start (App::new), for the enabled dialects.
+fn openapi_document(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    Ok(Response::text(
+        200,
+        "application/json",
+        cx.app.openapi.as_ref().clone(),
+    ))
+}
+
+/// The OpenAPI description of the routes above (api/openapi.rs).
+pub fn openapi() -> Vec<Op> {
+    let s = string;
+    vec![
+        op("GET", "/healthz", "Liveness: the database answers")
+            .json(
+                200,
+                "Up",
+                obj(&["status"], json!({ "status": { "const": "ok" } })),
+            )
+            .errors("NativeError", &[500]),
+        op("GET", "/metrics", "Prometheus metrics").json_text(200, "text/plain"),
+        op("GET", "/.well-known/jwks.json", "The public signing keys").json(
+            200,
+            "A JWK set",
+            obj(
+                &["keys"],
+                json!({ "keys": array(obj(&["kty", "kid", "alg", "use"], json!({
+                        "kty": s(), "kid": s(), "alg": s(), "use": s(),
+                    }))) }),
+            ),
+        ),
+        op("GET", "/openapi.json", "This document").json(
+            200,
+            "OpenAPI 3.1",
+            obj(&["openapi", "info", "paths"], json!({ "openapi": s() })),
+        ),
+    ]
 }

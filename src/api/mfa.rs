@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use super::openapi::{array, boolean, obj, op, string, Op};
 use super::{bearer, peer, render as render_with_headers, Params, Route};
 use crate::accounts::{self, User};
 use crate::app::Ctx;
@@ -183,4 +184,152 @@ pub fn render(e: &Error) -> Response {
         ),
         _ => Response::json(e.status(), &json!({ "message": e.public_message() })),
     }
+}
+
+/// The OpenAPI description of the routes above (api/openapi.rs).
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "MfaError";
+    let s = string;
+    let user_auth = || {
+        obj(
+            &[
+                "token",
+                "id",
+                "origin",
+                "user",
+                "name",
+                "email",
+                "recovery_email",
+                "tenant",
+                "role",
+                "mfa",
+                "admin",
+            ],
+            json!({
+                "token": s(), "id": s(), "origin": { "const": "local" }, "user": s(),
+                "name": s(), "email": s(), "recovery_email": s(), "tenant": s(), "role": s(),
+                "mfa": boolean(), "admin": boolean(),
+            }),
+        )
+    };
+    let identifier = |more: &[&str]| {
+        let mut props = json!({ "identifier": s() });
+        let mut req = vec!["identifier"];
+        for m in more {
+            props[*m] = s();
+            req.push(m);
+        }
+        obj(&req, props)
+    };
+    let mut ops = Vec::new();
+    for path in ["/api/login", "/api/auth/user"] {
+        ops.push(
+            op("POST", path, "Password sign-in")
+                .body(obj(
+                    &["username", "password"],
+                    json!({ "username": s(), "password": s() }),
+                ))
+                .json(200, "Signed in", user_auth())
+                .resp_header(
+                    200,
+                    "X-Account-Lockout",
+                    "Unix seconds the soft lock ends, 0 if none",
+                )
+                .errors(E, &[400, 401, 403, 422])
+                .resp_header(
+                    401,
+                    "X-MFA-Token",
+                    "Sent, with an empty body, when the second factor is owed",
+                )
+                .empty(429, "Locked (empty body); see X-Account-Lockout"),
+        );
+    }
+    ops.extend([
+        op(
+            "POST",
+            "/api/user/mfa/auth",
+            "Finish a sign-in with the TOTP code",
+        )
+        .body(obj(
+            &["token", "code"],
+            json!({ "token": s(), "code": s() }),
+        ))
+        .json(200, "Signed in", user_auth())
+        .errors(E, &[400, 401, 403, 422])
+        .empty(429, "Rate limited (empty body)"),
+        op("GET", "/api/user/mfa/generate", "Start an enrollment")
+            .security(&["bearer"])
+            .json(
+                200,
+                "The pending enrollment",
+                obj(
+                    &["link", "secret", "recovery_codes", "qr_code", "qr_code_svg"],
+                    json!({
+                        "link": s(), "secret": s(), "recovery_codes": array(s()),
+                        "qr_code": s(), "qr_code_svg": s(),
+                    }),
+                ),
+            )
+            .errors(E, &[401, 409]),
+        op(
+            "PUT",
+            "/api/user/mfa/enable",
+            "Confirm the pending enrollment",
+        )
+        .security(&["bearer"])
+        .body(obj(
+            &["code", "secret", "recovery_codes"],
+            json!({ "code": s(), "secret": s(), "recovery_codes": array(s()) }),
+        ))
+        .empty(200, "Enabled")
+        .errors(E, &[400, 401, 409, 422])
+        .empty(429, "Rate limited (empty body)"),
+        op("PUT", "/api/user/mfa/disable", "Turn MFA off")
+            .security(&["bearer"])
+            .body(obj(&[], json!({ "code": s(), "recovery_code": s() })))
+            .empty(200, "Disabled")
+            .errors(E, &[400, 401, 409, 422])
+            .empty(429, "Rate limited (empty body)"),
+        op(
+            "POST",
+            "/api/user/mfa/recover",
+            "Sign in with a recovery code",
+        )
+        .body(identifier(&["recovery_code"]))
+        .json(200, "Signed in", user_auth())
+        .resp_header(
+            200,
+            "X-Expires-At",
+            "Until when the code still disables MFA",
+        )
+        .errors(E, &[400, 401, 403, 422])
+        .empty(429, "Rate limited (empty body)"),
+        op(
+            "POST",
+            "/api/user/mfa/reset",
+            "Mail the two MFA reset codes",
+        )
+        .body(identifier(&[]))
+        .empty(200, "Sent, or nothing to send")
+        .errors(E, &[400, 422])
+        .empty(429, "Rate limited (empty body)"),
+        op(
+            "PUT",
+            "/api/user/mfa/reset/{user-id}",
+            "Turn MFA off with both mailed codes",
+        )
+        .body(obj(
+            &["main_email_code", "recovery_email_code"],
+            json!({ "main_email_code": s(), "recovery_email_code": s() }),
+        ))
+        .json(200, "Signed in", user_auth())
+        .errors(E, &[400, 401, 403, 422])
+        .empty(429, "Rate limited (empty body)"),
+        op("PATCH", "/api/users", "Change name or recovery email")
+            .security(&["bearer"])
+            .body(obj(&[], json!({ "name": s(), "recovery_email": s() })))
+            .empty(200, "Changed")
+            .errors(E, &[400, 401, 409, 422]),
+    ]);
+    ops
 }

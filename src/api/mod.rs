@@ -19,6 +19,7 @@ pub mod lagrello;
 pub mod meta;
 pub mod mfa;
 pub mod native;
+pub mod openapi;
 pub mod yat;
 
 /// A handler: decode, call the core, encode. Errors are rendered by dispatch.
@@ -66,6 +67,8 @@ pub struct Dialect {
     pub name: &'static str,
     pub routes: Vec<Route>,
     pub render: fn(&Error) -> Response,
+    /// Its routes' OpenAPI description (openapi.rs), keyed like `routes`.
+    pub openapi: fn() -> Vec<openapi::Op>,
 }
 
 /// The route tables of the enabled dialects, in routing order.
@@ -74,6 +77,7 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
         Dialect {
             name: "meta",
             routes: meta::routes(),
+            openapi: meta::openapi,
             render: native::render,
         },
         // hallpass's own, like meta: always on. It answers only admins
@@ -81,26 +85,31 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
         Dialect {
             name: "admin",
             routes: admin::routes(),
+            openapi: admin::openapi,
             render: native::render,
         },
         Dialect {
             name: "yat",
             routes: yat::routes(),
+            openapi: yat::openapi,
             render: yat::render,
         },
         Dialect {
             name: "native",
             routes: native::routes(),
+            openapi: native::openapi,
             render: native::render,
         },
         Dialect {
             name: "mfa",
             routes: mfa::routes(),
+            openapi: mfa::openapi,
             render: mfa::render,
         },
         Dialect {
             name: "lagrello",
             routes: lagrello::routes(),
+            openapi: lagrello::openapi,
             render: lagrello::render,
         },
     ];

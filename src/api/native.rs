@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::openapi::{array, boolean, int, obj, op, opt_string, string, Op};
 use super::{bearer, peer, Params, Route};
 use crate::accounts::{self, Client, User};
 use crate::activity::{self, ActiveQuery, Range};
@@ -503,4 +504,331 @@ pub fn render(e: &Error) -> Response {
             json!([{ "path": format!("/{field}"), "code": code, "message": message }]);
     }
     Response::json(status, &json!({ "error": error }))
+}
+
+/// The OpenAPI description of every route above (api/openapi.rs).
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "NativeError";
+    let s = string;
+    // What every client-credential body carries (snake_case, or the
+    // camelCase the SDKs also send).
+    let client = |required: &[&str], props: Value| {
+        let mut req: Vec<&str> = required.to_vec();
+        req.push("client_id");
+        let mut p = props;
+        p["client_id"] = s();
+        p["client_secret"] = s();
+        obj(&req, p)
+    };
+    let tokens = || {
+        obj(
+            &[
+                "accessToken",
+                "refreshToken",
+                "expiresIn",
+                "expiresAt",
+                "expires",
+            ],
+            json!({
+                "accessToken": s(), "refreshToken": s(),
+                "expiresIn": int(), "expiresAt": int(), "expires": int(),
+            }),
+        )
+    };
+    let code = || obj(&["code"], json!({ "code": s() }));
+    let success = || obj(&["success"], json!({ "success": { "const": true } }));
+    let activity = || {
+        json!({ "type": "object", "properties": {
+            "id": s(), "actor": s(), "tenantId": s(), "clientId": s(), "loginTime": s(),
+            "loginType": s(), "outcome": s(), "deviceInfo": s(), "ipAddress": s(),
+            "tokenPayload": s(),
+        } })
+    };
+    let reader = ["bearer", "apiKey"];
+    let auth_user = obj(
+        &[
+            "id",
+            "role",
+            "permissions",
+            "authClientId",
+            "status",
+            "createdAt",
+            "updatedAt",
+        ],
+        json!({
+            "id": s(), "username": s(), "email": s(), "phone": s(), "name": s(),
+            "firstName": s(), "lastName": s(), "defaultTenantId": s(), "tenantId": s(),
+            "userTenantId": s(), "role": s(), "permissions": array(s()),
+            "authClientId": s(), "lastLogin": s(), "status": int(),
+            "createdAt": s(), "updatedAt": s(),
+        }),
+    );
+    let login_body = client(
+        &["username", "password"],
+        json!({
+            "username": s(), "password": s(),
+            "code_challenge": s(), "code_challenge_method": s(),
+        }),
+    );
+    let switch = obj(
+        &["refreshToken"],
+        json!({ "refreshToken": s(), "tenantId": s() }),
+    );
+    let create_token = client(&["email"], json!({ "email": s() }));
+    let create_user = obj(
+        &["email", "password"],
+        json!({ "email": s(), "password": s(), "name": s(), "username": s() }),
+    );
+    let created_user = obj(
+        &["email", "user"],
+        json!({ "email": opt_string(), "user": obj(&["id"], json!({
+            "id": s(), "email": opt_string(), "username": opt_string(),
+        })) }),
+    );
+    let fast = client(
+        &["username", "password", "email"],
+        json!({ "username": s(), "password": s(), "email": s(), "phone": s() }),
+    );
+    let otp_start = client(&["key"], json!({ "key": s() }));
+    let mut ops = vec![
+        op("POST", "/auth/login", "Password sign-in: an auth code")
+            .body(login_body.clone())
+            .json(200, "The code for /auth/token", code())
+            .errors(E, &[400, 401, 403, 422, 429]),
+        op(
+            "POST",
+            "/auth/login-token",
+            "Password sign-in: tokens at once",
+        )
+        .body(login_body)
+        .json(200, "Tokens", tokens())
+        .errors(E, &[400, 401, 403, 422, 429]),
+        op("POST", "/auth/token", "Exchange an auth code")
+            .body(obj(
+                &["code", "clientId"],
+                json!({ "code": s(), "clientId": s(), "code_verifier": s() }),
+            ))
+            .json(200, "Tokens", tokens())
+            .errors(E, &[400, 401, 403, 422, 429]),
+        op("POST", "/auth/token-refresh", "Rotate a refresh token")
+            .security(&["bearer", ""])
+            .body(switch.clone())
+            .json(200, "Tokens", tokens())
+            .errors(E, &[400, 401, 403, 422, 429]),
+        op("GET", "/auth/me", "The signed-in user")
+            .security(&["bearer"])
+            .json(200, "AuthUser", auth_user)
+            .errors(E, &[401]),
+        op("PATCH", "/auth/change-password", "Change the password")
+            .security(&["bearer"])
+            .body(obj(
+                &["password", "oldPassword"],
+                json!({ "password": s(), "oldPassword": s(), "refreshToken": s() }),
+            ))
+            .json(200, "Changed", success())
+            .errors(E, &[400, 401, 422, 429]),
+        op("POST", "/logout", "End this session")
+            .security(&["bearer"])
+            .body(obj(&[], json!({ "refreshToken": s() })))
+            .json(
+                200,
+                "Ended",
+                obj(
+                    &["success", "key"],
+                    json!({ "success": { "const": true }, "key": s() }),
+                ),
+            )
+            .errors(E, &[400, 401, 422]),
+        op(
+            "GET",
+            "/logout/redirect",
+            "To the client's logout redirect URL",
+        )
+        .query("client_id", true, s())
+        .query("state", false, s())
+        .empty(302, "To the logout redirect URL")
+        .resp_header(
+            302,
+            "Location",
+            "The client's logout_redirect_url, state appended",
+        )
+        .errors(E, &[401, 404, 422]),
+        op("POST", "/auth/verify-otp", "Check an emailed or TOTP code")
+            .body(obj(
+                &["key", "otp"],
+                json!({ "key": s(), "otp": s(), "code": s(), "clientId": s() }),
+            ))
+            .json(200, "A fresh code", code())
+            .errors(E, &[400, 401, 403, 422, 429]),
+        op(
+            "GET",
+            "/auth/check-qr-code",
+            "Whether the user has a TOTP factor",
+        )
+        .header("code", true)
+        .header("clientId", true)
+        .json(
+            200,
+            "State",
+            obj(&["isGenerated"], json!({ "isGenerated": boolean() })),
+        )
+        .errors(E, &[401, 403]),
+        op("POST", "/auth/create-qr-code", "Start a TOTP factor")
+            .body(obj(
+                &["code", "clientId"],
+                json!({ "code": s(), "clientId": s() }),
+            ))
+            .json(
+                200,
+                "A PNG data URL",
+                obj(&["qrCode"], json!({ "qrCode": s() })),
+            )
+            .errors(E, &[400, 401, 403, 409, 422]),
+        op("POST", "/auth/send-otp", "Mail a sign-in code")
+            .body(otp_start.clone())
+            .empty(204, "Sent, or nothing to send")
+            .errors(E, &[400, 401, 422, 429]),
+        op("POST", "/auth/passwordless/start", "Mail a sign-in code")
+            .body(otp_start)
+            .empty(204, "Sent, or nothing to send")
+            .errors(E, &[400, 401, 422, 429]),
+        op("POST", "/auth/passwordless/verify", "Check a mailed code")
+            .body(obj(&["key", "otp"], json!({ "key": s(), "otp": s() })))
+            .json(200, "A code for /auth/token", code())
+            .errors(E, &[400, 401, 403, 422, 429]),
+        op(
+            "POST",
+            "/auth/forget-password",
+            "Mail a password reset link",
+        )
+        .body(client(&["username"], json!({ "username": s() })))
+        .empty(204, "Sent, or nothing to send")
+        .errors(E, &[400, 401, 422, 429]),
+        op(
+            "GET",
+            "/auth/verify-reset-password-link",
+            "Check a reset token",
+        )
+        .query("token", true, s())
+        .json(200, "Good", success())
+        .errors(E, &[401, 422, 429]),
+        op(
+            "PATCH",
+            "/auth/reset-password",
+            "Set a password with a reset token",
+        )
+        .body(client(
+            &["token", "password"],
+            json!({ "token": s(), "password": s() }),
+        ))
+        .empty(204, "Set")
+        .errors(E, &[400, 401, 422, 429]),
+        op(
+            "GET",
+            "/auth/verify-email",
+            "Confirm an email address (fast sign-up)",
+        )
+        .query("token", true, s())
+        .json(
+            200,
+            "Verified",
+            obj(
+                &["success", "email"],
+                json!({ "success": { "const": true }, "email": s() }),
+            ),
+        )
+        .errors(E, &[401, 422, 429]),
+        op("GET", "/login-activity", "Sign-ins, filtered")
+            .security(&reader)
+            .query("filter", false, s())
+            .json(200, "Rows", array(activity()))
+            .errors(E, &[400, 401, 403, 422]),
+        op("GET", "/login-activity/count", "How many sign-ins match")
+            .security(&reader)
+            .query("where", false, s())
+            .json(200, "Count", obj(&["count"], json!({ "count": int() })))
+            .errors(E, &[400, 401, 403, 422]),
+        op("GET", "/login-activity/{id}", "One sign-in")
+            .security(&reader)
+            .query("filter", false, s())
+            .json(200, "The row", activity())
+            .errors(E, &[400, 401, 403, 404, 422]),
+        op(
+            "GET",
+            "/active-users/{range}",
+            "Active users per day or month",
+        )
+        .security(&reader)
+        .query("startDate", false, s())
+        .query("endDate", false, s())
+        .query("filter", false, s())
+        .json(
+            200,
+            "dateKey → loginType → rows",
+            json!({ "type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": array(activity()),
+                } }),
+        )
+        // 404: a range other than daily or monthly.
+        .errors(E, &[400, 401, 403, 404, 422]),
+    ];
+    for path in ["/auth/switch-token", "/auth/token-switch"] {
+        ops.push(
+            op("POST", path, "Tokens for another of the user's tenants")
+                .security(&["bearer"])
+                .body(switch.clone())
+                .json(200, "Tokens", tokens())
+                .errors(E, &[400, 401, 403, 422, 429]),
+        );
+    }
+    for (create, verify, user, fast_path) in [
+        (
+            "/auth/signup/create-token",
+            "/auth/signup/verify-token",
+            "/auth/signup/create-user",
+            "/auth/signup/fast",
+        ),
+        (
+            "/auth/sign-up/create-token",
+            "/auth/sign-up/verify-token",
+            "/auth/sign-up/create-user",
+            "/auth/sign-up/fast",
+        ),
+    ] {
+        ops.push(
+            op("POST", create, "Mail a sign-up link")
+                .security(&["bearer", "apiKey", ""])
+                .body(create_token.clone())
+                .empty(204, "Sent")
+                .errors(E, &[400, 401, 403, 409, 422, 429]),
+        );
+        ops.push(
+            op("GET", verify, "Check a sign-up token (sent as the bearer)")
+                .security(&["bearer"])
+                .json(
+                    200,
+                    "Its email",
+                    obj(&["email", "exp"], json!({ "email": s(), "exp": int() })),
+                )
+                .errors(E, &[401, 429]),
+        );
+        ops.push(
+            op(
+                "POST",
+                user,
+                "Create the user of a sign-up token (sent as the bearer)",
+            )
+            .security(&["bearer"])
+            .body(create_user.clone())
+            .json(200, "Created", created_user.clone())
+            .errors(E, &[400, 401, 403, 409, 422, 429]),
+        );
+        ops.push(
+            op("POST", fast_path, "Open sign-up: a user and tokens at once")
+                .body(fast.clone())
+                .json(200, "Tokens", tokens())
+                .errors(E, &[400, 401, 403, 409, 422, 429]),
+        );
+    }
+    ops
 }

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use super::openapi::{boolean, obj, op, string, Op};
 use super::{peer, Params, Route};
 use crate::app::Ctx;
 use crate::auth::{self, Tokens};
@@ -121,4 +122,76 @@ pub fn render(e: &Error) -> Response {
         e.status(),
         &json!({ "error": e.public_message(), "fields": fields }),
     )
+}
+
+/// The OpenAPI description of the routes above (api/openapi.rs).
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "YatError";
+    let s = string;
+    let tokens = || {
+        obj(
+            &[
+                "access_token",
+                "refresh_token",
+                "has_password",
+                "requires_2fa",
+            ],
+            json!({
+                "access_token": s(), "refresh_token": s(), "has_password": boolean(),
+                "requires_2fa": { "enum": [null, "GoogleAuthenticator"] },
+            }),
+        )
+    };
+    vec![
+        op(
+            "POST",
+            "/auth/token",
+            "Password sign-in (a body with password)",
+        )
+        .body(obj(
+            &["password"],
+            json!({
+                "email": s(), "alternate_id": s(), "password": s(),
+                "g_recaptcha_response": s(),
+            }),
+        ))
+        .json(200, "Tokens (limited when requires_2fa is set)", tokens())
+        .errors(E, &[400, 401, 403, 422, 429]),
+        op(
+            "POST",
+            "/auth/token/refresh",
+            "Rotate a refresh token, or redeem a magic link",
+        )
+        .body(obj(&["refresh_token"], json!({ "refresh_token": s() })))
+        .json(200, "Tokens", tokens())
+        .errors(E, &[400, 401, 403, 422, 429]),
+        op(
+            "POST",
+            "/auth/2fa",
+            "Complete a sign-in that owes the second factor",
+        )
+        .body(obj(
+            &["code", "refresh_token"],
+            json!({ "code": s(), "refresh_token": s() }),
+        ))
+        .json(200, "Full tokens", tokens())
+        .errors(E, &[400, 401, 403, 422, 429]),
+        op("POST", "/auth/magic_link", "Mail a sign-in link")
+            .body(obj(
+                &[],
+                json!({
+                    "email": s(), "user_id": s(), "redirect": s(),
+                    "g_recaptcha_response": s(),
+                }),
+            ))
+            .json(
+                200,
+                "Always, known address or not",
+                obj(
+                    &["message", "status"],
+                    json!({ "message": s(), "status": s() }),
+                ),
+            )
+            .errors(E, &[400, 422, 429]),
+    ]
 }

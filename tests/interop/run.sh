@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The interop suite: real outside tools against a real hallpass binary.
-# Installs what it needs (PyPI: PyJWT, cryptography) and fails loudly when
+# Installs what it needs (PyPI: PyJWT, cryptography, schemathesis) and fails loudly when
 # a tool is missing; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -8,6 +8,9 @@ here=tests/interop
 
 python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]>=2.8" 2>&1 | tail -n 3
 python3 -c "import jwt, cryptography; print('PyJWT', jwt.__version__)"
+# schemathesis: pinned, since its CLI and check names change between majors.
+python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5" 2>&1 | tail -n 3
+schemathesis --version
 
 # Debian: oathtool (codes as an authenticator app makes them), zbar-tools
 # (reads our QR images; ImageMagick's extra coders let it read SVG too),
@@ -114,4 +117,7 @@ echo "== mail (msmtp -> SMTP sink on 127.0.0.1:$port) at $base"
 python3 "$here/mail.py" "$base" "$dir/sink" "$bin" "$dir/h.toml" "$mail_client_id" "$mail_client_secret"
 "$bin" mail list | grep -q sent || { echo "interop: mail list shows nothing sent" >&2; exit 1; }
 
-echo "interop: 5 passed, 0 failed"
+# OpenAPI: schemathesis from /openapi.json against a server of its own.
+bash "$here/openapi.sh" "$bin" "$work"
+
+echo "interop: 6 passed, 0 failed"

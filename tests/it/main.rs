@@ -13,5 +13,6 @@ mod hostile;
 mod limits;
 mod mail;
 mod native;
+mod openapi;
 mod second_factor;
 mod tokens;
