@@ -49,8 +49,10 @@ pub struct App {
     pub listener_error: Mutex<Option<String>>,
     /// Refresh-token rotations, committed in groups (batch.rs).
     pub rotations: Batcher<RotateJob, Rotated>,
-    /// GET /openapi.json, built once for the enabled dialects.
-    pub openapi: Arc<String>,
+    /// GET /openapi.json, built for the enabled dialects on its first
+    /// request (not at start: building it costs start-up time, and memory
+    /// the allocator keeps, that a server nobody asks for it need not pay).
+    pub openapi: std::sync::OnceLock<String>,
     writer: Mutex<()>,
 }
 
@@ -75,10 +77,8 @@ impl App {
             templates,
             signal: Arc::default(),
         };
-        let tables = crate::api::dialects(&|d| config.dialect_on(d));
-        let openapi = Arc::new(crate::api::openapi::document_bytes(&tables));
         App {
-            openapi,
+            openapi: std::sync::OnceLock::new(),
             limiter: RateLimiter::new(config.limits.clone()),
             config,
             clock,

@@ -37,13 +37,14 @@ fn jwks(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     Ok(Response::ok(&cx.app.keys()?.jwks()).with_header("Cache-Control", "public, max-age=60"))
 }
 
-/// Built once at start (App::new), for the enabled dialects.
+/// Built once, on the first request, for the enabled dialects.
 fn openapi_document(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
-    Ok(Response::text(
-        200,
-        "application/json",
-        cx.app.openapi.as_ref().clone(),
-    ))
+    let app = cx.app.clone();
+    let document = app.openapi.get_or_init(|| {
+        let tables = super::dialects(&|d| app.config.dialect_on(d));
+        super::openapi::document_bytes(&tables)
+    });
+    Ok(Response::text(200, "application/json", document.clone()))
 }
 
 /// The OpenAPI description of the routes above (api/openapi.rs).
