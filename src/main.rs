@@ -714,9 +714,22 @@ fn admin_open(
     db: Option<PathBuf>,
 ) -> Result<(Config, Local, Actor), Error> {
     let (cfg, conn) = open(config, db)?;
+    // The operating-system account: USER or LOGNAME, else its uid (a
+    // shell or service without either still leaves a name to trace).
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next().map(|uid| format!("uid{uid}")))
+                })
+        })
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
