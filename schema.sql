@@ -145,6 +145,27 @@ CREATE INDEX login_activity_ip ON login_activity (ip_address, login_time);
 CREATE INDEX login_activity_signins ON login_activity (login_time, actor)
     WHERE login_type IN ('ACCESS', 'RELOGIN');
 
+-- The rollup of active users (schema 9): per UTC day, actor and tenant
+-- ('' for none), the time of the actor's latest sign-in (ACCESS or
+-- RELOGIN). The trigger keeps it in the transaction of every insert; the
+-- retention sweep (activity.rs) deletes the days whose rows are all gone.
+-- /active-users reads whole days here and only the partial days at a
+-- bucket's edges from login_activity_signins.
+CREATE TABLE active_days (
+    day       INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    tenant    TEXT NOT NULL,
+    last_time INTEGER NOT NULL,
+    PRIMARY KEY (day, actor, tenant)
+) WITHOUT ROWID;
+CREATE TRIGGER login_activity_active_days AFTER INSERT ON login_activity
+WHEN new.login_type IN ('ACCESS', 'RELOGIN') AND new.actor IS NOT NULL
+BEGIN
+    INSERT INTO active_days (day, actor, tenant, last_time)
+    VALUES (new.login_time / 86400, new.actor, coalesce(new.tenant_id, ''), new.login_time)
+    ON CONFLICT (day, actor, tenant) DO UPDATE SET last_time = max(last_time, excluded.last_time);
+END;
+
 -- JWT signing keys. The private key (PKCS#8, or the raw HS256 secret) is
 -- sealed; retired keys stay published until publish_until.
 CREATE TABLE signing_keys (

@@ -304,6 +304,33 @@ pub fn active_users(
     q: &ActiveQuery,
     now: i64,
 ) -> Result<Value, Error> {
+    active_users_from(conn, reader, q, now, true)
+}
+
+/// The rows `reader` may see, as SQL over active_days (whose `tenant` is
+/// '' for rows without one).
+fn scope_days(reader: &Reader) -> (String, Vec<Sql>) {
+    match reader {
+        Reader::All => ("1".into(), Vec::new()),
+        Reader::Tenant(t) => (
+            "(tenant = ? OR (tenant = '' AND actor IN \
+             (SELECT user_id FROM user_tenants WHERE tenant_id = ?)))"
+                .into(),
+            vec![Sql::Text(t.clone()), Sql::Text(t.clone())],
+        ),
+    }
+}
+
+/// active_users, reading the whole UTC days of each bucket from the
+/// active_days rollup (`rollup`) or every sign-in from login_activity
+/// (the reference the rollup is tested against).
+fn active_users_from(
+    conn: &Connection,
+    reader: &Reader,
+    q: &ActiveQuery,
+    now: i64,
+    rollup: bool,
+) -> Result<Value, Error> {
     let end = match q.end {
         Some(s) => bound(s, "endDate", true)?,
         None => now,
@@ -323,19 +350,28 @@ pub fn active_users(
     let buckets = buckets(q.range, start, end)?;
     let (incl_sql, incl_values) = inclusion(conn, &q.filter)?;
     let (scope_sql, scope_values) = scope(reader, "");
-    // The inner query reads only the partial index login_activity_signins
-    // (login_time, actor), which covers it; named, because the planner
-    // otherwise prefers (login_type, login_time) and fetches every row
-    // (25 times slower at 1,000,000 rows). The join then fetches one row
-    // per actor.
-    let sql = format!(
-        "SELECT {} FROM (SELECT actor, max(login_time) AS t
-            FROM login_activity INDEXED BY login_activity_signins
+    let (days_scope_sql, days_scope_values) = scope_days(reader);
+    let (a_scope_sql, a_scope_values) = scope(reader, "a.");
+    // Each actor's latest sign-in time in the bucket: whole days from
+    // active_days (one row per actor, day and tenant), and the partial
+    // days at the bucket's edges from the partial index
+    // login_activity_signins (login_time, actor), which covers them;
+    // named, because the planner otherwise prefers (login_type,
+    // login_time) and fetches every row. The join then fetches one row
+    // per actor through (actor, login_time).
+    let edge = format!(
+        "SELECT actor, login_time AS t FROM login_activity INDEXED BY login_activity_signins
             WHERE login_type IN ('ACCESS', 'RELOGIN') AND login_time >= ? AND login_time < ?
-              AND actor IS NOT NULL AND {incl_sql} AND {scope_sql}
-            GROUP BY actor) m
+              AND actor IS NOT NULL AND {incl_sql} AND {scope_sql}"
+    );
+    let sql = format!(
+        "SELECT {} FROM (SELECT actor, max(t) AS t FROM (
+            SELECT actor, last_time AS t FROM active_days
+              WHERE day >= ? AND day < ? AND {incl_sql} AND {days_scope_sql}
+            UNION ALL {edge}
+            UNION ALL {edge}) GROUP BY actor) m
          JOIN login_activity a ON a.actor = m.actor AND a.login_time = m.t
-                              AND a.login_type IN ('ACCESS', 'RELOGIN')
+                              AND a.login_type IN ('ACCESS', 'RELOGIN') AND {a_scope_sql}
          ORDER BY a.login_time, a.rowid",
         COLS.split(", ")
             .map(|c| format!("a.{c}"))
@@ -346,9 +382,23 @@ pub fn active_users(
     let all: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
     let mut out = Map::new();
     for (key, from, to) in buckets {
-        let mut values = vec![Sql::Integer(from), Sql::Integer(to)];
+        // Whole days [d0, d1) from the rollup; [from, x) and [y, to) from
+        // the rows.
+        let (d0, d1) = ((from + 86_399).div_euclid(86_400), to.div_euclid(86_400));
+        let (d0, d1, x, y) = if rollup && from >= 0 && d0 < d1 {
+            (d0, d1, d0 * 86_400, d1 * 86_400)
+        } else {
+            (0, 0, to, to)
+        };
+        let mut values = vec![Sql::Integer(d0), Sql::Integer(d1)];
         values.extend(incl_values.iter().cloned());
-        values.extend(scope_values.iter().cloned());
+        values.extend(days_scope_values.iter().cloned());
+        for (lo, hi) in [(from, x), (y, to)] {
+            values.extend([Sql::Integer(lo), Sql::Integer(hi)]);
+            values.extend(incl_values.iter().cloned());
+            values.extend(scope_values.iter().cloned());
+        }
+        values.extend(a_scope_values.iter().cloned());
         let rows = stmt.query_map(params_from_iter(values), from_row)?;
         let mut seen = std::collections::HashSet::new();
         let mut by_type = Map::new();
@@ -507,14 +557,24 @@ fn inclusion(conn: &Connection, f: &Value) -> Result<(String, Vec<Sql>), Error> 
 /// Rows swept per transaction: small, so the writer is never held long.
 const SWEEP_BATCH: i64 = 1000;
 
-/// Deletes up to `batch` rows older than `before`; returns how many.
+/// Deletes up to `batch` rows older than `before`, and the active_days
+/// whose rows are all gone (older than the oldest row left: rows go
+/// oldest first, so a day whose latest sign-in is gone has none left);
+/// returns how many rows.
 pub fn sweep(conn: &Connection, before: i64, batch: i64) -> Result<usize, Error> {
-    Ok(conn
+    let n = conn
         .prepare_cached(
             "DELETE FROM login_activity WHERE rowid IN
                (SELECT rowid FROM login_activity WHERE login_time < ?1 ORDER BY login_time LIMIT ?2)",
         )?
-        .execute(params![before, batch])?)
+        .execute(params![before, batch])?;
+    let oldest: Option<i64> = conn
+        .prepare_cached("SELECT min(login_time) FROM login_activity")?
+        .query_row([], |r| r.get(0))?;
+    let oldest = oldest.unwrap_or(i64::MAX);
+    conn.prepare_cached("DELETE FROM active_days WHERE day <= ?1 AND last_time < ?2")?
+        .execute(params![oldest.div_euclid(86_400), oldest])?;
+    Ok(n)
 }
 
 /// The background thread's retention pass (every second): one batch of
@@ -663,6 +723,114 @@ mod tests {
             v,
             json!({"01-2027": {"RELOGIN": [v["01-2027"]["RELOGIN"][0].clone()]}})
         );
+    }
+
+    #[test]
+    fn the_active_days_rollup_answers_as_the_rows_do() {
+        let mut conn = crate::db::open_and_migrate(std::path::Path::new(":memory:")).unwrap();
+        // Rows over about four days from 2027-01-12T08:00:00Z.
+        let t0: i64 = 1_800_000_000 - 3 * 86_400;
+        crate::db::immediate(&mut conn, |tx| {
+            tx.execute_batch(
+                "INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'one', 0), ('t2', 'two', 0);",
+            )?;
+            for u in 0..8 {
+                tx.execute(
+                    "INSERT INTO users (id, created_at, updated_at) VALUES (?1, 0, 0)",
+                    [format!("u{u}")],
+                )?;
+                tx.execute(
+                    "INSERT INTO user_tenants (id, user_id, tenant_id, created_at) VALUES (?1, ?2, ?3, 0)",
+                    params![format!("m{u}"), format!("u{u}"), if u % 2 == 0 { "t1" } else { "t2" }],
+                )?;
+            }
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut t = t0;
+            for _ in 0..3000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Often several rows in one second: ties.
+                t += (x % 700) as i64 / 3;
+                let actor = format!("u{}", (x >> 8) % 10);
+                let tenant = match (x >> 16) % 3 {
+                    0 => Some("t1"),
+                    1 => Some("t2"),
+                    _ => None,
+                };
+                let kind = ["ACCESS", "RELOGIN", "FAILED", "LOGOUT"][((x >> 24) % 4) as usize];
+                let e = Entry {
+                    actor: if (x >> 32).is_multiple_of(20) { None } else { Some(&actor) },
+                    tenant_id: tenant,
+                    login_type: kind,
+                    outcome: "success",
+                    method: "password",
+                    ip: "10.0.0.1",
+                    ..Entry::default()
+                };
+                record(tx, &e, t)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let days: i64 = conn
+            .query_row("SELECT count(*) FROM active_days", [], |r| r.get(0))
+            .unwrap();
+        assert!(days > 100, "{days}");
+        let readers = [
+            Reader::All,
+            Reader::Tenant("t1".into()),
+            Reader::Tenant("t2".into()),
+        ];
+        let filters = [
+            Value::Null,
+            json!({"userIdentifier": ["u1", "u2", "u9"]}),
+            json!({"inclusion": false, "userIdentifier": ["u3"]}),
+        ];
+        let spans = [
+            ("2027-01-10", "2027-01-31"),
+            ("2027-01-12T13:14:15Z", "2027-01-19T01:02:03Z"),
+            ("2027-01-13", "2027-01-13"),
+            ("2027-01-13T05:00:00Z", "2027-01-13T20:00:00Z"),
+            ("2026-12-20", "2027-02-03T10:00:00Z"),
+        ];
+        let check = |conn: &Connection| {
+            let mut entries = 0;
+            for range in [Range::Daily, Range::Monthly] {
+                for (start, end) in spans {
+                    for r in &readers {
+                        for f in &filters {
+                            let q = ActiveQuery {
+                                range,
+                                start: Some(start),
+                                end: Some(end),
+                                filter: f.clone(),
+                            };
+                            let fast = active_users_from(conn, r, &q, 0, true).unwrap();
+                            let slow = active_users_from(conn, r, &q, 0, false).unwrap();
+                            assert_eq!(fast, slow, "{range:?} {start} {end} {r:?} {f}");
+                            entries += fast.to_string().matches("\"loginTime\"").count();
+                        }
+                    }
+                }
+            }
+            entries
+        };
+        assert!(check(&conn) > 500);
+        // Half swept, a batch boundary in the middle of a day: still the same.
+        let cut = t0 + 2 * 86_400 + 40_000;
+        while sweep(&conn, cut, 397).unwrap() > 0 {
+            assert!(check(&conn) > 0);
+        }
+        let stale: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM active_days WHERE last_time < ?1",
+                [cut],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stale, 0);
+        assert!(check(&conn) > 200);
     }
 
     #[test]

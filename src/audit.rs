@@ -5,7 +5,9 @@
 //! LOGOUT, FAILED), the client IP and user agent, the outcome, and the
 //! method and factors used. Never a token or a secret.
 //!
-//! Reading the log, and its retention, are in activity.rs.
+//! Reading the log, and its retention, are in activity.rs. A trigger
+//! (schema.sql, login_activity_active_days) adds each sign-in to the
+//! active_days rollup of /active-users in the same transaction.
 
 use rusqlite::{params, Connection};
 use serde_json::json;

@@ -39,6 +39,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_audit.sql"),
     // 7 -> 8: indexes of the login-activity API (issue 10).
     include_str!("migrations/008_activity.sql"),
+    // 8 -> 9: active_days, the rollup of /active-users, with its trigger
+    // and backfill.
+    include_str!("migrations/009_active_days.sql"),
 ];
 
 /// The schema version this build writes.
