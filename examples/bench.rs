@@ -283,6 +283,44 @@ fn hallpass(bin: &Path, dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `hallpass user add ARGS --password-stdin` with PASSWORD, as an
+/// operator would; `iterations` overrides the hash cost for set-up only.
+fn cli_user(bin: &Path, dir: &Path, args: &[&str], iterations: Option<&str>) {
+    let mut all = vec!["user", "add"];
+    all.extend_from_slice(args);
+    all.push("--password-stdin");
+    let mut cmd = hallpass(bin, dir, &all);
+    if let Some(n) = iterations {
+        cmd.env("HALLPASS_PBKDF2_ITERATIONS", n);
+    }
+    let mut add = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("user add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("write");
+    add.wait().expect("user add");
+}
+
+/// `hallpass client add bench`: its client_id and client_secret.
+fn cli_client(bin: &Path, dir: &Path) -> (String, String) {
+    let out = hallpass(bin, dir, &["client", "add", "bench"])
+        .output()
+        .expect("client add");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .expect("field")
+            .to_string()
+    };
+    (field("client_id"), field("client_secret"))
+}
+
 fn start(bin: &Path, dir: &Path) -> (Child, String, Duration) {
     let t = Instant::now();
     let mut child = hallpass(bin, dir, &["serve", "--listen", "127.0.0.1:0"])
@@ -421,31 +459,8 @@ fn main() {
     .expect("config");
 
     // Set-up through the CLI, as an operator would.
-    let out = hallpass(&bin, d, &["client", "add", "bench"])
-        .output()
-        .expect("client add");
-    let out = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .expect("field")
-            .to_string()
-    };
-    let (client_id, secret) = (field("client_id"), field("client_secret"));
-    let mut add = hallpass(
-        &bin,
-        d,
-        &["user", "add", "ada@example.com", "--password-stdin"],
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .expect("user add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("write");
-    add.wait().expect("user add");
+    let (client_id, secret) = cli_client(&bin, d);
+    cli_user(&bin, d, &["ada@example.com"], None);
 
     // First start creates the signing key; the measured start is the second.
     let (mut child, _, _) = start(&bin, d);
@@ -597,41 +612,10 @@ fn enumeration_timing(bin: &Path) {
     )
     .expect("config");
     for i in 0..EACH {
-        let mut add = hallpass(
-            bin,
-            d,
-            &[
-                "user",
-                "add",
-                &format!("known{i}@example.com"),
-                "--password-stdin",
-            ],
-        )
         // The users' password hashes play no part here: keep set-up quick.
-        .env("HALLPASS_PBKDF2_ITERATIONS", "1000")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("user add");
-        add.stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .expect("write");
-        add.wait().expect("user add");
+        cli_user(bin, d, &[&format!("known{i}@example.com")], Some("1000"));
     }
-    let out = hallpass(bin, d, &["client", "add", "bench"])
-        .output()
-        .expect("client add");
-    let out = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .expect("field")
-            .to_string()
-    };
-    let (id, secret) = (field("client_id"), field("client_secret"));
+    let (id, secret) = cli_client(bin, d);
     let (mut child, addr, _) = start(bin, d);
     let mut c = Conn::open(&addr);
     let stats = |mut v: Vec<f64>| {
@@ -687,31 +671,9 @@ fn mail_drain(bin: &Path) {
         ),
     )
     .expect("config");
-    let mut add = hallpass(
-        bin,
-        d,
-        &["user", "add", "ada@example.com", "--password-stdin"],
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .expect("user add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("write");
-    add.wait().expect("user add");
-    let out = hallpass(bin, d, &["client", "add", "bench"])
-        .output()
-        .expect("client add");
-    let out = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .expect("field")
-            .to_string()
-    };
-    let login = json!({"client_id": field("client_id"), "client_secret": field("client_secret"),
+    cli_user(bin, d, &["ada@example.com"], None);
+    let (client_id, client_secret) = cli_client(bin, d);
+    let login = json!({"client_id": client_id, "client_secret": client_secret,
                        "username": "ada@example.com", "password": PASSWORD});
     let (mut child, addr, _) = start(bin, d);
 
@@ -839,33 +801,9 @@ fn activity_setup(bin: &Path, d: &Path) -> (String, String) {
          token_burst = 1e9\ntoken_per_minute = 1e9\n",
     )
     .expect("config");
-    for (email, admin) in [("ada@example.com", false), ("root@example.com", true)] {
-        let mut args = vec!["user", "add", email, "--password-stdin"];
-        if admin {
-            args.push("--admin");
-        }
-        let mut add = hallpass(bin, d, &args)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("user add");
-        add.stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .expect("write");
-        add.wait().expect("user add");
-    }
-    let out = hallpass(bin, d, &["client", "add", "bench"])
-        .output()
-        .expect("client add");
-    let out = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-            .expect("field")
-            .to_string()
-    };
-    (field("client_id"), field("client_secret"))
+    cli_user(bin, d, &["ada@example.com"], None);
+    cli_user(bin, d, &["root@example.com", "--admin"], None);
+    cli_client(bin, d)
 }
 
 /// Writes `n` login_activity rows over the 180 days before `now`: 1,000
