@@ -106,6 +106,19 @@ pub(crate) fn nobody(typed: &str) -> String {
     format!("nobody:{}", token_hash(&typed.trim().to_lowercase()))
 }
 
+/// Who a mail-sending request writes for: the user and their address, or
+/// for nobody the stand-in subject and the address as typed (`send` rolls
+/// that one back). Returns (subject, user id, recipient).
+fn recipient<'a>(
+    target: &'a Option<(User, String)>,
+    typed: &'a str,
+) -> (String, Option<&'a str>, &'a str) {
+    match target {
+        Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
+        None => (nobody(typed), None, typed),
+    }
+}
+
 pub(crate) fn queue(
     tx: &Connection,
     cx_mail: &mail::Outgoing,
@@ -163,10 +176,7 @@ pub fn send_magic_link(
     let base = cx.app.public_url.clone();
     let redirect = redirect.map(percent_encode);
     cx.write(|tx| {
-        let (subject, user_id, to) = match &target {
-            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
-            None => (nobody(typed), None, typed),
-        };
+        let (subject, user_id, to) = recipient(&target, typed);
         send(tx, codes::MAGIC_LINK, to, target.is_some(), now, |tx| {
             let token = codes::issue_link(
                 tx,
@@ -343,10 +353,7 @@ pub fn send_code(cx: &mut Ctx, client: &Client, key: &str, peer: &Peer) -> Resul
     let master = cx.app.master.clone();
     let client_id = client.client_id.clone();
     cx.write(|tx| {
-        let (subject, user_id, to) = match &target {
-            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
-            None => (nobody(key), None, key),
-        };
+        let (subject, user_id, to) = recipient(&target, key);
         send(tx, codes::EMAIL_OTP, to, target.is_some(), now, |tx| {
             let code = codes::issue_digits(
                 tx,
@@ -472,10 +479,7 @@ pub fn forget_password(
     let base = cx.app.public_url.clone();
     let client_id = client.client_id.clone();
     cx.write(|tx| {
-        let (subject, user_id, to) = match &target {
-            Some((u, e)) => (u.id.clone(), Some(u.id.as_str()), e.as_str()),
-            None => (nobody(login), None, login),
-        };
+        let (subject, user_id, to) = recipient(&target, login);
         send(tx, codes::PASSWORD_RESET, to, target.is_some(), now, |tx| {
             let token = codes::issue_link(
                 tx,

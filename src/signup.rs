@@ -111,17 +111,7 @@ pub fn create_signup_token(
                 now,
             )?;
             if exists {
-                tx.execute_batch("ROLLBACK TO signup")?;
-                queue(
-                    tx,
-                    &out,
-                    Mail {
-                        kind: Kind::AccountExists,
-                        to: &email,
-                        values: &[],
-                    },
-                    now,
-                )?;
+                tell_owner_instead(tx, &out, &email, "signup", now)?;
             }
             tx.execute_batch("RELEASE signup")?;
             Ok(())
@@ -286,17 +276,7 @@ pub fn fast_signup(
                 now,
             )?;
             if taken {
-                tx.execute_batch("ROLLBACK TO verify")?;
-                queue(
-                    tx,
-                    &out,
-                    Mail {
-                        kind: Kind::AccountExists,
-                        to: &email,
-                        values: &[],
-                    },
-                    now,
-                )?;
+                tell_owner_instead(tx, &out, &email, "verify", now)?;
             }
             tx.execute_batch("RELEASE verify")?;
             Ok(())
@@ -326,4 +306,28 @@ pub fn verify_email(cx: &mut Ctx, token: &str) -> Result<String, Error> {
         accounts::mark_email_verified(tx, &f.user_id, now)?;
         Ok(email)
     })
+}
+
+/// For an address that already has an account: undoes what was written
+/// since `savepoint` (the token and its mail, so the work done matched a
+/// new address's) and mails the owner that someone tried to sign up.
+fn tell_owner_instead(
+    tx: &rusqlite::Connection,
+    out: &crate::mail::Outgoing,
+    email: &str,
+    savepoint: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.execute_batch(&format!("ROLLBACK TO {savepoint}"))?;
+    queue(
+        tx,
+        out,
+        Mail {
+            kind: Kind::AccountExists,
+            to: email,
+            values: &[],
+        },
+        now,
+    )?;
+    Ok(())
 }
