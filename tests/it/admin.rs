@@ -2,9 +2,6 @@
 //! resource, who may call it, and the audit trail every change writes in
 //! its own transaction; and the CLI writing the same trail.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{json, Value};
 
 use crate::support::{TestServer, PASSWORD};
@@ -622,30 +619,11 @@ fn the_cli_writes_the_audit_trail_too() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = super::cli::hallpass(d)
-            .args(args)
-            .env("USER", "ops")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut cmd = super::cli::hallpass(d);
+        cmd.args(args).env("USER", "ops");
+        let (ok, out, err) = super::cli::run_command(cmd, stdin);
+        assert!(ok, "{err}");
+        out
     };
     run(&["tenant", "add", "acme"], None);
     run(

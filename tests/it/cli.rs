@@ -23,8 +23,15 @@ fn in_dir(mut c: Command, dir: &Path) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = hallpass(dir)
-        .args(args)
+    let mut cmd = hallpass(dir);
+    cmd.args(args);
+    run_command(cmd, stdin)
+}
+
+/// Runs a prepared command with `stdin` on its standard input: whether it
+/// succeeded, its stdout and its stderr.
+pub(crate) fn run_command(mut cmd: Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
