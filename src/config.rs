@@ -205,7 +205,7 @@ impl Provider {
             match v {
                 Some(v) => l.push(format!("{key} = {}", q(v))),
                 None if key == "emails_url" || key == "issuer" || !self.kind.is_oidc() => {}
-                None if self.issuer.is_some() => l.push(format!("# {key}: from discovery")),
+                None if kinds::needs_discovery(self) => l.push(format!("# {key}: from discovery")),
                 None => l.push(format!("# {key}: none")),
             }
         }

@@ -278,3 +278,69 @@ pub fn redirect_uri(public_url: &str, providers: &[Provider], p: &Provider) -> S
         redirect_path(providers, p)
     )
 }
+
+/// What `hallpass check-config` says about the providers, one line each
+/// (fetches nothing): name and kind, start routes, the exact redirect URI
+/// to register, and where an OIDC provider's endpoints come from.
+pub fn setup_lines(public_url: Option<&str>, providers: &[Provider]) -> Vec<String> {
+    if providers.is_empty() {
+        return vec!["providers: none configured".into()];
+    }
+    let mut l = Vec::new();
+    for p in providers {
+        l.push(format!("provider {} (kind {})", p.name, p.kind.name()));
+        let seed = is_seed(providers, p);
+        let mut starts = Vec::new();
+        if seed {
+            starts.extend(start_path(p.kind));
+        }
+        let oidc = oidc_start_path(&p.name);
+        starts.push(&oidc);
+        l.push(format!("  start (GET or POST): {}", starts.join(", ")));
+        let path = callback_path_for(p, seed);
+        l.push(match public_url {
+            Some(base) => format!(
+                "  redirect URI to register at the provider: {}{path}",
+                base.trim_end_matches('/')
+            ),
+            None => format!(
+                "  redirect URI to register at the provider: public_url is unset, so it would \
+                 be http://{{bound address}}{path}; set public_url to hallpass's public https:// \
+                 address and register public_url + {path}"
+            ),
+        });
+        l.push(format!("  {}", endpoints_line(p)));
+        if p.client_secret.is_none() && p.apple.is_none() {
+            l.push("  client: public (no client_secret; PKCE only)".into());
+        }
+    }
+    l
+}
+
+fn endpoints_line(p: &Provider) -> String {
+    let named = [
+        ("authorize_url", &p.authorize_url),
+        ("token_url", &p.token_url),
+        ("userinfo_url", &p.userinfo_url),
+        ("jwks_url", &p.jwks_url),
+    ];
+    if !p.kind.is_oidc() {
+        return "endpoints: OAuth 2.0 (no discovery, no id_token): configured or the kind's defaults"
+            .into();
+    }
+    if !needs_discovery(p) {
+        return "endpoints: all known from the configuration (no discovery)".into();
+    }
+    let from: Vec<&str> = named
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    match discovery_url(p) {
+        Some(url) => format!(
+            "endpoints: {} from discovery at {url} (fetched at first use)",
+            from.join(", ")
+        ),
+        None => format!("endpoints: {} unknown (no issuer)", from.join(", ")),
+    }
+}
