@@ -1289,4 +1289,498 @@ mod tests {
         assert!(!text.contains("c2VjcmV0c2VjcmV0"));
         assert!(text.contains("********"));
     }
+
+    /// Loads a config file of `text` with these variables set.
+    fn load_toml(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, text).unwrap();
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags = Flags {
+            config: Some(file),
+            ..Flags::default()
+        };
+        Config::load(&flags, &|k| env.get(k).cloned()).map_err(|e| e.to_string())
+    }
+
+    fn provider<'a>(c: &'a Config, name: &str) -> &'a Provider {
+        c.providers.iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn each_kind_gets_its_defaults() {
+        let c = load_toml(
+            r#"
+[providers.google]
+client_id = "g"
+client_secret = "s"
+[providers.azure]
+client_id = "a"
+client_secret = "s"
+[providers.entra]
+kind = "azure"
+client_id = "a"
+client_secret = "s"
+tenant = "contoso.onmicrosoft.com"
+[providers.keycloak]
+client_id = "k"
+client_secret = "s"
+base_url = "https://kc.example.com/"
+realm = "staff"
+[providers.cognito]
+client_id = "c"
+client_secret = "s"
+user_pool_id = "eu-west-1_AbC"
+domain = "myapp.auth.eu-west-1.amazoncognito.com"
+[providers.autha]
+client_id = "x"
+client_secret = "s"
+issuer = "https://auth.gravitalia.com"
+[providers.facebook]
+client_id = "f"
+client_secret = "s"
+[providers.instagram]
+client_id = "i"
+client_secret = "s"
+[providers.apple]
+client_id = "com.example.web"
+team_id = "ABCDE12345"
+key_id = "XYZ987"
+private_key_file = "/etc/hallpass/AuthKey_XYZ987.p8"
+[providers.github]
+client_id = "gh"
+client_secret = "s"
+[providers.authentik]
+kind = "oidc"
+client_id = "o"
+issuer = "https://sso.example.com/application/o/hallpass/"
+"#,
+            &[],
+        )
+        .unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "sorted by name");
+
+        let oidc_scopes = vec!["openid", "email", "profile"];
+        let g = provider(&c, "google");
+        assert_eq!(g.kind, ProviderKind::Google);
+        assert_eq!(g.scopes, oidc_scopes);
+        assert_eq!(g.issuer.as_deref(), Some("https://accounts.google.com"));
+        assert_eq!(g.authorize_url, None, "from discovery");
+        assert!(g.pkce && g.link_by_email && g.signup.is_none() && g.apple.is_none());
+        assert!(kinds::needs_discovery(g));
+
+        let issuer = |n: &str| provider(&c, n).issuer.clone().unwrap();
+        assert_eq!(
+            issuer("azure"),
+            "https://login.microsoftonline.com/common/v2.0"
+        );
+        assert_eq!(
+            issuer("entra"),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        );
+        assert_eq!(issuer("keycloak"), "https://kc.example.com/realms/staff");
+        assert_eq!(
+            issuer("cognito"),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC"
+        );
+        let cg = provider(&c, "cognito");
+        let dom = "https://myapp.auth.eu-west-1.amazoncognito.com/oauth2";
+        assert_eq!(cg.authorize_url, Some(format!("{dom}/authorize")));
+        assert_eq!(cg.token_url, Some(format!("{dom}/token")));
+        assert_eq!(cg.userinfo_url, Some(format!("{dom}/userInfo")));
+        assert_eq!(cg.jwks_url, None);
+        assert_eq!(issuer("autha"), "https://auth.gravitalia.com");
+        let au = provider(&c, "authentik");
+        assert_eq!(au.kind, ProviderKind::Oidc);
+        assert_eq!(au.client_secret, None, "oidc may be a public client");
+        assert_eq!(
+            kinds::discovery_url(au).unwrap(),
+            "https://sso.example.com/application/o/hallpass/.well-known/openid-configuration"
+        );
+
+        let fb = provider(&c, "facebook");
+        assert!(!fb.kind.is_oidc());
+        assert_eq!(fb.scopes, vec!["email", "public_profile"]);
+        assert_eq!(fb.issuer, None);
+        assert!(fb
+            .token_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://graph.facebook.com/v"));
+        assert!(fb
+            .userinfo_url
+            .as_deref()
+            .unwrap()
+            .ends_with("/me?fields=id,name,email"));
+
+        let ig = provider(&c, "instagram");
+        assert!(!ig.pkce, "instagram: no PKCE");
+        assert_eq!(
+            ig.userinfo_url.as_deref(),
+            Some("https://graph.instagram.com/me?fields=id,username")
+        );
+
+        let ap = provider(&c, "apple");
+        assert_eq!(ap.scopes, vec!["name", "email"]);
+        assert_eq!(ap.response_mode.as_deref(), Some("form_post"));
+        assert_eq!(ap.client_secret, None);
+        assert_eq!(ap.issuer.as_deref(), Some("https://appleid.apple.com"));
+        assert_eq!(
+            ap.jwks_url.as_deref(),
+            Some("https://appleid.apple.com/auth/keys")
+        );
+        assert_eq!(
+            ap.apple,
+            Some(AppleKey {
+                team_id: "ABCDE12345".into(),
+                key_id: "XYZ987".into(),
+                private_key_file: PathBuf::from("/etc/hallpass/AuthKey_XYZ987.p8"),
+            })
+        );
+        assert!(!kinds::needs_discovery(ap));
+
+        let gh = provider(&c, "github");
+        assert_eq!(gh.scopes, vec!["read:user", "user:email"]);
+        assert_eq!(
+            gh.emails_url.as_deref(),
+            Some("https://api.github.com/user/emails")
+        );
+        assert_eq!(gh.issuer, None);
+    }
+
+    #[test]
+    fn the_environment_gives_or_overrides_secrets_of_declared_providers() {
+        let text = "[providers.my-idp]\nkind = \"oidc\"\nclient_id = \"file-id\"\n\
+                    client_secret = \"file-secret\"\nissuer = \"https://idp.example.com\"\n\
+                    [providers.github]\nclient_id = \"gh\"\n";
+        let c = load_toml(
+            text,
+            &[
+                ("HALLPASS_PROVIDERS_MY_IDP_CLIENT_SECRET", "env-secret"),
+                ("HALLPASS_PROVIDERS_MY_IDP_CLIENT_ID", "env-id"),
+                ("HALLPASS_PROVIDERS_GITHUB_CLIENT_SECRET", "gh-secret"),
+                ("HALLPASS_PROVIDERS_GOOGLE_CLIENT_ID", "undeclared"),
+            ],
+        )
+        .unwrap();
+        let p = provider(&c, "my-idp");
+        assert_eq!(p.client_secret.as_deref(), Some("env-secret"));
+        assert_eq!(p.client_id, "env-id");
+        assert_eq!(
+            provider(&c, "github").client_secret.as_deref(),
+            Some("gh-secret")
+        );
+        assert_eq!(c.providers.len(), 2, "variables declare no provider");
+        // Without the variable, github's secret is missing.
+        let err = load_toml(text, &[]).unwrap_err();
+        assert!(
+            err.contains("providers.github: missing client_secret"),
+            "{err}"
+        );
+        // Apple's key fields from the environment.
+        let c = load_toml(
+            "[providers.apple]\nclient_id = \"com.example\"\n",
+            &[
+                ("HALLPASS_PROVIDERS_APPLE_TEAM_ID", "T"),
+                ("HALLPASS_PROVIDERS_APPLE_KEY_ID", "K"),
+                ("HALLPASS_PROVIDERS_APPLE_PRIVATE_KEY_FILE", "/k.p8"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers[0].apple.as_ref().unwrap().private_key_file,
+            PathBuf::from("/k.p8")
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named_together_per_provider() {
+        let err = load_toml("[providers.apple]\nclient_id = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            err.contains("providers.apple: missing team_id, key_id, private_key_file"),
+            "{err}"
+        );
+        let err = load_toml(
+            "[providers.corp]\nscopes = [\"openid\"]\n[providers.kc]\nkind = \"keycloak\"\n\
+             client_id = \"k\"\nclient_secret = \"\"\nbase_url = \"https://kc.example.com\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("providers.corp: missing kind, client_id"),
+            "{err}"
+        );
+        assert!(
+            err.contains("providers.kc: missing client_secret, realm"),
+            "{err}"
+        );
+        let err =
+            load_toml("[providers.x]\nkind = \"oidc\"\nclient_id = \"o\"\n", &[]).unwrap_err();
+        assert!(err.contains("providers.x: missing issuer"), "{err}");
+        let err =
+            load_toml("[providers.x]\nkind = \"saml\"\nclient_id = \"o\"\n", &[]).unwrap_err();
+        assert!(err.contains("providers.x: unknown kind \"saml\""), "{err}");
+        let err = load_toml(
+            "[providers.google]\nclient_id = \"g\"\nclient_secert = \"s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("client_secert"), "{err}");
+        let err = load_toml(
+            "[providers.google]\nclient_id = \"g\"\nclient_secret = \"s\"\nrealm = \"r\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("providers.google: realm is only for kind keycloak"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_provider_names_are_refused() {
+        for name in ["Google", "-x", "_x", "\"a.b\"", "\"a b\"", &"a".repeat(33)] {
+            let text = format!(
+                "[providers.{name}]\nkind = \"google\"\nclient_id = \"g\"\nclient_secret = \"s\"\n"
+            );
+            let err = load_toml(&text, &[]).unwrap_err();
+            assert!(err.contains("provider name must be"), "{name}: {err}");
+        }
+        for name in ["a", "0", "my_idp-2", &"a".repeat(32)] {
+            assert!(valid_provider_name(name), "{name}");
+        }
+        let err = load_toml(
+            "[providers.a-b]\nkind = \"oidc\"\nclient_id = \"x\"\nissuer = \"https://i\"\n\
+             [providers.a_b]\nkind = \"oidc\"\nclient_id = \"x\"\nissuer = \"https://i\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("HALLPASS_PROVIDERS_A_B_"), "{err}");
+    }
+
+    #[test]
+    fn http_urls_only_for_loopback_hosts() {
+        let with = |field: &str, url: &str| {
+            let issuer = if field == "issuer" {
+                String::new()
+            } else {
+                "issuer = \"https://idp.example.com\"\n".to_string()
+            };
+            load_toml(
+                &format!(
+                    "[providers.x]\nkind = \"oidc\"\nclient_id = \"o\"\n\
+                     {issuer}{field} = \"{url}\"\n"
+                ),
+                &[],
+            )
+        };
+        for url in [
+            "http://idp.example.com",
+            "http://127.0.0.1.example.com/",
+            "http://localhost.example.com",
+            "http://127.0.0.1@evil.example.com/",
+            "http://10.0.0.1:8080",
+            "ftp://idp.example.com",
+            "idp.example.com",
+            "https://",
+        ] {
+            for field in ["issuer", "token_url", "jwks_url"] {
+                let err = with(field, url).unwrap_err();
+                assert!(
+                    err.contains(&format!("providers.x: {field}")),
+                    "{url}: {err}"
+                );
+            }
+        }
+        for url in [
+            "http://127.0.0.1:9000/realms/x",
+            "http://127.1.2.3",
+            "http://[::1]:8080/x",
+            "http://localhost/",
+            "http://LOCALHOST:1",
+            "https://idp.example.com:8443/x",
+        ] {
+            let c = with("issuer", url).unwrap();
+            assert_eq!(c.providers[0].issuer.as_deref(), Some(url));
+        }
+        // A keycloak issuer made from base_url is checked, under its name.
+        let err = load_toml(
+            "[providers.keycloak]\nclient_id = \"k\"\nclient_secret = \"s\"\n\
+             base_url = \"http://kc.example.com\"\nrealm = \"r\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("providers.keycloak: base_url"), "{err}");
+    }
+
+    #[test]
+    fn explicit_urls_override_the_kinds_defaults() {
+        let c = load_toml(
+            r#"
+[providers.google]
+client_id = "g"
+client_secret = "s"
+issuer = "http://127.0.0.1:9000"
+authorize_url = "http://127.0.0.1:9000/authorize"
+scopes = ["openid", "email"]
+link_by_email = false
+signup = true
+[providers.github]
+client_id = "gh"
+client_secret = "s"
+authorize_url = "http://127.0.0.1:9001/login/oauth/authorize"
+userinfo_url = "http://127.0.0.1:9001/api/v3/user"
+[providers.facebook]
+client_id = "f"
+client_secret = "s"
+token_url = "http://127.0.0.1:9002/token"
+[providers.plain]
+kind = "oidc"
+client_id = "p"
+authorize_url = "http://127.0.0.1:9003/a"
+token_url = "http://127.0.0.1:9003/t"
+userinfo_url = "http://127.0.0.1:9003/u"
+jwks_url = "http://127.0.0.1:9003/j"
+"#,
+            &[],
+        )
+        .unwrap();
+        let g = provider(&c, "google");
+        assert_eq!(g.issuer.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            g.authorize_url.as_deref(),
+            Some("http://127.0.0.1:9000/authorize")
+        );
+        assert_eq!(g.token_url, None, "the rest from discovery");
+        assert_eq!(g.scopes, vec!["openid", "email"]);
+        assert!(!g.link_by_email);
+        assert_eq!(g.signup, Some(true));
+        let gh = provider(&c, "github");
+        assert_eq!(
+            gh.authorize_url.as_deref(),
+            Some("http://127.0.0.1:9001/login/oauth/authorize")
+        );
+        assert_eq!(
+            gh.token_url.as_deref(),
+            Some("https://github.com/login/oauth/access_token")
+        );
+        assert_eq!(
+            gh.emails_url.as_deref(),
+            Some("http://127.0.0.1:9001/api/v3/user/emails"),
+            "emails beside an explicit user endpoint"
+        );
+        let fb = provider(&c, "facebook");
+        assert_eq!(fb.token_url.as_deref(), Some("http://127.0.0.1:9002/token"));
+        assert!(fb
+            .authorize_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://www.facebook.com/"));
+        let p = provider(&c, "plain");
+        assert_eq!(p.issuer, None, "all four endpoints given: no issuer needed");
+        assert!(!kinds::needs_discovery(p));
+    }
+
+    #[test]
+    fn the_seed_provider_is_the_one_named_like_its_kind_else_the_first_by_name() {
+        let google = "kind = \"google\"\nclient_id = \"g\"\nclient_secret = \"s\"\n";
+        let c = load_toml(
+            &format!(
+                "[providers.google-b]\n{google}[providers.google-a]\n{google}\
+                 [providers.google]\n{google}[providers.github]\nclient_id = \"x\"\n\
+                 client_secret = \"s\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        let seed = kinds::seed_provider(&c.providers, ProviderKind::Google).unwrap();
+        assert_eq!(seed.name, "google");
+        assert_eq!(
+            kinds::seed_provider(&c.providers, ProviderKind::Github),
+            None
+        );
+        assert_eq!(
+            kinds::seed_provider(&c.providers, ProviderKind::Azure),
+            None
+        );
+        let rest: Vec<Provider> = c
+            .providers
+            .iter()
+            .filter(|p| p.name != "google")
+            .cloned()
+            .collect();
+        let seed = kinds::seed_provider(&rest, ProviderKind::Google).unwrap();
+        assert_eq!(seed.name, "google-a");
+        assert_eq!(
+            kinds::redirect_path(&rest, seed),
+            "/auth/google-auth-redirect"
+        );
+        let b = provider(&c, "google-b");
+        assert_eq!(
+            kinds::redirect_path(&c.providers, b),
+            "/auth/oidc/google-b/callback"
+        );
+        assert_eq!(
+            kinds::callback_path_for(provider(&c, "github"), true),
+            "/auth/oidc/github/callback",
+            "github has no seed route"
+        );
+        assert_eq!(
+            kinds::redirect_uri("https://auth.example.com/", &c.providers, seed),
+            "https://auth.example.com/auth/oidc/google-a/callback"
+        );
+        let lines = kinds::setup_lines(Some("https://auth.example.com"), &c.providers).join("\n");
+        assert!(
+            lines.contains("start (GET or POST): /auth/google, /auth/oidc/google\n"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "redirect URI to register at the provider: \
+                 https://auth.example.com/auth/google-auth-redirect"
+            ),
+            "{lines}"
+        );
+        let lines = kinds::setup_lines(None, &c.providers).join("\n");
+        assert!(lines.contains("public_url is unset"), "{lines}");
+        assert!(lines.contains("/auth/oidc/google-b/callback"), "{lines}");
+    }
+
+    #[test]
+    fn providers_are_described_with_secrets_masked_and_parse_back() {
+        let text = r#"
+[providers.github]
+client_id = "gh"
+[providers.apple]
+client_id = "com.example.web"
+team_id = "T"
+key_id = "K"
+private_key_file = "/k.p8"
+[providers.cognito]
+client_id = "c"
+user_pool_id = "eu-west-1_AbC"
+domain = "x.auth.eu-west-1.amazoncognito.com"
+"#;
+        let vars = [
+            ("HALLPASS_PROVIDERS_GITHUB_CLIENT_SECRET", "gh-very-secret"),
+            ("HALLPASS_PROVIDERS_COGNITO_CLIENT_SECRET", "cg-very-secret"),
+        ];
+        let c = load_toml(text, &vars).unwrap();
+        let described = c.describe();
+        assert!(!described.contains("very-secret"), "{described}");
+        assert!(
+            described.contains("# client_secret: ********"),
+            "{described}"
+        );
+        // The description, with the secrets from the environment again,
+        // loads to the same providers.
+        let again = load_toml(&described, &vars).unwrap();
+        assert_eq!(again.providers, c.providers);
+    }
 }
