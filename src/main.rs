@@ -681,6 +681,10 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
             ),
         },
     }
+    // Said on stderr, as the mail lines: stdout stays a file that parses.
+    for line in hallpass::social::kinds::setup_lines(cfg.public_url.as_deref(), &cfg.providers) {
+        eprintln!("{line}");
+    }
     Ok(())
 }
 

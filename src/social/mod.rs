@@ -1,0 +1,3 @@
+//! Social sign-in: upstream identity providers.
+
+pub mod kinds;
