@@ -129,7 +129,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_provider(name, clients, accounts, path="", conform=True):
+def spawn_provider(name, clients, accounts, path="", conform=True):
     env = dict(os.environ,
                OIDC_CLIENTS=json.dumps(clients),
                OIDC_ACCOUNTS=json.dumps(accounts),
@@ -140,11 +140,17 @@ def start_provider(name, clients, accounts, path="", conform=True):
                          cwd=oidc_dir, env=env, stdout=subprocess.PIPE,
                          stderr=err, text=True)
     procs.append(p)
+    return name, p, err.name
+
+
+def provider_ready(spawned):
+    """The issuer and discovery document of a spawn_provider()."""
+    name, p, err = spawned
     line = p.stdout.readline().strip()   # "ready ISSUER", or EOF if it died
     if not line.startswith("ready "):
         p.wait(timeout=5)
         fail(f"provider {name} start",
-             f"exit {p.returncode}: {open(err.name).read()[-2000:]}")
+             f"exit {p.returncode}: {open(err).read()[-2000:]}")
     issuer = line.split(" ", 1)[1]
     doc = request(api, "GET", issuer + "/.well-known/openid-configuration")
     if doc.status != 200 or doc.json()["issuer"] != issuer:
@@ -217,7 +223,7 @@ def walk_provider(opener, url, issuer, login, until, abort=False):
     fail("provider walk", "more than 12 hops")
 
 
-def provider_alone(issuer, disco, client_id, secret, login):
+def provider_alone(issuer, disco, client_id, secret, login, email_in_id_token):
     """The provider half with no hallpass: an authorization request of our
     own (PKCE S256), the forms, and the token endpoint, so a failure further
     on is known to be hallpass's."""
@@ -244,10 +250,12 @@ def provider_alone(issuer, disco, client_id, secret, login):
         fail("provider alone: token endpoint", f"{r.status} {r.body}")
     header, payload = (json.loads(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
                        for x in r.json()["id_token"].split(".")[:2])
-    if payload["iss"] != issuer or payload["aud"] != client_id or payload["nonce"] != "n1":
+    if payload["iss"] != issuer or payload["aud"] != client_id \
+            or payload["nonce"] != "n1" or ("email" in payload) != email_in_id_token:
         fail("provider alone: id_token", f"{payload}")
     ok(f"provider alone, client {client_id}: authorize + login + consent + "
-       f"token -> id_token {header['alg']} for sub {payload['sub']}")
+       f"token -> id_token {header['alg']} for sub {payload['sub']}, "
+       + ("email in it" if email_in_id_token else "email from userinfo only"))
     return header["alg"]
 
 
@@ -308,24 +316,26 @@ def main():
     base = f"http://127.0.0.1:{port}"
     secret = {c: f"{c}-secret-{os.urandom(8).hex()}" for c in ("hp", "hp-es", "hp-kc")}
 
-    a_issuer, a_disco = start_provider("A", [
+    a = spawn_provider("A", [
         {"client_id": "hp", "client_secret": secret["hp"],
          "redirect_uris": [base + "/auth/oidc/idp/callback", APP_REDIRECT]},
         {"client_id": "hp-es", "client_secret": secret["hp-es"],
          "redirect_uris": [base + "/auth/oidc/idp-es/callback", APP_REDIRECT],
          "id_token_signed_response_alg": "ES256"},
     ], {"grace": {"email": "grace@example.com", "name": "Grace Hopper"}})
-    b_issuer, b_disco = start_provider("B", [
+    b = spawn_provider("B", [
         {"client_id": "hp-kc", "client_secret": secret["hp-kc"],
          "redirect_uris": [base + "/auth/keycloak-auth-redirect", APP_REDIRECT]},
     ], {"ada": {"email": "ada@example.com", "name": "Ada Lovelace"}},
         path="/realms/interop", conform=False)
+    (a_issuer, a_disco), (b_issuer, b_disco) = provider_ready(a), provider_ready(b)
     # The provider half alone first: a failure after these is hallpass's.
-    for issuer, disco, client, login, alg in (
-            (a_issuer, a_disco, "hp", "grace", "RS256"),
-            (a_issuer, a_disco, "hp-es", "grace", "ES256"),
-            (b_issuer, b_disco, "hp-kc", "ada", "RS256")):
-        if provider_alone(issuer, disco, client, secret[client], login) != alg:
+    for issuer, disco, client, login, alg, in_id_token in (
+            (a_issuer, a_disco, "hp", "grace", "RS256", False),
+            (a_issuer, a_disco, "hp-es", "grace", "ES256", False),
+            (b_issuer, b_disco, "hp-kc", "ada", "RS256", True)):
+        if provider_alone(issuer, disco, client, secret[client], login,
+                          in_id_token) != alg:
             fail(f"provider alone, client {client}", f"wanted {alg}")
 
     b_base = b_issuer.split("/realms/")[0]

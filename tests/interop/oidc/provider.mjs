@@ -19,10 +19,8 @@
 // Prints "ready ISSUER" on stdout once it listens. The id_token is signed
 // RS256 (or ES256 for a client asking for it) with keys made at start.
 import { createServer } from 'node:http';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-
-// 8.x, the line for node 18 and 20 (Debian 12's nodejs is 18): 9.x wants 22.
-import Provider from 'oidc-provider';
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 
 const port = Number(process.argv[2] ?? process.env.OIDC_PORT ?? 0);
 const clients = JSON.parse(process.env.OIDC_CLIENTS ?? '[]');
@@ -33,17 +31,19 @@ if (!clients.length) {
 const accounts = JSON.parse(process.env.OIDC_ACCOUNTS
   ?? '{"grace": {"email": "grace@example.com", "name": "Grace Hopper"}}');
 
-function jwk(type, options, alg, kid) {
-  const { privateKey } = generateKeyPairSync(type, options);
+async function jwk(type, options, alg, kid) {
+  const { privateKey } = await promisify(generateKeyPair)(type, options);
   return { ...privateKey.export({ format: 'jwk' }), alg, use: 'sig', kid };
 }
-// The first key of an algorithm signs; RS256 is the default id_token alg.
-const jwks = {
-  keys: [
-    jwk('rsa', { modulusLength: 2048 }, 'RS256', 'interop-rs256'),
-    jwk('ec', { namedCurve: 'P-256' }, 'ES256', 'interop-es256'),
-  ],
-};
+// The keys are made while the package loads. oidc-provider 8.x: the line
+// for node 18 and 20 (Debian 12's nodejs is 18); 9.x wants node 22.
+// RS256 is the default id_token alg; a client may ask for ES256.
+const [{ default: Provider }, ...keys] = await Promise.all([
+  import('oidc-provider'),
+  jwk('rsa', { modulusLength: 2048 }, 'RS256', 'interop-rs256'),
+  jwk('ec', { namedCurve: 'P-256' }, 'ES256', 'interop-es256'),
+]);
+const jwks = { keys };
 
 const server = createServer();
 await new Promise((resolve, reject) => {
