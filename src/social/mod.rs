@@ -1,0 +1,3 @@
+//! Social sign-in (issue 11): hallpass as the client of upstream identity providers.
+
+pub mod jose;
