@@ -6,12 +6,14 @@
 //! next to its field. The names here are a public interface (DESIGN.md, "The
 //! names users (and scripts) rely on"): keep them stable.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::Error;
 use crate::jwt::Alg;
+use crate::social::kinds;
 
 /// The dialects hallpass speaks, in routing order.
 pub const ALL_DIALECTS: [&str; 4] = ["native", "yat", "mfa", "lagrello"];
@@ -85,6 +87,153 @@ impl Default for Connections {
     }
 }
 
+/// The kinds of upstream identity provider (`[providers.NAME] kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Google,
+    Azure,
+    Keycloak,
+    Cognito,
+    Autha,
+    Facebook,
+    Instagram,
+    Apple,
+    Github,
+    Oidc,
+}
+
+impl ProviderKind {
+    /// The name used in the file, in routes and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Google => "google",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Keycloak => "keycloak",
+            ProviderKind::Cognito => "cognito",
+            ProviderKind::Autha => "autha",
+            ProviderKind::Facebook => "facebook",
+            ProviderKind::Instagram => "instagram",
+            ProviderKind::Apple => "apple",
+            ProviderKind::Github => "github",
+            ProviderKind::Oidc => "oidc",
+        }
+    }
+
+    /// The kind a name in the file means (exact, lower case).
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        kinds::ALL_KINDS.into_iter().find(|k| k.name() == s)
+    }
+
+    /// True for the OpenID Connect kinds (an id_token, discovery); false
+    /// for Facebook, Instagram and GitHub (plain OAuth 2.0 and a user
+    /// endpoint).
+    pub fn is_oidc(self) -> bool {
+        !matches!(
+            self,
+            ProviderKind::Facebook | ProviderKind::Instagram | ProviderKind::Github
+        )
+    }
+}
+
+/// One `[providers.NAME]`, kind defaults applied (social/kinds.rs), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    /// `[a-z0-9][a-z0-9_-]{0,31}`; the identities table's provider column.
+    pub name: String,
+    pub kind: ProviderKind,
+    pub client_id: String,
+    /// None for apple (hallpass signs one) and for public clients (oidc).
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    /// Some for OIDC kinds unless all four endpoints are explicit.
+    pub issuer: Option<String>,
+    /// None = from discovery.
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub jwks_url: Option<String>,
+    /// github: the verified addresses (`https://api.github.com/user/emails`).
+    pub emails_url: Option<String>,
+    /// Send S256 PKCE upstream (true except instagram).
+    pub pkce: bool,
+    /// apple: Some("form_post").
+    pub response_mode: Option<String>,
+    /// apple only: what its client secret is signed with.
+    pub apple: Option<AppleKey>,
+    /// Link a first sign-in to the account with the same verified email.
+    /// Default true.
+    pub link_by_email: bool,
+    /// May this provider create users; None follows the global `signup`
+    /// ("open" = yes).
+    pub signup: Option<bool>,
+    /// Seconds each call to the provider may take. Default 10.
+    pub timeout_secs: u64,
+}
+
+/// Sign in with Apple's client secret is an ES256 JWT signed with this key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppleKey {
+    pub team_id: String,
+    pub key_id: String,
+    /// The .p8 file (PKCS#8, PEM) from Apple's developer account.
+    pub private_key_file: PathBuf,
+}
+
+impl Provider {
+    /// The `[providers.NAME]` table (it parses back), defaults spelled out,
+    /// the client secret masked, endpoints left to discovery as comments.
+    pub fn describe(&self) -> String {
+        let q = |s: &str| format!("{s:?}");
+        let mut l = vec![
+            format!("[providers.{}]", self.name),
+            format!("kind = {}", q(self.kind.name())),
+            format!("client_id = {}", q(&self.client_id)),
+        ];
+        l.push(match (&self.client_secret, &self.apple) {
+            (Some(_), _) => "# client_secret: ********".into(),
+            (None, Some(_)) => "# client_secret: signed by hallpass with the key below".into(),
+            (None, None) => "# client_secret: unset (a public client)".into(),
+        });
+        let scopes: Vec<String> = self.scopes.iter().map(|s| q(s)).collect();
+        l.push(format!("scopes = [{}]", scopes.join(", ")));
+        for (key, v) in [
+            ("issuer", &self.issuer),
+            ("authorize_url", &self.authorize_url),
+            ("token_url", &self.token_url),
+            ("userinfo_url", &self.userinfo_url),
+            ("jwks_url", &self.jwks_url),
+            ("emails_url", &self.emails_url),
+        ] {
+            match v {
+                Some(v) => l.push(format!("{key} = {}", q(v))),
+                None if key == "emails_url" || key == "issuer" || !self.kind.is_oidc() => {}
+                None if kinds::needs_discovery(self) => l.push(format!("# {key}: from discovery")),
+                None => l.push(format!("# {key}: none")),
+            }
+        }
+        l.push(format!("link_by_email = {}", self.link_by_email));
+        l.push(match self.signup {
+            Some(b) => format!("signup = {b}"),
+            None => "# signup: unset, so the global signup (\"open\" = yes)".into(),
+        });
+        if let Some(a) = &self.apple {
+            l.push(format!("team_id = {}", q(&a.team_id)));
+            l.push(format!("key_id = {}", q(&a.key_id)));
+            l.push(format!(
+                "private_key_file = {}",
+                q(&a.private_key_file.display().to_string())
+            ));
+        }
+        l.push(format!("timeout_secs = {}", self.timeout_secs));
+        l.push(format!("# pkce: {}", self.pkce));
+        if let Some(m) = &self.response_mode {
+            l.push(format!("# response_mode: {m}"));
+        }
+        l.push(String::new());
+        l.join("\n")
+    }
+}
+
 /// The effective, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -142,6 +291,9 @@ pub struct Config {
     /// Where the master key file lives when no key is given. Default
     /// `{db}.key`.
     pub master_key_file: PathBuf,
+    /// Upstream identity providers (`[providers.NAME]`), sorted by name.
+    /// Default none.
+    pub providers: Vec<Provider>,
 }
 
 /// The TOML file, as written. Unknown keys are refused (typos surface).
@@ -164,6 +316,37 @@ struct RawConfig {
     mail: Option<RawMail>,
     activity: Option<RawActivity>,
     api: Option<RawApi>,
+    providers: Option<BTreeMap<String, RawProvider>>,
+}
+
+/// One `[providers.NAME]` table, as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scopes: Option<Vec<String>>,
+    issuer: Option<String>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    userinfo_url: Option<String>,
+    jwks_url: Option<String>,
+    /// github only; default `{userinfo_url}/emails` when userinfo_url is
+    /// given, else https://api.github.com/user/emails.
+    emails_url: Option<String>,
+    link_by_email: Option<bool>,
+    signup: Option<bool>,
+    tenant: Option<String>,
+    base_url: Option<String>,
+    realm: Option<String>,
+    region: Option<String>,
+    user_pool_id: Option<String>,
+    domain: Option<String>,
+    team_id: Option<String>,
+    key_id: Option<String>,
+    private_key_file: Option<PathBuf>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +455,7 @@ impl Config {
             access_log: true,
             master_key: None,
             master_key_file: PathBuf::from("./hallpass.db.key"),
+            providers: Vec::new(),
         }
     }
 
@@ -284,9 +468,11 @@ impl Config {
             .clone()
             .or_else(|| env("HALLPASS_CONFIG").map(PathBuf::from));
         let mut key_file_set = false;
+        let mut raw_providers = BTreeMap::new();
         if let Some(path) = file {
-            let raw = read_raw(&path)?;
+            let mut raw = read_raw(&path)?;
             key_file_set = raw.master_key_file.is_some();
+            raw_providers = raw.providers.take().unwrap_or_default();
             c.apply_raw(raw)?;
         }
         c.apply_env(env)?;
@@ -308,6 +494,7 @@ impl Config {
             c.master_key_file = PathBuf::from(name);
         }
         c.validate()?;
+        c.providers = build_providers(raw_providers, env)?;
         Ok(c)
     }
 
@@ -537,7 +724,7 @@ impl Config {
         } else {
             format!("command = {}", list(&self.mail_command))
         };
-        [
+        let mut out = [
             format!("listen = {}", q(&self.listen)),
             format!("db = {}", q(&self.db.display().to_string())),
             opt("public_url", &self.public_url, "http://{bound address}"),
@@ -595,7 +782,12 @@ impl Config {
             format!("dialects = {}", list(&self.dialects)),
             String::new(),
         ]
-        .join("\n")
+        .join("\n");
+        for p in &self.providers {
+            out.push('\n');
+            out.push_str(&p.describe());
+        }
+        out
     }
 }
 
@@ -634,6 +826,382 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Error> {
     v.trim()
         .parse()
         .map_err(|_| Error::BadRequest(format!("{name} must be a number, not {v:?}")))
+}
+
+/// Builds every `[providers.NAME]`: the `HALLPASS_PROVIDERS_<NAME>_*`
+/// variables over the file, the kind's defaults under both. Every problem
+/// of every provider is reported at once, one `; `-separated message.
+fn build_providers(
+    raw: BTreeMap<String, RawProvider>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Provider>, Error> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let mut env_names: BTreeMap<String, String> = BTreeMap::new();
+    for (name, r) in raw {
+        let upper = provider_env_name(&name);
+        if let Some(other) = env_names.insert(upper.clone(), name.clone()) {
+            problems.push(format!(
+                "providers.{name}: its variables (HALLPASS_PROVIDERS_{upper}_*) would also be \
+                 providers.{other}'s: rename one"
+            ));
+            continue;
+        }
+        match build_provider(&name, r, env) {
+            Ok(p) => out.push(p),
+            Err(mut m) => problems.append(&mut m),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::BadRequest(problems.join("; ")));
+    }
+    // BTreeMap order is already by name; said, not assumed.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `NAME` in `HALLPASS_PROVIDERS_<NAME>_*`: upper case, '-' -> '_'.
+pub fn provider_env_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,31}`: it appears in routes, variable names and
+/// the identities table.
+pub fn valid_provider_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let ok = |c: u8, first: bool| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || (!first && (c == b'_' || c == b'-'))
+    };
+    (1..=32).contains(&b.len()) && ok(b[0], true) && b.iter().skip(1).all(|&c| ok(c, false))
+}
+
+/// True for a URL that may be used: https://, or http:// to a loopback
+/// host (127.0.0.0/8, ::1, localhost).
+fn url_allowed(url: &str) -> Result<(), &'static str> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has a space or control character");
+    }
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("must start with https://");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry a user name or password");
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, _)) => h,
+            None => return Err("has a bad host"),
+        }
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if https {
+        return Ok(());
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err("must be https:// (http:// only for 127.0.0.1, ::1 or localhost)")
+    }
+}
+
+/// A value that becomes part of a URL: letters, digits and `-._~`, nothing
+/// that could start a new path segment, query or host.
+fn url_part_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn build_provider(
+    name: &str,
+    mut r: RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, Vec<String>> {
+    if !valid_provider_name(name) {
+        return Err(vec![format!(
+            "providers.{name:?}: a provider name must be 1 to 32 of a-z, 0-9, '_' and '-', \
+             starting with a letter or digit"
+        )]);
+    }
+    let var = |field: &str| {
+        env(&format!(
+            "HALLPASS_PROVIDERS_{}_{field}",
+            provider_env_name(name)
+        ))
+    };
+    for (field, slot) in [
+        ("CLIENT_ID", &mut r.client_id),
+        ("CLIENT_SECRET", &mut r.client_secret),
+        ("TEAM_ID", &mut r.team_id),
+        ("KEY_ID", &mut r.key_id),
+    ] {
+        if let Some(v) = var(field) {
+            *slot = Some(v);
+        }
+    }
+    if let Some(v) = var("PRIVATE_KEY_FILE") {
+        r.private_key_file = Some(PathBuf::from(v));
+    }
+    // An empty value is an absent one (an empty variable, `client_id = ""`).
+    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let kind_text = given(r.kind.take());
+    let client_id = given(r.client_id.take());
+    let client_secret = given(r.client_secret.take());
+    let team_id = given(r.team_id.take());
+    let key_id = given(r.key_id.take());
+    let private_key_file = r
+        .private_key_file
+        .take()
+        .filter(|p| !p.as_os_str().is_empty());
+    let (issuer, authorize_url, token_url, userinfo_url, jwks_url, emails_url) = (
+        given(r.issuer.take()),
+        given(r.authorize_url.take()),
+        given(r.token_url.take()),
+        given(r.userinfo_url.take()),
+        given(r.jwks_url.take()),
+        given(r.emails_url.take()),
+    );
+    let (tenant, base_url, realm, region, user_pool_id, domain) = (
+        given(r.tenant.take()),
+        given(r.base_url.take()),
+        given(r.realm.take()),
+        given(r.region.take()),
+        given(r.user_pool_id.take()),
+        given(r.domain.take()),
+    );
+
+    let mut problems = Vec::new();
+    let mut missing: Vec<&str> = Vec::new();
+    let kind = match &kind_text {
+        Some(k) => match ProviderKind::parse(k) {
+            Some(k) => Some(k),
+            None => {
+                let known: Vec<&str> = kinds::ALL_KINDS.iter().map(|k| k.name()).collect();
+                return Err(vec![format!(
+                    "providers.{name}: unknown kind {k:?}; known: {}",
+                    known.join(", ")
+                )]);
+            }
+        },
+        None => ProviderKind::parse(name),
+    };
+    if kind.is_none() {
+        missing.push("kind");
+    }
+    if client_id.is_none() {
+        missing.push("client_id");
+    }
+    let Some(kind) = kind else {
+        return Err(vec![format!(
+            "providers.{name}: missing {}",
+            missing.join(", ")
+        )]);
+    };
+    let apple = kind == ProviderKind::Apple;
+    if client_secret.is_none() && !apple && kind != ProviderKind::Oidc {
+        missing.push("client_secret");
+    }
+    if apple {
+        if team_id.is_none() {
+            missing.push("team_id");
+        }
+        if key_id.is_none() {
+            missing.push("key_id");
+        }
+        if private_key_file.is_none() {
+            missing.push("private_key_file");
+        }
+    }
+    // An id_token's `iss` is always checked, so every OpenID kind needs
+    // its issuer (or what it is made from), even with explicit endpoints.
+    let needs_issuer_inputs = issuer.is_none();
+    match kind {
+        ProviderKind::Keycloak if needs_issuer_inputs => {
+            if base_url.is_none() {
+                missing.push("base_url");
+            }
+            if realm.is_none() {
+                missing.push("realm");
+            }
+        }
+        ProviderKind::Cognito if needs_issuer_inputs && user_pool_id.is_none() => {
+            missing.push("user_pool_id");
+        }
+        ProviderKind::Autha | ProviderKind::Oidc if needs_issuer_inputs => {
+            missing.push("issuer");
+        }
+        _ => {}
+    }
+    if !missing.is_empty() {
+        problems.push(format!("providers.{name}: missing {}", missing.join(", ")));
+    }
+
+    // Fields of another kind are refused: they would be silently ignored.
+    let only_for = [
+        ("tenant", tenant.is_some(), ProviderKind::Azure),
+        ("base_url", base_url.is_some(), ProviderKind::Keycloak),
+        ("realm", realm.is_some(), ProviderKind::Keycloak),
+        ("region", region.is_some(), ProviderKind::Cognito),
+        (
+            "user_pool_id",
+            user_pool_id.is_some(),
+            ProviderKind::Cognito,
+        ),
+        ("domain", domain.is_some(), ProviderKind::Cognito),
+        ("team_id", team_id.is_some(), ProviderKind::Apple),
+        ("key_id", key_id.is_some(), ProviderKind::Apple),
+        (
+            "private_key_file",
+            private_key_file.is_some(),
+            ProviderKind::Apple,
+        ),
+        ("emails_url", emails_url.is_some(), ProviderKind::Github),
+    ];
+    for (field, set, owner) in only_for {
+        if set && kind != owner {
+            problems.push(format!(
+                "providers.{name}: {field} is only for kind {}",
+                owner.name()
+            ));
+        }
+    }
+    if apple && client_secret.is_some() {
+        problems.push(format!(
+            "providers.{name}: apple takes no client_secret (hallpass signs one with \
+             team_id, key_id and private_key_file)"
+        ));
+    }
+    if !kind.is_oidc() && (issuer.is_some() || jwks_url.is_some()) {
+        problems.push(format!(
+            "providers.{name}: {} is plain OAuth 2.0: issuer and jwks_url do not apply",
+            kind.name()
+        ));
+    }
+    for (field, v) in [
+        ("tenant", &tenant),
+        ("realm", &realm),
+        ("region", &region),
+        ("user_pool_id", &user_pool_id),
+        ("domain", &domain),
+    ] {
+        if let Some(v) = v {
+            if !url_part_ok(v) {
+                problems.push(format!(
+                    "providers.{name}: {field} {v:?} may only have letters, digits and -._~"
+                ));
+            }
+        }
+    }
+    if kind == ProviderKind::Cognito
+        && region.is_none()
+        && user_pool_id
+            .as_deref()
+            .is_some_and(|p| kinds::cognito_region(p).is_none())
+    {
+        problems.push(format!(
+            "providers.{name}: user_pool_id has no region prefix (REGION_ID): give region"
+        ));
+    }
+
+    let fields = kinds::KindFields {
+        tenant: tenant.as_deref(),
+        base_url: base_url.as_deref(),
+        realm: realm.as_deref(),
+        region: region.as_deref(),
+        user_pool_id: user_pool_id.as_deref(),
+        domain: domain.as_deref(),
+    };
+    let d = kinds::defaults(kind, &fields);
+    let scopes = r.scopes.take().unwrap_or(d.scopes);
+    if scopes.is_empty()
+        || scopes
+            .iter()
+            .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        problems.push(format!(
+            "providers.{name}: scopes must be a non-empty list of words without spaces"
+        ));
+    } else if kind.is_oidc() && !apple && !scopes.iter().any(|s| s == "openid") {
+        problems.push(format!(
+            "providers.{name}: scopes must include \"openid\" for kind {}",
+            kind.name()
+        ));
+    }
+    let emails_url = match (kind, emails_url, &userinfo_url) {
+        (_, Some(e), _) => Some(e),
+        // GitHub Enterprise and test servers: the emails beside the user.
+        (ProviderKind::Github, None, Some(u)) => {
+            Some(format!("{}/emails", u.trim_end_matches('/')))
+        }
+        _ => d.emails_url,
+    };
+    let issuer_derived = issuer.is_none() && base_url.is_some();
+    let p = Provider {
+        name: name.to_string(),
+        kind,
+        client_id: client_id.unwrap_or_default(),
+        client_secret,
+        scopes,
+        issuer: issuer.or(d.issuer),
+        authorize_url: authorize_url.or(d.authorize_url),
+        token_url: token_url.or(d.token_url),
+        userinfo_url: userinfo_url.or(d.userinfo_url),
+        jwks_url: jwks_url.or(d.jwks_url),
+        emails_url,
+        pkce: d.pkce,
+        response_mode: d.response_mode,
+        apple: match (team_id, key_id, private_key_file) {
+            (Some(team_id), Some(key_id), Some(private_key_file)) if apple => Some(AppleKey {
+                team_id,
+                key_id,
+                private_key_file,
+            }),
+            _ => None,
+        },
+        link_by_email: r.link_by_email.unwrap_or(true),
+        signup: r.signup,
+        timeout_secs: r.timeout_secs.unwrap_or(10),
+    };
+    if !(1..=60).contains(&p.timeout_secs) {
+        problems.push(format!("providers.{name}: timeout_secs must be 1..=60"));
+    }
+    for (field, v) in [
+        ("issuer", &p.issuer),
+        ("authorize_url", &p.authorize_url),
+        ("token_url", &p.token_url),
+        ("userinfo_url", &p.userinfo_url),
+        ("jwks_url", &p.jwks_url),
+        ("emails_url", &p.emails_url),
+    ] {
+        if let Some(v) = v {
+            if let Err(why) = url_allowed(v) {
+                let field = if field == "issuer" && issuer_derived {
+                    "base_url"
+                } else {
+                    field
+                };
+                problems.push(format!("providers.{name}: {field} {v:?} {why}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(p)
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -726,5 +1294,503 @@ mod tests {
         let text = c.describe();
         assert!(!text.contains("c2VjcmV0c2VjcmV0"));
         assert!(text.contains("********"));
+    }
+
+    /// Loads a config file of `text` with these variables set.
+    fn load_toml(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, text).unwrap();
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags = Flags {
+            config: Some(file),
+            ..Flags::default()
+        };
+        Config::load(&flags, &|k| env.get(k).cloned()).map_err(|e| e.to_string())
+    }
+
+    fn provider<'a>(c: &'a Config, name: &str) -> &'a Provider {
+        c.providers.iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn each_kind_gets_its_defaults() {
+        let c = load_toml(
+            r#"
+[providers.google]
+client_id = "g"
+client_secret = "s"
+[providers.azure]
+client_id = "a"
+client_secret = "s"
+[providers.entra]
+kind = "azure"
+client_id = "a"
+client_secret = "s"
+tenant = "contoso.onmicrosoft.com"
+[providers.keycloak]
+client_id = "k"
+client_secret = "s"
+base_url = "https://kc.example.com/"
+realm = "staff"
+[providers.cognito]
+client_id = "c"
+client_secret = "s"
+user_pool_id = "eu-west-1_AbC"
+domain = "myapp.auth.eu-west-1.amazoncognito.com"
+[providers.autha]
+client_id = "x"
+client_secret = "s"
+issuer = "https://auth.gravitalia.com"
+[providers.facebook]
+client_id = "f"
+client_secret = "s"
+[providers.instagram]
+client_id = "i"
+client_secret = "s"
+[providers.apple]
+client_id = "com.example.web"
+team_id = "ABCDE12345"
+key_id = "XYZ987"
+private_key_file = "/etc/hallpass/AuthKey_XYZ987.p8"
+[providers.github]
+client_id = "gh"
+client_secret = "s"
+[providers.authentik]
+kind = "oidc"
+client_id = "o"
+issuer = "https://sso.example.com/application/o/hallpass/"
+"#,
+            &[],
+        )
+        .unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "sorted by name");
+
+        let oidc_scopes = vec!["openid", "email", "profile"];
+        let g = provider(&c, "google");
+        assert_eq!(g.kind, ProviderKind::Google);
+        assert_eq!(g.scopes, oidc_scopes);
+        assert_eq!(g.issuer.as_deref(), Some("https://accounts.google.com"));
+        assert_eq!(g.authorize_url, None, "from discovery");
+        assert!(g.pkce && g.link_by_email && g.signup.is_none() && g.apple.is_none());
+        assert!(kinds::needs_discovery(g));
+
+        let issuer = |n: &str| provider(&c, n).issuer.clone().unwrap();
+        assert_eq!(
+            issuer("azure"),
+            "https://login.microsoftonline.com/common/v2.0"
+        );
+        assert_eq!(
+            issuer("entra"),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        );
+        assert_eq!(issuer("keycloak"), "https://kc.example.com/realms/staff");
+        assert_eq!(
+            issuer("cognito"),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC"
+        );
+        let cg = provider(&c, "cognito");
+        let dom = "https://myapp.auth.eu-west-1.amazoncognito.com/oauth2";
+        assert_eq!(cg.authorize_url, Some(format!("{dom}/authorize")));
+        assert_eq!(cg.token_url, Some(format!("{dom}/token")));
+        assert_eq!(cg.userinfo_url, Some(format!("{dom}/userInfo")));
+        assert_eq!(cg.jwks_url, None);
+        assert_eq!(issuer("autha"), "https://auth.gravitalia.com");
+        let au = provider(&c, "authentik");
+        assert_eq!(au.kind, ProviderKind::Oidc);
+        assert_eq!(au.client_secret, None, "oidc may be a public client");
+        assert_eq!(
+            kinds::discovery_url(au).unwrap(),
+            "https://sso.example.com/application/o/hallpass/.well-known/openid-configuration"
+        );
+
+        let fb = provider(&c, "facebook");
+        assert!(!fb.kind.is_oidc());
+        assert_eq!(fb.scopes, vec!["email", "public_profile"]);
+        assert_eq!(fb.issuer, None);
+        assert!(fb
+            .token_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://graph.facebook.com/v"));
+        assert!(fb
+            .userinfo_url
+            .as_deref()
+            .unwrap()
+            .ends_with("/me?fields=id,name,email"));
+
+        let ig = provider(&c, "instagram");
+        assert!(!ig.pkce, "instagram: no PKCE");
+        assert_eq!(
+            ig.userinfo_url.as_deref(),
+            Some("https://graph.instagram.com/me?fields=id,username")
+        );
+
+        let ap = provider(&c, "apple");
+        assert_eq!(ap.scopes, vec!["name", "email"]);
+        assert_eq!(ap.response_mode.as_deref(), Some("form_post"));
+        assert_eq!(ap.client_secret, None);
+        assert_eq!(ap.issuer.as_deref(), Some("https://appleid.apple.com"));
+        assert_eq!(
+            ap.jwks_url.as_deref(),
+            Some("https://appleid.apple.com/auth/keys")
+        );
+        assert_eq!(
+            ap.apple,
+            Some(AppleKey {
+                team_id: "ABCDE12345".into(),
+                key_id: "XYZ987".into(),
+                private_key_file: PathBuf::from("/etc/hallpass/AuthKey_XYZ987.p8"),
+            })
+        );
+        assert!(!kinds::needs_discovery(ap));
+
+        let gh = provider(&c, "github");
+        assert_eq!(gh.scopes, vec!["read:user", "user:email"]);
+        assert_eq!(
+            gh.emails_url.as_deref(),
+            Some("https://api.github.com/user/emails")
+        );
+        assert_eq!(gh.issuer, None);
+    }
+
+    #[test]
+    fn the_environment_gives_or_overrides_secrets_of_declared_providers() {
+        let text = "[providers.my-idp]\nkind = \"oidc\"\nclient_id = \"file-id\"\n\
+                    client_secret = \"file-secret\"\nissuer = \"https://idp.example.com\"\n\
+                    [providers.github]\nclient_id = \"gh\"\n";
+        let c = load_toml(
+            text,
+            &[
+                ("HALLPASS_PROVIDERS_MY_IDP_CLIENT_SECRET", "env-secret"),
+                ("HALLPASS_PROVIDERS_MY_IDP_CLIENT_ID", "env-id"),
+                ("HALLPASS_PROVIDERS_GITHUB_CLIENT_SECRET", "gh-secret"),
+                ("HALLPASS_PROVIDERS_GOOGLE_CLIENT_ID", "undeclared"),
+            ],
+        )
+        .unwrap();
+        let p = provider(&c, "my-idp");
+        assert_eq!(p.client_secret.as_deref(), Some("env-secret"));
+        assert_eq!(p.client_id, "env-id");
+        assert_eq!(
+            provider(&c, "github").client_secret.as_deref(),
+            Some("gh-secret")
+        );
+        assert_eq!(c.providers.len(), 2, "variables declare no provider");
+        // Without the variable, github's secret is missing.
+        let err = load_toml(text, &[]).unwrap_err();
+        assert!(
+            err.contains("providers.github: missing client_secret"),
+            "{err}"
+        );
+        // Apple's key fields from the environment.
+        let c = load_toml(
+            "[providers.apple]\nclient_id = \"com.example\"\n",
+            &[
+                ("HALLPASS_PROVIDERS_APPLE_TEAM_ID", "T"),
+                ("HALLPASS_PROVIDERS_APPLE_KEY_ID", "K"),
+                ("HALLPASS_PROVIDERS_APPLE_PRIVATE_KEY_FILE", "/k.p8"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers[0].apple.as_ref().unwrap().private_key_file,
+            PathBuf::from("/k.p8")
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named_together_per_provider() {
+        let err = load_toml("[providers.apple]\nclient_id = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            err.contains("providers.apple: missing team_id, key_id, private_key_file"),
+            "{err}"
+        );
+        let err = load_toml(
+            "[providers.corp]\nscopes = [\"openid\"]\n[providers.kc]\nkind = \"keycloak\"\n\
+             client_id = \"k\"\nclient_secret = \"\"\nbase_url = \"https://kc.example.com\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("providers.corp: missing kind, client_id"),
+            "{err}"
+        );
+        assert!(
+            err.contains("providers.kc: missing client_secret, realm"),
+            "{err}"
+        );
+        let err =
+            load_toml("[providers.x]\nkind = \"oidc\"\nclient_id = \"o\"\n", &[]).unwrap_err();
+        assert!(err.contains("providers.x: missing issuer"), "{err}");
+        let err =
+            load_toml("[providers.x]\nkind = \"saml\"\nclient_id = \"o\"\n", &[]).unwrap_err();
+        assert!(err.contains("providers.x: unknown kind \"saml\""), "{err}");
+        let err = load_toml(
+            "[providers.google]\nclient_id = \"g\"\nclient_secert = \"s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("client_secert"), "{err}");
+        let err = load_toml(
+            "[providers.google]\nclient_id = \"g\"\nclient_secret = \"s\"\nrealm = \"r\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("providers.google: realm is only for kind keycloak"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_provider_names_are_refused() {
+        for name in ["Google", "-x", "_x", "\"a.b\"", "\"a b\"", &"a".repeat(33)] {
+            let text = format!(
+                "[providers.{name}]\nkind = \"google\"\nclient_id = \"g\"\nclient_secret = \"s\"\n"
+            );
+            let err = load_toml(&text, &[]).unwrap_err();
+            assert!(err.contains("provider name must be"), "{name}: {err}");
+        }
+        for name in ["a", "0", "my_idp-2", &"a".repeat(32)] {
+            assert!(valid_provider_name(name), "{name}");
+        }
+        let err = load_toml(
+            "[providers.a-b]\nkind = \"oidc\"\nclient_id = \"x\"\nissuer = \"https://i\"\n\
+             [providers.a_b]\nkind = \"oidc\"\nclient_id = \"x\"\nissuer = \"https://i\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("HALLPASS_PROVIDERS_A_B_"), "{err}");
+    }
+
+    #[test]
+    fn http_urls_only_for_loopback_hosts() {
+        let with = |field: &str, url: &str| {
+            let issuer = if field == "issuer" {
+                String::new()
+            } else {
+                "issuer = \"https://idp.example.com\"\n".to_string()
+            };
+            load_toml(
+                &format!(
+                    "[providers.x]\nkind = \"oidc\"\nclient_id = \"o\"\n\
+                     {issuer}{field} = \"{url}\"\n"
+                ),
+                &[],
+            )
+        };
+        for url in [
+            "http://idp.example.com",
+            "http://127.0.0.1.example.com/",
+            "http://localhost.example.com",
+            "http://127.0.0.1@evil.example.com/",
+            "http://10.0.0.1:8080",
+            "ftp://idp.example.com",
+            "idp.example.com",
+            "https://",
+        ] {
+            for field in ["issuer", "token_url", "jwks_url"] {
+                let err = with(field, url).unwrap_err();
+                assert!(
+                    err.contains(&format!("providers.x: {field}")),
+                    "{url}: {err}"
+                );
+            }
+        }
+        for url in [
+            "http://127.0.0.1:9000/realms/x",
+            "http://127.1.2.3",
+            "http://[::1]:8080/x",
+            "http://localhost/",
+            "http://LOCALHOST:1",
+            "https://idp.example.com:8443/x",
+        ] {
+            let c = with("issuer", url).unwrap();
+            assert_eq!(c.providers[0].issuer.as_deref(), Some(url));
+        }
+        // A keycloak issuer made from base_url is checked, under its name.
+        let err = load_toml(
+            "[providers.keycloak]\nclient_id = \"k\"\nclient_secret = \"s\"\n\
+             base_url = \"http://kc.example.com\"\nrealm = \"r\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("providers.keycloak: base_url"), "{err}");
+    }
+
+    #[test]
+    fn explicit_urls_override_the_kinds_defaults() {
+        let c = load_toml(
+            r#"
+[providers.google]
+client_id = "g"
+client_secret = "s"
+issuer = "http://127.0.0.1:9000"
+authorize_url = "http://127.0.0.1:9000/authorize"
+scopes = ["openid", "email"]
+link_by_email = false
+signup = true
+[providers.github]
+client_id = "gh"
+client_secret = "s"
+authorize_url = "http://127.0.0.1:9001/login/oauth/authorize"
+userinfo_url = "http://127.0.0.1:9001/api/v3/user"
+[providers.facebook]
+client_id = "f"
+client_secret = "s"
+token_url = "http://127.0.0.1:9002/token"
+[providers.plain]
+kind = "oidc"
+client_id = "p"
+issuer = "http://127.0.0.1:9003"
+authorize_url = "http://127.0.0.1:9003/a"
+token_url = "http://127.0.0.1:9003/t"
+userinfo_url = "http://127.0.0.1:9003/u"
+jwks_url = "http://127.0.0.1:9003/j"
+"#,
+            &[],
+        )
+        .unwrap();
+        let g = provider(&c, "google");
+        assert_eq!(g.issuer.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            g.authorize_url.as_deref(),
+            Some("http://127.0.0.1:9000/authorize")
+        );
+        assert_eq!(g.token_url, None, "the rest from discovery");
+        assert_eq!(g.scopes, vec!["openid", "email"]);
+        assert!(!g.link_by_email);
+        assert_eq!(g.signup, Some(true));
+        let gh = provider(&c, "github");
+        assert_eq!(
+            gh.authorize_url.as_deref(),
+            Some("http://127.0.0.1:9001/login/oauth/authorize")
+        );
+        assert_eq!(
+            gh.token_url.as_deref(),
+            Some("https://github.com/login/oauth/access_token")
+        );
+        assert_eq!(
+            gh.emails_url.as_deref(),
+            Some("http://127.0.0.1:9001/api/v3/user/emails"),
+            "emails beside an explicit user endpoint"
+        );
+        let fb = provider(&c, "facebook");
+        assert_eq!(fb.token_url.as_deref(), Some("http://127.0.0.1:9002/token"));
+        assert!(fb
+            .authorize_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://www.facebook.com/"));
+        let p = provider(&c, "plain");
+        assert_eq!(p.issuer.as_deref(), Some("http://127.0.0.1:9003"));
+        assert!(
+            !kinds::needs_discovery(p),
+            "all four endpoints given: no discovery"
+        );
+    }
+
+    #[test]
+    fn the_seed_provider_is_the_one_named_like_its_kind_else_the_first_by_name() {
+        let google = "kind = \"google\"\nclient_id = \"g\"\nclient_secret = \"s\"\n";
+        let c = load_toml(
+            &format!(
+                "[providers.google-b]\n{google}[providers.google-a]\n{google}\
+                 [providers.google]\n{google}[providers.github]\nclient_id = \"x\"\n\
+                 client_secret = \"s\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        let seed = kinds::seed_provider(&c.providers, ProviderKind::Google).unwrap();
+        assert_eq!(seed.name, "google");
+        assert_eq!(
+            kinds::seed_provider(&c.providers, ProviderKind::Github),
+            None
+        );
+        assert_eq!(
+            kinds::seed_provider(&c.providers, ProviderKind::Azure),
+            None
+        );
+        let rest: Vec<Provider> = c
+            .providers
+            .iter()
+            .filter(|p| p.name != "google")
+            .cloned()
+            .collect();
+        let seed = kinds::seed_provider(&rest, ProviderKind::Google).unwrap();
+        assert_eq!(seed.name, "google-a");
+        assert_eq!(
+            kinds::redirect_path(&rest, seed),
+            "/auth/google-auth-redirect"
+        );
+        let b = provider(&c, "google-b");
+        assert_eq!(
+            kinds::redirect_path(&c.providers, b),
+            "/auth/oidc/google-b/callback"
+        );
+        assert_eq!(
+            kinds::callback_path_for(provider(&c, "github"), true),
+            "/auth/oidc/github/callback",
+            "github has no seed route"
+        );
+        assert_eq!(
+            kinds::redirect_uri("https://auth.example.com/", &c.providers, seed),
+            "https://auth.example.com/auth/oidc/google-a/callback"
+        );
+        let lines = kinds::setup_lines(Some("https://auth.example.com"), &c.providers).join("\n");
+        assert!(
+            lines.contains("start (GET or POST): /auth/google, /auth/oidc/google\n"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "redirect URI to register at the provider: \
+                 https://auth.example.com/auth/google-auth-redirect"
+            ),
+            "{lines}"
+        );
+        let lines = kinds::setup_lines(None, &c.providers).join("\n");
+        assert!(lines.contains("public_url is unset"), "{lines}");
+        assert!(lines.contains("/auth/oidc/google-b/callback"), "{lines}");
+    }
+
+    #[test]
+    fn providers_are_described_with_secrets_masked_and_parse_back() {
+        let text = r#"
+[providers.github]
+client_id = "gh"
+[providers.apple]
+client_id = "com.example.web"
+team_id = "T"
+key_id = "K"
+private_key_file = "/k.p8"
+[providers.cognito]
+client_id = "c"
+user_pool_id = "eu-west-1_AbC"
+domain = "x.auth.eu-west-1.amazoncognito.com"
+"#;
+        let vars = [
+            ("HALLPASS_PROVIDERS_GITHUB_CLIENT_SECRET", "gh-very-secret"),
+            ("HALLPASS_PROVIDERS_COGNITO_CLIENT_SECRET", "cg-very-secret"),
+        ];
+        let c = load_toml(text, &vars).unwrap();
+        let described = c.describe();
+        assert!(!described.contains("very-secret"), "{described}");
+        assert!(
+            described.contains("# client_secret: ********"),
+            "{described}"
+        );
+        // The description, with the secrets from the environment again,
+        // loads to the same providers.
+        let again = load_toml(&described, &vars).unwrap();
+        assert_eq!(again.providers, c.providers);
     }
 }

@@ -36,6 +36,7 @@ pub mod password;
 pub mod server;
 pub mod sessions;
 pub mod signup;
+pub mod social;
 pub mod softlock;
 pub mod totp;
 pub mod url;
