@@ -260,15 +260,21 @@ def provider_alone(issuer, disco, client_id, secret, login, email_in_id_token):
 
 
 def sign_in(base, client_id, start, callback, issuer, login, opener=None,
-            abort=False, forms=("login", "consent")):
-    """GET start -> provider -> callback -> our client's redirect URL.
-    Returns the query of that last redirect."""
-    jar, opener = browser() if opener is None else (None, opener)
-    r = request(opener, "GET", base + start + "?" + urllib.parse.urlencode({
-        "client_id": client_id, "redirect_uri": APP_REDIRECT,
-        "state": APP_STATE}))
+            abort=False, forms=("login", "consent"), post_secret=None):
+    """GET start (or POST it, form-encoded, with the client's secret) ->
+    provider -> callback -> our client's redirect URL.
+    Returns the query of that last redirect, and the callback URL."""
+    _, opener = browser() if opener is None else (None, opener)
+    params = {"client_id": client_id, "redirect_uri": APP_REDIRECT,
+              "state": APP_STATE}
+    if post_secret is None:
+        r = request(opener, "GET", base + start + "?" + urllib.parse.urlencode(params))
+    else:
+        r = request(opener, "POST", base + start,
+                    form=dict(params, client_secret=post_secret))
     if r.status != 302 or not r.location:
-        fail(f"GET {start}", f"{r.status} {r.body[:500]}")
+        fail(f"{'GET' if post_secret is None else 'POST'} {start}",
+             f"{r.status} {r.body[:500]}")
     q = query(r.location)
     want = {"response_type": "code", "redirect_uri": base + callback,
             "code_challenge_method": "S256"}
@@ -446,11 +452,13 @@ client_secret = "{secret['hp-kc']}"
     ada = request(api, "GET", base + "/auth/me", headers={
         "Authorization": "Bearer " + r.json()["accessToken"]}).json()
     got, _ = sign_in(base, client_id, "/auth/keycloak",
-                     "/auth/keycloak-auth-redirect", b_issuer, "ada")
+                     "/auth/keycloak-auth-redirect", b_issuer, "ada",
+                     post_secret=client_secret)
     me = exchange(base, client_id, got.get("code") or fail("keycloak", got))
     if me["id"] != ada["id"] or me.get("email") != "ada@example.com":
         fail("keycloak", f"{me}, wanted ada {ada['id']}")
-    ok(f"keycloak: /auth/keycloak -> realm interop -> /auth/keycloak-auth-redirect: "
+    ok(f"keycloak: POST /auth/keycloak (client_id, client_secret) -> realm interop "
+       f"-> /auth/keycloak-auth-redirect: "
        f"linked to the password user ada {ada['id']}")
 
     # 6. Consent denied at the provider: an error for our client, no code.
