@@ -119,7 +119,9 @@ CREATE TABLE auth_codes (
     expires_at     INTEGER NOT NULL,
     used_at        INTEGER,
     -- the session the code was exchanged for: revoked if the code is replayed
-    family_id      TEXT
+    family_id      TEXT,
+    -- an owed code's first step (password, email_otp, a provider's name)
+    first_method   TEXT
 );
 
 CREATE TABLE login_activity (

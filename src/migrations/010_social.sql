@@ -1,6 +1,10 @@
 -- Schema 9 -> 10: social sign-in. identities links a provider's subject
 -- to a user; oauth_states holds a started sign-in until its callback
--- (single use, 10 minutes). schema.sql holds the same tables.
+-- (single use, 10 minutes); auth_codes.first_method keeps how an owed
+-- code's first step was made (a provider's name, password, email_otp),
+-- for the activity row written when the second factor settles it.
+-- schema.sql holds the same.
+ALTER TABLE auth_codes ADD COLUMN first_method TEXT;
 CREATE TABLE identities (
     provider     TEXT NOT NULL,
     subject      TEXT NOT NULL,

@@ -125,7 +125,14 @@ pub fn start(
     })?;
     let authorize = match endpoints(cx, &state, provider, now) {
         Ok(e) => e.authorize,
-        Err(f) => return Ok(failure_redirect(&pending, &f, callback_path)),
+        Err(f) => {
+            if let Some(d) = &f.detail {
+                cx.app.log.line(format!("social: {}: {d}", provider.name));
+            }
+            cx.app.metrics.login(f.outcome);
+            auth::record_refusal(cx, None, &provider.name, f.outcome, peer)?;
+            return Ok(failure_redirect(&pending, &f));
+        }
     };
     let our_state = random_token()?;
     let binding = random_token()?;
@@ -290,7 +297,7 @@ impl From<FetchError> for Failure {
 }
 
 /// The 302 to the client with `?error=`.
-fn failure_redirect(p: &Pending, f: &Failure, _callback_path: &str) -> Redirect {
+fn failure_redirect(p: &Pending, f: &Failure) -> Redirect {
     let mut q = vec![
         ("error", f.code.to_string()),
         ("error_description", f.description.clone()),
@@ -434,7 +441,7 @@ pub fn callback(
             }
             cx.app.metrics.login(f.outcome);
             auth::record_refusal(cx, actor.as_deref(), &provider.name, f.outcome, peer)?;
-            failure_redirect(&pending, &f, callback_path)
+            failure_redirect(&pending, &f)
         }
     };
     redirect.cookie = clear;
