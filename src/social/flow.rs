@@ -271,17 +271,31 @@ fn fail(code: &'static str, outcome: &'static str, description: impl Into<String
 
 impl From<FetchError> for Failure {
     fn from(e: FetchError) -> Failure {
-        match e {
+        let detail = Some(e.to_string());
+        let f = match &e {
             FetchError::Unreachable(_) => fail(
                 "temporarily_unavailable",
                 "provider_unreachable",
-                "The provider did not answer in time",
+                "The provider could not be reached, or did not answer in time",
             ),
-            FetchError::Status(s, _) if s >= 500 => fail(
+            FetchError::Status(s, _) if *s >= 500 => fail(
                 "temporarily_unavailable",
                 "provider_error",
                 "The provider failed",
             ),
+            // Our credentials or set-up, not the user's choice.
+            FetchError::Status(_, Some(body))
+                if matches!(
+                    body.get("error").and_then(Value::as_str),
+                    Some("invalid_client" | "unauthorized_client" | "invalid_request")
+                ) =>
+            {
+                fail(
+                    "server_error",
+                    "provider_misconfigured",
+                    "The provider refused hallpass's credentials",
+                )
+            }
             FetchError::Status(..) => fail(
                 "access_denied",
                 "provider_refused",
@@ -292,7 +306,8 @@ impl From<FetchError> for Failure {
                 "provider_error",
                 "The provider's answer could not be read",
             ),
-        }
+        };
+        Failure { detail, ..f }
     }
 }
 
