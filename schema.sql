@@ -119,7 +119,9 @@ CREATE TABLE auth_codes (
     expires_at     INTEGER NOT NULL,
     used_at        INTEGER,
     -- the session the code was exchanged for: revoked if the code is replayed
-    family_id      TEXT
+    family_id      TEXT,
+    -- an owed code's first step (password, email_otp, a provider's name)
+    first_method   TEXT
 );
 
 CREATE TABLE login_activity (
@@ -316,3 +318,36 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_actor ON audit (actor_id, at);
 CREATE INDEX audit_object ON audit (object_type, object_id, at);
+
+-- Social sign-in: a provider's subject (the provider's `sub`, or its user
+-- id for Facebook, Instagram and GitHub) linked to a user. `provider` is
+-- the configured NAME of [providers.NAME]; a user has at most one identity
+-- per provider. `email` is what the provider last said, for operators.
+CREATE TABLE identities (
+    provider     TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    email        TEXT,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    PRIMARY KEY (provider, subject),
+    UNIQUE (user_id, provider)
+);
+
+-- A social sign-in between its start and its callback: single use, 10
+-- minutes. The state sent upstream is stored as SHA-256; the PKCE verifier
+-- and nonce sent upstream are derived from it under the master key, so
+-- nothing here lets a reader finish a sign-in. binding_hash is the SHA-256
+-- of the cookie set in the starting browser (login CSRF, RFC 9700 §4.7).
+CREATE TABLE oauth_states (
+    state_hash     TEXT PRIMARY KEY,
+    provider       TEXT NOT NULL,
+    client_id      TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+    redirect_url   TEXT NOT NULL,
+    app_state      TEXT,
+    code_challenge TEXT,
+    binding_hash   TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL
+);
+CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);

@@ -96,6 +96,19 @@ pub fn find_user_by_login(conn: &Connection, login: &str) -> Result<Option<User>
         .optional()?)
 }
 
+/// The user with this email address (not username).
+pub fn find_user_by_email(conn: &Connection, email: &str) -> Result<Option<User>, Error> {
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users WHERE email = ?1 AND deleted_at IS NULL"
+    );
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([email.trim()], user_from_row)
+        .optional()?)
+}
+
 /// The user with this id.
 pub fn get_user(conn: &Connection, id: &str) -> Result<Option<User>, Error> {
     let sql = concat!(

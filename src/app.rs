@@ -53,6 +53,8 @@ pub struct App {
     /// request (not at start: building it costs start-up time, and memory
     /// the allocator keeps, that a server nobody asks for it need not pay).
     pub openapi: std::sync::OnceLock<String>,
+    /// The upstream providers' agents and caches (social sign-in).
+    pub social: crate::social::Social,
     writer: Mutex<()>,
 }
 
@@ -78,6 +80,7 @@ impl App {
             signal: Arc::default(),
         };
         App {
+            social: crate::social::Social::new(&config.providers, config.workers),
             openapi: std::sync::OnceLock::new(),
             limiter: RateLimiter::new(config.limits.clone()),
             config,

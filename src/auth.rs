@@ -266,7 +266,7 @@ pub fn issue_code(
             tx,
             grant,
             &client.client_id,
-            mfa_owed,
+            mfa_owed.then_some(method),
             challenge,
             client.auth_code_ttl,
             now,

@@ -166,6 +166,8 @@ pub struct Provider {
     /// May this provider create users; None follows the global `signup`
     /// ("open" = yes).
     pub signup: Option<bool>,
+    /// Seconds each call to the provider may take. Default 10.
+    pub timeout_secs: u64,
 }
 
 /// Sign in with Apple's client secret is an ES256 JWT signed with this key.
@@ -222,6 +224,7 @@ impl Provider {
                 q(&a.private_key_file.display().to_string())
             ));
         }
+        l.push(format!("timeout_secs = {}", self.timeout_secs));
         l.push(format!("# pkce: {}", self.pkce));
         if let Some(m) = &self.response_mode {
             l.push(format!("# response_mode: {m}"));
@@ -343,6 +346,7 @@ struct RawProvider {
     team_id: Option<String>,
     key_id: Option<String>,
     private_key_file: Option<PathBuf>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1021,11 +1025,9 @@ fn build_provider(
             missing.push("private_key_file");
         }
     }
-    let all_endpoints = authorize_url.is_some()
-        && token_url.is_some()
-        && userinfo_url.is_some()
-        && jwks_url.is_some();
-    let needs_issuer_inputs = issuer.is_none() && !all_endpoints;
+    // An id_token's `iss` is always checked, so every OpenID kind needs
+    // its issuer (or what it is made from), even with explicit endpoints.
+    let needs_issuer_inputs = issuer.is_none();
     match kind {
         ProviderKind::Keycloak if needs_issuer_inputs => {
             if base_url.is_none() {
@@ -1171,7 +1173,11 @@ fn build_provider(
         },
         link_by_email: r.link_by_email.unwrap_or(true),
         signup: r.signup,
+        timeout_secs: r.timeout_secs.unwrap_or(10),
     };
+    if !(1..=60).contains(&p.timeout_secs) {
+        problems.push(format!("providers.{name}: timeout_secs must be 1..=60"));
+    }
     for (field, v) in [
         ("issuer", &p.issuer),
         ("authorize_url", &p.authorize_url),
@@ -1643,6 +1649,7 @@ token_url = "http://127.0.0.1:9002/token"
 [providers.plain]
 kind = "oidc"
 client_id = "p"
+issuer = "http://127.0.0.1:9003"
 authorize_url = "http://127.0.0.1:9003/a"
 token_url = "http://127.0.0.1:9003/t"
 userinfo_url = "http://127.0.0.1:9003/u"
@@ -1683,8 +1690,11 @@ jwks_url = "http://127.0.0.1:9003/j"
             .unwrap()
             .starts_with("https://www.facebook.com/"));
         let p = provider(&c, "plain");
-        assert_eq!(p.issuer, None, "all four endpoints given: no issuer needed");
-        assert!(!kinds::needs_discovery(p));
+        assert_eq!(p.issuer.as_deref(), Some("http://127.0.0.1:9003"));
+        assert!(
+            !kinds::needs_discovery(p),
+            "all four endpoints given: no discovery"
+        );
     }
 
     #[test]

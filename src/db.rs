@@ -42,6 +42,8 @@ const MIGRATIONS: &[&str] = &[
     // 8 -> 9: active_days, the rollup of /active-users, with its trigger
     // and backfill.
     include_str!("migrations/009_active_days.sql"),
+    // 9 -> 10: social sign-in (identities, oauth_states).
+    include_str!("migrations/010_social.sql"),
 ];
 
 /// The schema version this build writes.

@@ -417,7 +417,7 @@ pub fn verify_code(cx: &mut Ctx, key: &str, otp: &str, peer: &Peer) -> Result<St
                     tx,
                     &grant,
                     &client.client_id,
-                    owed,
+                    owed.then_some("email_otp"),
                     None,
                     client.auth_code_ttl,
                     now,

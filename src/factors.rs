@@ -377,16 +377,19 @@ pub fn verify_login_code(
         else {
             return Ok(None);
         };
+        // The first step: a password, an emailed code, a provider.
+        let method = cg.first_method.clone();
+        let method = method.as_deref().unwrap_or("password");
         let grant = Grant {
             amr: with_amr(&cg.grant.amr, amr),
             ..cg.grant
         };
-        record_sign_in(tx, &grant, "password", peer, now)?;
+        record_sign_in(tx, &grant, method, peer, now)?;
         sessions::issue_code(
             tx,
             &grant,
             &client_id,
-            false,
+            None,
             cg.challenge.as_deref(),
             client.auth_code_ttl,
             now,

@@ -110,6 +110,7 @@ enum UserSub {
     SetPassword(UserSetPassword),
     ResetMfa(UserResetMfa),
     EnrollMfa(UserEnrollMfa),
+    Unlink(UserUnlink),
 }
 
 common_flags! {
@@ -215,6 +216,18 @@ common_flags! {
 struct UserResetMfa {
     #[argh(positional)]
     user: String,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "unlink")]
+/// Unlink a user from an upstream provider (PROVIDER = its [providers.NAME]).
+struct UserUnlink {
+    #[argh(positional)]
+    user: String,
+    #[argh(positional)]
+    provider: String,
 }
 }
 
@@ -550,6 +563,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             UserSub::SetPassword(c) => user_set_password(c),
             UserSub::ResetMfa(c) => user_reset_mfa(c),
             UserSub::EnrollMfa(c) => user_enroll_mfa(c),
+            UserSub::Unlink(c) => user_unlink(c),
         },
         Command::Client(c) => match c.cmd {
             ClientSub::Add(c) => client_add(c),
@@ -826,6 +840,21 @@ fn user_show(c: UserShow) -> Result<(), Error> {
                     })
                     .collect::<Vec<_>>()
                     .join(", "),
+                ("identities", serde_json::Value::Array(ids)) => ids
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{} (subject {}{})",
+                            i["provider"].as_str().unwrap_or("?"),
+                            i["subject"].as_str().unwrap_or("?"),
+                            i["email"]
+                                .as_str()
+                                .map(|e| format!(", {e}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 (_, serde_json::Value::String(s)) => s.clone(),
                 (_, other) => other.to_string(),
             };
@@ -874,6 +903,16 @@ fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
         totp::State::Off => println!("{}: two-factor authentication was not on", u.display_name()),
         _ => println!("{}: two-factor authentication turned off", u.display_name()),
     }
+    Ok(())
+}
+
+fn user_unlink(c: UserUnlink) -> Result<(), Error> {
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let gone = users::unlink(&mut db, &actor, &c.user, &c.provider)?;
+    println!(
+        "{}: unlinked from {} (subject {})",
+        c.user, gone.provider, gone.subject
+    );
     Ok(())
 }
 

@@ -219,6 +219,7 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
             sessions::sweep(tx, now)?;
             crate::totp::sweep(tx, now)?;
             crate::softlock::sweep(tx, now)?;
+            crate::social::sweep(tx, now)?;
             crate::codes::sweep(tx, now)
         })?;
     }

@@ -421,16 +421,21 @@ pub struct CodeGrant {
     /// A second factor is still owed: /auth/token refuses the code until
     /// /auth/verify-otp swaps it for one without the debt.
     pub mfa_owed: bool,
+    /// How the first step of an owed sign-in was made (`password`, a
+    /// provider's name, ...), for the activity row written when it is
+    /// settled.
+    pub first_method: Option<String>,
     /// The PKCE challenge (RFC 7636, S256) the exchange must answer.
     pub challenge: Option<String>,
 }
 
-/// Issues a single-use auth code for a client.
+/// Issues a single-use auth code for a client. `owed_after` is, for a
+/// code that still owes a second factor, how its first step was made.
 pub fn issue_code(
     tx: &Transaction,
     grant: &Grant,
     client_id: &str,
-    mfa_owed: bool,
+    owed_after: Option<&str>,
     challenge: Option<&str>,
     ttl: i64,
     now: i64,
@@ -438,8 +443,8 @@ pub fn issue_code(
     let code = random_token()?;
     tx.prepare_cached(
         "INSERT INTO auth_codes (hash, client_id, user_id, tenant_id, amr, mfa_owed, code_challenge,
-                                 created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                 created_at, expires_at, first_method)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         token_hash(&code),
@@ -447,10 +452,11 @@ pub fn issue_code(
         grant.user_id,
         grant.tenant_id,
         serde_json::to_string(&grant.amr)?,
-        mfa_owed,
+        owed_after.is_some(),
         challenge,
         now,
-        now + ttl
+        now + ttl,
+        owed_after
     ])?;
     Ok(code)
 }
@@ -548,7 +554,7 @@ pub fn redeem_code(
     let row = tx
         .prepare_cached(
             "SELECT client_id, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family_id,
-                    code_challenge
+                    code_challenge, first_method
                FROM auth_codes WHERE hash = ?1",
         )?
         .query_row([&hash], |r| {
@@ -562,11 +568,22 @@ pub fn redeem_code(
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })
         .optional()?;
-    let Some((owner, user_id, tenant_id, amr, mfa_owed, expires_at, used_at, family, challenge)) =
-        row
+    let Some((
+        owner,
+        user_id,
+        tenant_id,
+        amr,
+        mfa_owed,
+        expires_at,
+        used_at,
+        family,
+        challenge,
+        first_method,
+    )) = row
     else {
         return Err(Error::CodeExpired);
     };
@@ -595,6 +612,7 @@ pub fn redeem_code(
             amr: serde_json::from_str(&amr).unwrap_or_default(),
         },
         mfa_owed,
+        first_method,
         challenge,
     }))
 }
@@ -610,7 +628,8 @@ pub fn peek_code(
 ) -> Result<Option<CodeGrant>, Error> {
     Ok(conn
         .prepare_cached(
-            "SELECT user_id, tenant_id, amr, mfa_owed, code_challenge, client_id FROM auth_codes
+            "SELECT user_id, tenant_id, amr, mfa_owed, code_challenge, client_id, first_method
+               FROM auth_codes
               WHERE hash = ?1 AND client_id = coalesce(?2, client_id)
                 AND used_at IS NULL AND expires_at > ?3",
         )?
@@ -624,6 +643,7 @@ pub fn peek_code(
                     amr: serde_json::from_str(&amr).unwrap_or_default(),
                 },
                 mfa_owed: r.get(3)?,
+                first_method: r.get(6)?,
                 challenge: r.get(4)?,
             })
         })

@@ -15,6 +15,7 @@ use crate::crypto::MasterKey;
 use crate::error::Error;
 use crate::password;
 use crate::sessions::{self, Session};
+use crate::social::identities::{self, Identity};
 use crate::softlock;
 use crate::totp::{self, Confirm, Enrollment, State};
 
@@ -55,7 +56,40 @@ pub fn detail(db: &impl Store, user: &User) -> Result<Value, Error> {
         named.push(json!({"tenant_id": m.tenant_id, "name": name, "role": m.role}));
     }
     v["tenants"] = json!(named);
+    v["identities"] = json!(identities::of_user(conn, &user.id)?);
     Ok(v)
+}
+
+/// A user's links to upstream providers (social sign-in).
+pub fn identities(db: &impl Store, actor: &Actor, ident: &str) -> Result<Vec<Identity>, Error> {
+    let user = visible_user(db.conn(), actor, ident)?;
+    identities::of_user(db.conn(), &user.id)
+}
+
+/// Removes a user's link to `provider`: that provider's account no longer
+/// signs in as this user (its next sign-in links or signs up afresh).
+pub fn unlink(
+    db: &mut impl Store,
+    actor: &Actor,
+    ident: &str,
+    provider: &str,
+) -> Result<Identity, Error> {
+    let user = writable_user(db.conn(), actor, ident)?;
+    let now = db.now();
+    db.write(|tx| {
+        let gone = identities::unlink(tx, &user.id, provider)?;
+        let details = json!({"provider": provider, "subject": gone.subject});
+        record(
+            tx,
+            actor,
+            "user.unlink",
+            "user",
+            Some(&user.id),
+            details,
+            now,
+        )?;
+        Ok(gone)
+    })
 }
 
 /// A user to create.

@@ -35,6 +35,8 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/admin/users/{id}/sessions", list_sessions),
         Route::new("DELETE", "/admin/users/{id}/sessions", end_sessions),
         Route::new("DELETE", "/admin/users/{id}/sessions/{sid}", end_session),
+        Route::new("GET", "/admin/users/{id}/identities", list_identities),
+        Route::new("DELETE", "/admin/users/{id}/identities/{provider}", unlink),
         Route::new("GET", "/admin/clients", list_clients),
         Route::new("POST", "/admin/clients", create_client),
         Route::new("GET", "/admin/clients/{id}", get_client),
@@ -221,6 +223,18 @@ fn end_session(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Erro
     let a = actor(cx, req, &["users:write"])?;
     let n = users::end_sessions(cx, &a, p.get("id"), Some(p.get("sid")))?;
     Ok(Response::ok(&json!({ "ended": n })))
+}
+
+fn list_identities(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let a = actor(cx, req, &["users:read"])?;
+    let list = users::identities(cx, &a, p.get("id"))?;
+    Ok(items(&list, |i| json!(i)))
+}
+
+fn unlink(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let a = actor(cx, req, &["users:write"])?;
+    let gone = users::unlink(cx, &a, p.get("id"), p.get("provider"))?;
+    Ok(Response::ok(&json!(gone)))
 }
 
 fn list_clients(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -508,6 +522,15 @@ pub fn openapi() -> Vec<Op> {
         }),
     );
     let ended = || obj(&["ended"], json!({ "ended": int() }));
+    let identity = || {
+        obj(
+            &["provider", "subject", "user_id", "created_at"],
+            json!({
+                "provider": s(), "subject": s(), "user_id": s(), "email": os(),
+                "created_at": int(), "last_used_at": oi(),
+            }),
+        )
+    };
     let signing_key = obj(
         &["kid", "alg", "current"],
         json!({ "kid": s(), "alg": s(), "current": boolean(), "published_until": oi() }),
@@ -623,6 +646,20 @@ pub fn openapi() -> Vec<Op> {
             "End one session",
         )
         .json(200, "How many", ended())
+        .errors(E, &[401, 403, 404]),
+        read(
+            "GET",
+            "/admin/users/{id}/identities",
+            "A user's links to upstream providers",
+        )
+        .json(200, "Identities", items_of(identity()))
+        .errors(E, &[401, 403, 404]),
+        read(
+            "DELETE",
+            "/admin/users/{id}/identities/{provider}",
+            "Unlink a user from a provider",
+        )
+        .json(200, "The removed link", identity())
         .errors(E, &[401, 403, 404]),
         read("GET", "/admin/clients", "Clients")
             .json(200, "Clients", items_of(client.clone()))

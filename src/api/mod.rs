@@ -20,6 +20,7 @@ pub mod meta;
 pub mod mfa;
 pub mod native;
 pub mod openapi;
+pub mod social;
 pub mod yat;
 
 /// A handler: decode, call the core, encode. Errors are rendered by dispatch.
@@ -100,6 +101,13 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
             openapi: native::openapi,
             render: native::render,
         },
+        // Social sign-in: native routes, in their own file.
+        Dialect {
+            name: "social",
+            routes: social::routes(),
+            openapi: social::openapi,
+            render: native::render,
+        },
         Dialect {
             name: "mfa",
             routes: mfa::routes(),
@@ -114,7 +122,11 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
         },
     ];
     all.into_iter()
-        .filter(|d| d.name == "meta" || d.name == "admin" || enabled(d.name))
+        .filter(|d| match d.name {
+            "meta" | "admin" => true,
+            "social" => enabled("native"),
+            name => enabled(name),
+        })
         .collect()
 }
 

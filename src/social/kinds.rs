@@ -259,6 +259,20 @@ pub fn seed_provider(providers: &[Provider], kind: ProviderKind) -> Option<&Prov
         })
 }
 
+/// True when the kind's token endpoint takes the client's credentials in
+/// the form (`client_secret_post`): Apple (its signed secret), Facebook,
+/// Instagram and GitHub. OpenID providers get HTTP Basic, the method
+/// RFC 6749 §2.3.1 makes every server support.
+pub fn secret_in_form(kind: ProviderKind) -> bool {
+    matches!(
+        kind,
+        ProviderKind::Apple
+            | ProviderKind::Facebook
+            | ProviderKind::Instagram
+            | ProviderKind::Github
+    )
+}
+
 /// True when `p` is its kind's seed provider among `providers`.
 pub fn is_seed(providers: &[Provider], p: &Provider) -> bool {
     seed_provider(providers, p.kind).is_some_and(|s| s.name == p.name)

@@ -1,3 +1,140 @@
-//! Social sign-in: upstream identity providers.
+//! Social sign-in: hallpass as an OAuth 2.0 / OpenID Connect client of the
+//! upstream providers configured in `[providers.NAME]`.
+//!
+//! `flow.rs` is the sign-in itself (start, callback, linking); `jose.rs`
+//! verifies id_tokens and signs Apple's client secret; `fetch.rs` is the
+//! HTTP client (ureq, TLS verified, time-limited); `kinds.rs` holds each
+//! provider kind's defaults and routes; `identities.rs` the links between
+//! a provider's subject and a user. Nothing here knows our HTTP server.
+//!
+//! This module holds what the flow keeps between requests: per provider,
+//! its HTTP agent, the discovery document and the JWKS (cached), and a cap
+//! on the sign-ins waiting on providers at once, so that a slow provider
+//! holds at most half of the worker pool.
 
+pub mod fetch;
+mod flow;
+pub mod identities;
+pub mod jose;
 pub mod kinds;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Provider;
+
+pub use flow::{callback, cookie_name, start, Callback, Redirect, Start};
+
+/// How long a discovery document is trusted before it is fetched again.
+const DISCOVERY_TTL: i64 = 3600;
+/// How long a JWKS is used before it is fetched again anyway.
+const JWKS_TTL: i64 = 3600;
+/// An unknown `kid` refetches the JWKS at most this often.
+const JWKS_REFRESH_MIN: i64 = 60;
+
+/// The providers' runtime state, shared by the workers.
+pub struct Social {
+    states: HashMap<String, Arc<State>>,
+    /// Sign-ins talking to a provider right now, and the most allowed.
+    busy: AtomicUsize,
+    max_busy: usize,
+}
+
+/// One provider's agent and caches.
+struct State {
+    upstream: fetch::Upstream,
+    discovery: Mutex<Option<(fetch::Discovery, i64)>>,
+    /// The JWKS, when it was fetched.
+    jwks: Mutex<Option<(Arc<jose::Jwks>, i64)>>,
+}
+
+impl Social {
+    /// State for `providers`; `workers` bounds the upstream calls at once
+    /// (half the pool, at least one).
+    pub fn new(providers: &[Provider], workers: usize) -> Social {
+        let states = providers
+            .iter()
+            .map(|p| {
+                let state = State {
+                    upstream: fetch::Upstream::new(Duration::from_secs(p.timeout_secs)),
+                    discovery: Mutex::new(None),
+                    jwks: Mutex::new(None),
+                };
+                (p.name.clone(), Arc::new(state))
+            })
+            .collect();
+        Social {
+            states,
+            busy: AtomicUsize::new(0),
+            max_busy: (workers / 2).max(1),
+        }
+    }
+
+    fn state(&self, name: &str) -> Option<Arc<State>> {
+        self.states.get(name).cloned()
+    }
+
+    /// A slot for talking to a provider, or None when half the workers are
+    /// already waiting on providers.
+    fn slot(&self) -> Option<Slot<'_>> {
+        let prev = self.busy.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.max_busy {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(&self.busy))
+    }
+}
+
+/// A taken upstream slot; dropping it gives it back.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl State {
+    /// The discovery document of `issuer`, cached for an hour.
+    fn discovery(&self, issuer: &str, now: i64) -> Result<fetch::Discovery, fetch::FetchError> {
+        let mut cached = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((d, at)) = cached.as_ref() {
+            if now - at < DISCOVERY_TTL {
+                return Ok(d.clone());
+            }
+        }
+        let d = fetch::discover(&self.upstream, issuer)?;
+        *cached = Some((d.clone(), now));
+        Ok(d)
+    }
+
+    /// The JWKS at `url`: the cached one unless it is old, or `kid` is not
+    /// in it and the last fetch is over a minute ago.
+    fn jwks(
+        &self,
+        url: &str,
+        kid: Option<&str>,
+        now: i64,
+    ) -> Result<Arc<jose::Jwks>, fetch::FetchError> {
+        let mut cached = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((set, at)) = cached.as_ref() {
+            let fresh = now - at < JWKS_TTL;
+            let knows = kid.is_none_or(|k| set.has_kid(k));
+            if (fresh && knows) || now - at < JWKS_REFRESH_MIN {
+                return Ok(set.clone());
+            }
+        }
+        let doc = self.upstream.get_json(url, None)?;
+        let set = Arc::new(jose::Jwks::parse(&doc).map_err(fetch::FetchError::Malformed)?);
+        *cached = Some((set.clone(), now));
+        Ok(set)
+    }
+}
+
+/// Deletes started sign-ins that were never finished.
+pub fn sweep(tx: &rusqlite::Connection, now: i64) -> Result<usize, crate::error::Error> {
+    Ok(tx.execute("DELETE FROM oauth_states WHERE expires_at <= ?1", [now])?)
+}

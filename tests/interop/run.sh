@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The interop suite: real outside tools against a real hallpass binary.
-# Installs what it needs (PyPI: PyJWT, cryptography, schemathesis) and fails loudly when
-# a tool is missing; it never skips.
+# Installs what it needs (PyPI: PyJWT, cryptography, schemathesis; npm:
+# oidc-provider) and fails loudly when a tool is missing; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/interop
@@ -27,6 +27,35 @@ if ! command -v oathtool >/dev/null || ! command -v zbarimg >/dev/null \
     $sudo_ apt-get install -y -q $debs >/dev/null 2>&1 \
         || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q $debs >/dev/null; }
 fi
+# Debian: nodejs and npm (social sign-in's OpenID Provider runs on node),
+# each only when missing: a node from elsewhere may bring its own npm.
+nodedebs=""
+command -v node >/dev/null || nodedebs="nodejs"
+command -v npm >/dev/null || nodedebs="$nodedebs npm"
+if [ -n "$nodedebs" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    # shellcheck disable=SC2086
+    $sudo_ apt-get install -y -q $nodedebs >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q $nodedebs >/dev/null; }
+fi
+command -v node >/dev/null || { echo "interop: node is missing" >&2; exit 1; }
+command -v npm >/dev/null || { echo "interop: npm is missing" >&2; exit 1; }
+# oidc-provider, pinned in tests/interop/oidc/package-lock.json: npm ci, again
+# only when the lock file or node changed since the last install.
+oidc="$here/oidc"
+stamp="$oidc/node_modules/.hallpass-installed"
+want="$(node --version) $(sha256sum < "$oidc/package-lock.json")"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    (cd "$oidc" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) \
+        || { echo "interop: npm ci in $oidc failed" >&2; exit 1; }
+    echo "$want" > "$stamp"
+fi
+node -e 'console.log("node", process.version, "oidc-provider", require(process.argv[1]).version)' \
+    "$PWD/$oidc/node_modules/oidc-provider/package.json" \
+    || { echo "interop: oidc-provider is missing from $oidc/node_modules" >&2; exit 1; }
+
 oathtool --version | head -n 1
 command -v zbarimg >/dev/null || { echo "interop: zbarimg is missing" >&2; exit 1; }
 command -v msmtp >/dev/null || { echo "interop: msmtp is missing" >&2; exit 1; }
@@ -120,4 +149,9 @@ python3 "$here/mail.py" "$base" "$dir/sink" "$bin" "$dir/h.toml" "$mail_client_i
 # OpenAPI: schemathesis from /openapi.json against a server of its own.
 bash "$here/openapi.sh" "$bin" "$work"
 
-echo "interop: 6 passed, 0 failed"
+# Social sign-in: hallpass against panva's oidc-provider on node.
+mkdir -p "$work/social"
+echo "== social sign-in (oidc-provider)"
+python3 "$here/social.py" "$bin" "$oidc" "$work/social"
+
+echo "interop: 7 passed, 0 failed"

@@ -1,0 +1,204 @@
+//! Social sign-in routes of the native dialect (shared/API.md §1, "Social
+//! sign-in"): the eight seed providers' start and callback routes, and
+//! `/auth/oidc/NAME[/callback]` for every configured provider. Parameters
+//! come from the query (GET) or a form (POST; Apple posts its callback).
+//! The flow is `social::start` and `social::callback`.
+
+use serde_json::Value;
+
+use super::openapi::{op, string, Op};
+use super::{peer, Params, Route};
+use crate::app::Ctx;
+use crate::config::{Provider, ProviderKind};
+use crate::error::Error;
+use crate::http::{parse_form, Request, Response};
+use crate::social::{self, kinds, Callback, Redirect, Start};
+
+/// The seed kinds, with their start and callback handlers.
+macro_rules! seed_routes {
+    ($($kind:ident: $start:literal, $callback:literal;)*) => {
+        /// The social route table (part of the native dialect).
+        pub fn routes() -> Vec<Route> {
+            vec![
+                $(
+                    Route::new("GET", $start, |cx, req, _| start(cx, req, seed(cx, ProviderKind::$kind)?)),
+                    Route::new("POST", $start, |cx, req, _| start(cx, req, seed(cx, ProviderKind::$kind)?)),
+                    Route::new("GET", $callback, |cx, req, _| callback(cx, req, seed(cx, ProviderKind::$kind)?)),
+                    Route::new("POST", $callback, |cx, req, _| callback(cx, req, seed(cx, ProviderKind::$kind)?)),
+                )*
+                Route::new("GET", "/auth/oidc/{name}", |cx, req, p| start(cx, req, named(cx, p)?)),
+                Route::new("POST", "/auth/oidc/{name}", |cx, req, p| start(cx, req, named(cx, p)?)),
+                Route::new("GET", "/auth/oidc/{name}/callback", |cx, req, p| callback(cx, req, named(cx, p)?)),
+                Route::new("POST", "/auth/oidc/{name}/callback", |cx, req, p| callback(cx, req, named(cx, p)?)),
+            ]
+        }
+
+        /// The seed routes' paths, for the OpenAPI document.
+        const SEED_PATHS: &[(&str, &str)] = &[$(($start, $callback)),*];
+    };
+}
+
+seed_routes! {
+    Google: "/auth/google", "/auth/google-auth-redirect";
+    Azure: "/auth/azure", "/auth/azure-oauth-redirect";
+    Keycloak: "/auth/keycloak", "/auth/keycloak-auth-redirect";
+    Cognito: "/auth/cognito", "/auth/cognito-auth-redirect";
+    Autha: "/auth/autha", "/auth/autha-redirect";
+    Facebook: "/auth/facebook", "/auth/facebook-auth-redirect";
+    Instagram: "/auth/instagram", "/auth/instagram-auth-redirect";
+    Apple: "/auth/oauth-apple", "/auth/apple-oauth-redirect";
+}
+
+/// The provider answering a seed kind's routes.
+fn seed(cx: &Ctx, kind: ProviderKind) -> Result<Provider, Error> {
+    kinds::seed_provider(&cx.app.config.providers, kind)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("no {} provider is configured", kind.name())))
+}
+
+/// The provider named in the path.
+fn named(cx: &Ctx, p: &Params) -> Result<Provider, Error> {
+    let name = p.get("name");
+    cx.app
+        .config
+        .providers
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("no provider {name:?} is configured")))
+}
+
+/// The request's parameters: the query of a GET, the form (or JSON
+/// object) of a POST.
+fn fields(req: &Request) -> Result<Vec<(String, String)>, Error> {
+    if req.method != "POST" {
+        return Ok(req.query.clone());
+    }
+    if req.body.first() == Some(&b'{') {
+        let body = req.json()?;
+        return Ok(body
+            .0
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect());
+    }
+    let text = std::str::from_utf8(&req.body)
+        .map_err(|_| Error::BadRequest("the form is not UTF-8".into()))?;
+    Ok(parse_form(text))
+}
+
+fn get<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    f.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn start(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response, Error> {
+    let f = fields(req)?;
+    let client_id = get(&f, "client_id")
+        .or_else(|| get(&f, "clientId"))
+        .ok_or_else(|| Error::required("client_id"))?;
+    let s = Start {
+        client_id,
+        client_secret: get(&f, "client_secret").or_else(|| get(&f, "clientSecret")),
+        secret_required: req.method == "POST",
+        redirect_uri: get(&f, "redirect_uri"),
+        app_state: get(&f, "state"),
+        code_challenge: get(&f, "code_challenge"),
+        code_challenge_method: get(&f, "code_challenge_method"),
+    };
+    let path = kinds::redirect_path(&cx.app.config.providers, &provider);
+    let r = social::start(cx, &provider, &path, &s, &peer(req))?;
+    Ok(redirect(r))
+}
+
+fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response, Error> {
+    let f = fields(req)?;
+    let state = get(&f, "state");
+    let binding = state.and_then(|s| cookie(req, &social::cookie_name(s)));
+    let cb = Callback {
+        state,
+        code: get(&f, "code"),
+        error: get(&f, "error"),
+        binding: binding.as_deref(),
+        apple_user: get(&f, "user"),
+    };
+    let path = kinds::redirect_path(&cx.app.config.providers, &provider);
+    let r = social::callback(cx, &provider, &path, &cb, &peer(req))?;
+    Ok(redirect(r))
+}
+
+/// A cookie's value from the Cookie header(s).
+fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The 302, its cookie, and headers that keep the code in it out of caches
+/// and Referer headers.
+fn redirect(r: Redirect) -> Response {
+    let mut resp = Response::redirect(&r.location)
+        .with_header("Cache-Control", "no-store")
+        .with_header("Referrer-Policy", "no-referrer");
+    if !r.cookie.is_empty() {
+        resp = resp.with_header("Set-Cookie", &r.cookie);
+    }
+    resp
+}
+
+/// The operations of the social routes.
+pub fn openapi() -> Vec<Op> {
+    const E: &str = "NativeError";
+    let start_op = |method: &'static str, path: &'static str| {
+        let o = op(method, path, "Starts a sign-in at an upstream provider")
+            .empty(302, "To the provider's authorization page")
+            .resp_header(302, "Location", "The provider's authorization URL")
+            .errors(E, &[400, 401, 404, 422, 429]);
+        if method == "GET" {
+            o.query("client_id", true, string())
+                .query("redirect_uri", false, string())
+                .query("state", false, string())
+                .query("code_challenge", false, string())
+                .query("code_challenge_method", false, string())
+        } else {
+            o
+        }
+    };
+    let callback_op = |method: &'static str, path: &'static str| {
+        let o = op(method, path, "The provider's answer; on to the client")
+            .empty(
+                302,
+                "To the client's redirect URL with ?code= or ?error=&error_description=",
+            )
+            .resp_header(302, "Location", "The client's redirect URL")
+            .errors(E, &[400, 404, 429]);
+        if method == "GET" {
+            o.query("state", true, string())
+                .query("code", false, string())
+                .query("error", false, string())
+        } else {
+            o
+        }
+    };
+    let mut ops = Vec::new();
+    let all = SEED_PATHS
+        .iter()
+        .copied()
+        .chain([("/auth/oidc/{name}", "/auth/oidc/{name}/callback")]);
+    for (s, c) in all {
+        for m in ["GET", "POST"] {
+            ops.push(start_op(m, s));
+            ops.push(callback_op(m, c));
+        }
+    }
+    ops
+}
