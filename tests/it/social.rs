@@ -1050,6 +1050,11 @@ fn a_totp_user_signing_in_through_a_provider_still_owes_the_code() {
     let totp = enable_native(&w.s, &w.client, &w.secret, &ann);
 
     let owed = code_of(&sign_in(&w, &idp, "/auth/google"), &idp);
+    assert!(
+        activity_of(&w.s, "google").is_empty(),
+        "no sign-in is logged before the second factor: {:?}",
+        activity(&w.s)
+    );
     let t = w.s.post(
         "/auth/token",
         &json!({"clientId": w.client.client_id, "code": owed}),
@@ -1065,6 +1070,9 @@ fn a_totp_user_signing_in_through_a_provider_still_owes_the_code() {
     let fresh = v.json()["code"].as_str().unwrap().to_string();
     let who = me(&w, &fresh);
     assert_eq!(who["id"], ann.id.as_str());
+    let rows = activity_of(&w.s, "google");
+    assert_eq!(rows.len(), 1, "{:?}", activity(&w.s));
+    assert_eq!(rows[0].1, "success");
 }
 
 #[test]
@@ -1237,4 +1245,86 @@ fn the_apps_own_pkce_challenge_binds_our_code() {
         &json!({"clientId": w.client.client_id, "code": code, "code_verifier": VERIFIER}),
     );
     assert_eq!(with.status, 200, "{}", with.body);
+}
+
+#[test]
+fn a_disabled_account_cannot_sign_in_through_its_provider() {
+    let idp = google_idp();
+    idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
+    let w = world(&idp, "open", GOOGLE);
+    let ann = w.s.add_user("ann@example.com");
+    code_of(&sign_in(&w, &idp, "/auth/google"), &idp);
+    w.s.conn()
+        .execute(
+            "UPDATE users SET status = 'disabled' WHERE id = ?1",
+            [&ann.id],
+        )
+        .unwrap();
+    refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
+    assert_eq!(users(&w.s), 1, "and no new account instead");
+}
+
+#[test]
+fn the_verified_email_matches_whatever_its_case() {
+    let idp = google_idp();
+    idp.set_identity("g-ann", Some("Ann@Example.COM"), json!(true));
+    let w = world(&idp, "invite", GOOGLE);
+    let ann = w.s.add_user("ann@example.com");
+    let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(who["id"], ann.id.as_str());
+}
+
+#[test]
+fn a_slow_provider_holds_at_most_half_the_workers() {
+    let idp = oidc_idp("c", "s", "/auth/oidc/slow/callback");
+    idp.delay_token(Duration::from_secs(4));
+    let w = std::sync::Arc::new(world(
+        &idp,
+        "open",
+        r#"
+[providers.slow]
+kind = "oidc"
+client_id = "c"
+client_secret = "s"
+issuer = "{IDP}"
+timeout_secs = 2
+"#,
+    ));
+    assert_eq!(w.s.config.workers, 4);
+    w.s.add_user("pw@example.com");
+    // Six browsers come back from the provider at once.
+    let flows: Vec<(Started, Back)> = (0..6)
+        .map(|_| {
+            let st = start(&w, &idp, "/auth/oidc/slow");
+            let back = authorize(&idp, &st);
+            (st, back)
+        })
+        .collect();
+    let waiting: Vec<_> = flows
+        .into_iter()
+        .map(|(st, back)| {
+            let w = w.clone();
+            std::thread::spawn(move || at_app(&callback(&w.s, &back, Some(&st.cookie))))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while idp.token_calls().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no callback reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // While some wait on the provider, the server still answers.
+    let t0 = Instant::now();
+    let health = w.s.get("/healthz");
+    assert_eq!(health.status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let t = w.s.login_token(&w.client, &w.secret, "pw@example.com");
+    assert!(t["accessToken"].is_string(), "{t}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    for h in waiting {
+        refused(&h.join().unwrap(), "temporarily_unavailable");
+    }
+    assert!(idp.token_calls().len() <= 2, "{}", idp.token_calls().len());
 }
