@@ -297,6 +297,11 @@ struct Inner {
     token_delay: Duration,
     token_garbage: bool,
     forgery: Option<Forgery>,
+    /// Whether id_tokens carry email and email_verified (else only
+    /// /userinfo does, as Authelia's do).
+    email_in_id_token: bool,
+    /// The `sub` /userinfo answers, when it lies.
+    userinfo_subject: Option<String>,
     codes: HashMap<String, Issued>,
     tokens: HashMap<String, Identity>,
     authorizations: Vec<HashMap<String, String>>,
@@ -387,6 +392,8 @@ impl FakeIdp {
             token_delay: Duration::ZERO,
             token_garbage: false,
             forgery: None,
+            email_in_id_token: true,
+            userinfo_subject: None,
             codes: HashMap::new(),
             tokens: HashMap::new(),
             authorizations: Vec::new(),
@@ -541,6 +548,16 @@ impl FakeIdp {
     /// The next id_tokens are forged this way (None: honest).
     pub fn forge(&self, f: Option<Forgery>) {
         self.lock().forgery = f;
+    }
+
+    /// Whether id_tokens carry the email (else /userinfo only).
+    pub fn email_in_id_token(&self, on: bool) {
+        self.lock().email_in_id_token = on;
+    }
+
+    /// /userinfo answers for this subject instead of the signed-in one.
+    pub fn userinfo_subject(&self, sub: Option<&str>) {
+        self.lock().userinfo_subject = sub.map(str::to_string);
     }
 
     /// The query of every /authorize request, in order.
@@ -1108,13 +1125,15 @@ fn id_token(g: &mut Inner, who: &Identity, nonce: Option<String>) -> String {
     if let Some(n) = &nonce {
         claims["nonce"] = json!(n);
     }
-    if let Some(e) = &who.email {
+    if let (Some(e), true) = (&who.email, g.email_in_id_token) {
         claims["email"] = json!(e);
+        if !who.email_verified.is_null() {
+            claims["email_verified"] = who.email_verified.clone();
+        }
     }
-    if !who.email_verified.is_null() {
-        claims["email_verified"] = who.email_verified.clone();
-    }
-    if let Some(n) = &who.name {
+    // Apple's id_token never has the name: it comes once, in the form
+    // post's `user` field.
+    if let (Some(n), false) = (&who.name, g.flavor == Flavor::Apple) {
         claims["name"] = json!(n);
     }
     for (k, v) in &who.extra {
@@ -1229,7 +1248,8 @@ fn userinfo(g: &mut Inner, req: &Req) -> Answer {
         Ok(i) => i,
         Err(a) => return a,
     };
-    let mut v = json!({"sub": i.subject});
+    let sub = g.userinfo_subject.clone().unwrap_or(i.subject);
+    let mut v = json!({ "sub": sub });
     if let Some(e) = &i.email {
         v["email"] = json!(e);
     }

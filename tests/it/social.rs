@@ -394,7 +394,16 @@ fn a_provider_found_by_discovery_signs_a_new_user_in_end_to_end() {
     }
 
     let back = authorize(&idp, &st);
-    let out = at_app(&callback(&w.s, &back, Some(&st.cookie)));
+    let r = callback(&w.s, &back, Some(&st.cookie));
+    let (name, _) = st.cookie.split_once('=').unwrap();
+    let cleared = r
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with(name))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_else(|| panic!("the binding cookie is not cleared: {:?}", r.headers));
+    assert!(cleared.contains("max-age=0"), "{cleared}");
+    let out = at_app(&r);
     let code = code_of(&out, &idp);
     let calls = idp.token_calls();
     assert_eq!(calls.len(), 1);
@@ -577,6 +586,7 @@ client_id = "com.example.web"
 team_id = "TEAM123456"
 key_id = "KEY7654321"
 private_key_file = "{}"
+signup = true
 issuer = "{{IDP}}"
 authorize_url = "{{IDP}}/auth/authorize"
 token_url = "{{IDP}}/auth/token"
@@ -621,6 +631,21 @@ jwks_url = "{{IDP}}/auth/keys"
     let secret = &idp.apple_secrets()[0];
     assert_eq!(secret["iss"], "TEAM123456");
     assert_eq!(secret["sub"], "com.example.web");
+
+    // A newcomer: the name is only in the first form post's `user` field.
+    idp.set_identity(
+        "001234.fedcba.0077",
+        Some("x7k2@privaterelay.appleid.com"),
+        json!("true"),
+    );
+    idp.set_name(Some("Neil Newton"));
+    let st = start(&w, &idp, "/auth/oauth-apple");
+    let back = authorize(&idp, &st);
+    let out = at_app(&callback(&w.s, &back, Some(&st.cookie)));
+    let who = me(&w, &code_of(&out, &idp));
+    assert_eq!(who["email"], "x7k2@privaterelay.appleid.com");
+    assert_eq!(who["name"], "Neil Newton");
+    assert!(idp.problems().is_empty(), "{:?}", idp.problems());
 }
 
 #[test]
@@ -722,6 +747,12 @@ client_id = "c"
 client_secret = "s"
 issuer = "{{IDP}}"
 token_url = "http://127.0.0.1:{dead}/token"
+
+[providers.gone]
+kind = "oidc"
+client_id = "c"
+client_secret = "s"
+issuer = "http://127.0.0.1:{dead}"
 "#
         ),
     );
@@ -735,7 +766,21 @@ token_url = "http://127.0.0.1:{dead}/token"
 
     let down = sign_in(&w, &idp, "/auth/oidc/down");
     refused(&down, "temporarily_unavailable");
+
+    // No discovery document to be had: the start itself sends the app
+    // its error.
+    let r = w.s.get(&format!(
+        "/auth/oidc/gone?client_id={}&state={}",
+        w.client.client_id,
+        percent_encode(APP_STATE)
+    ));
+    refused(&at_app(&r), "temporarily_unavailable");
     assert_eq!(users(&w.s), 0);
+    let failed = activity(&w.s)
+        .into_iter()
+        .filter(|(t, _, _)| t == "FAILED")
+        .count();
+    assert_eq!(failed, 3, "{:?}", activity(&w.s));
 }
 
 #[test]
@@ -743,6 +788,78 @@ fn nonsense_from_the_token_endpoint_is_a_server_error() {
     let idp = google_idp();
     idp.garbage_token(true);
     let w = world(&idp, "open", GOOGLE);
+    refused(&sign_in(&w, &idp, "/auth/google"), "server_error");
+    assert_eq!(users(&w.s), 0);
+}
+
+#[test]
+fn an_email_only_in_userinfo_is_used_and_userinfo_must_be_about_the_same_subject() {
+    let idp = google_idp();
+    idp.email_in_id_token(false);
+    idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
+    let w = world(&idp, "invite", GOOGLE);
+    let ann = w.s.add_user("ann@example.com");
+    let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(who["id"], ann.id.as_str());
+    assert!(idp.user_calls() >= 1);
+
+    // /userinfo about someone else is not believed (believed, it would
+    // link bob).
+    let bob = w.s.add_user("bob@example.com");
+    idp.set_identity("g-bob", Some("bob@example.com"), json!(true));
+    idp.userinfo_subject(Some("g-someone"));
+    refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
+    idp.userinfo_subject(None);
+    let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(who["id"], bob.id.as_str());
+}
+
+#[test]
+fn instagram_signs_in_without_pkce_and_without_an_email() {
+    let idp = FakeIdp::start(
+        Flavor::Facebook,
+        "ig-app",
+        Some("ig-secret"),
+        &format!("{PUBLIC}/auth/instagram-auth-redirect"),
+    );
+    idp.set_identity("17841400000000001", None, json!(null));
+    idp.set_name(Some("ann.grams"));
+    let w = world(
+        &idp,
+        "open",
+        r#"
+[providers.instagram]
+client_id = "ig-app"
+client_secret = "ig-secret"
+authorize_url = "{IDP}/oauth/authorize"
+token_url = "{IDP}/oauth/access_token"
+userinfo_url = "{IDP}/me?fields=id,username"
+"#,
+    );
+    let st = start(&w, &idp, "/auth/instagram");
+    let q = query_of(&st.location);
+    assert!(!q.contains_key("code_challenge"), "{q:?}");
+    assert!(!q.contains_key("nonce"), "{q:?}");
+    let back = authorize(&idp, &st);
+    let out = at_app(&callback(&w.s, &back, Some(&st.cookie)));
+    let who = me(&w, &code_of(&out, &idp));
+    assert!(who.get("email").is_none(), "{who}");
+    assert_eq!(users(&w.s), 1);
+}
+
+#[test]
+fn a_provider_refusing_our_own_credentials_is_a_server_error() {
+    let idp = google_idp();
+    let w = world(
+        &idp,
+        "open",
+        r#"
+[providers.google]
+client_id = "g-client"
+client_secret = "not-the-secret"
+issuer = "{IDP}"
+"#,
+    );
     refused(&sign_in(&w, &idp, "/auth/google"), "server_error");
     assert_eq!(users(&w.s), 0);
 }
