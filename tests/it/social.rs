@@ -366,12 +366,13 @@ fn a_provider_found_by_discovery_signs_a_new_user_in_end_to_end() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43, "S256 of a verifier");
 
-    // The browser-binding cookie.
-    assert!(
-        st.cookie
-            .starts_with(&format!("hp_oauth_{}=", &st.state[..12])),
-        "{}",
-        st.set_cookie
+    // The browser-binding cookie: one per sign-in, so that two tabs do
+    // not overwrite each other's.
+    assert!(st.cookie.starts_with("hp_oauth_"), "{}", st.set_cookie);
+    let other_tab = start(&w, &idp, "/auth/google");
+    assert_ne!(
+        st.cookie.split_once('=').unwrap().0,
+        other_tab.cookie.split_once('=').unwrap().0
     );
     let attrs: Vec<String> = st
         .set_cookie
