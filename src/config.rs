@@ -1171,7 +1171,12 @@ fn build_provider(
             }),
             _ => None,
         },
-        link_by_email: r.link_by_email.unwrap_or(true),
+        // A generic provider's email_verified is only as good as its
+        // set-up (authentik's default mapping long said true for all):
+        // linking by email is the operator's explicit choice there.
+        link_by_email: r
+            .link_by_email
+            .unwrap_or(!matches!(kind, ProviderKind::Oidc | ProviderKind::Autha)),
         signup: r.signup,
         timeout_secs: r.timeout_secs.unwrap_or(10),
     };

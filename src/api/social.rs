@@ -119,7 +119,8 @@ fn start(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response, Er
 fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response, Error> {
     let f = fields(req)?;
     let state = get(&f, "state");
-    let binding = state.and_then(|s| cookie(req, &social::cookie_name(s)));
+    let https = cx.app.public_url.starts_with("https://");
+    let binding = state.and_then(|s| cookie(req, &social::cookie_name(s, https)));
     let cb = Callback {
         state,
         code: get(&f, "code"),

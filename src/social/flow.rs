@@ -37,6 +37,8 @@ use crate::url::percent_encode;
 const STATE_TTL: i64 = 600;
 /// Clock skew allowed on id_token times.
 const LEEWAY: i64 = 60;
+/// Started sign-ins waiting for their callbacks, at most.
+const MAX_PENDING: i64 = 10_000;
 /// The longest app `state` we carry.
 const MAX_APP_STATE: usize = 512;
 
@@ -137,6 +139,15 @@ pub fn start(
     let our_state = random_token()?;
     let binding = random_token()?;
     cx.write(|tx| {
+        // A flood of starts (each a row for 10 minutes) is capped.
+        let live: i64 = tx.query_row(
+            "SELECT count(*) FROM oauth_states WHERE expires_at > ?1",
+            [now],
+            |r| r.get(0),
+        )?;
+        if live >= MAX_PENDING {
+            return Err(Error::RateLimited { retry_after: 60 });
+        }
         tx.execute(
             "INSERT INTO oauth_states (state_hash, provider, client_id, redirect_url, app_state,
                                        code_challenge, binding_hash, created_at, expires_at)
@@ -228,24 +239,32 @@ fn binding_cookie(
     } else {
         "Lax"
     };
-    let name = cookie_name(state);
+    let name = cookie_name(state, https);
     let (value, age) = match value {
         Some(v) => (v, STATE_TTL),
         None => ("", 0),
     };
-    let secure = if https { "; Secure" } else { "" };
-    format!("{name}={value}; Path={callback_path}; Max-Age={age}; HttpOnly; SameSite={same_site}{secure}")
+    // Over https the name is `__Host-`: only this host, over TLS, with
+    // Path=/, can set it, so a sibling subdomain cannot plant one.
+    if https {
+        format!("{name}={value}; Path=/; Max-Age={age}; HttpOnly; SameSite={same_site}; Secure")
+    } else {
+        format!(
+            "{name}={value}; Path={callback_path}; Max-Age={age}; HttpOnly; SameSite={same_site}"
+        )
+    }
 }
 
 /// The binding cookie's name for a state: one cookie per sign-in, so two
-/// tabs do not overwrite each other's.
-pub fn cookie_name(state: &str) -> String {
+/// tabs do not overwrite each other's; `__Host-` prefixed over https.
+pub fn cookie_name(state: &str, https: bool) -> String {
     let short: String = state
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .take(12)
         .collect();
-    format!("hp_oauth_{short}")
+    let prefix = if https { "__Host-" } else { "" };
+    format!("{prefix}hp_oauth_{short}")
 }
 
 /// Why a sign-in failed, as the client will read it.
@@ -372,6 +391,26 @@ fn endpoints(cx: &Ctx, state: &State, p: &Provider, now: i64) -> Result<Endpoint
             });
         }
     }
+    // An https issuer's document may not send us (and our client secret)
+    // to plain http, loopback or not.
+    if let (Some(d), Some(configured)) = (&discovered, &p.issuer) {
+        let downgraded = [
+            Some(&d.authorization_endpoint),
+            Some(&d.token_endpoint),
+            Some(&d.jwks_uri),
+            d.userinfo_endpoint.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|u| !u.starts_with("https://"));
+        if configured.starts_with("https://") && downgraded {
+            return Err(fail(
+                "server_error",
+                "provider_misconfigured",
+                "The provider's discovery document names a plain-http endpoint",
+            ));
+        }
+    }
     let pick = |own: &Option<String>, found: Option<&String>| own.clone().or(found.cloned());
     let d = discovered.as_ref();
     let authorize = pick(&p.authorize_url, d.map(|d| &d.authorization_endpoint));
@@ -437,6 +476,14 @@ pub fn callback(
     let pending = pending
         .filter(|p| p.expires_at > now)
         .ok_or_else(|| Error::BadRequest("This sign-in is unknown, used or expired".into()))?;
+    // The client may have been removed, or the URL unregistered, since.
+    let still = accounts::get_client(&cx.conn, &pending.client_id)?
+        .is_some_and(|c| c.redirect_urls.contains(&pending.redirect_url));
+    if !still {
+        return Err(Error::BadRequest(
+            "The client or its redirect URL is no longer registered".into(),
+        ));
+    }
     let clear = binding_cookie(cx, provider, callback_path, our_state, None);
     let outcome = finish(cx, provider, callback_path, cb, our_state, &pending, peer);
     let mut redirect = match outcome {
@@ -546,19 +593,20 @@ fn finish(
     let signup = provider
         .signup
         .unwrap_or(cx.app.config.signup == Signup::Open);
-    // The user, found, linked or created, and the code, in one transaction.
-    let linked = cx.write(|tx| Ok(link_user(tx, provider, &person, signup, now)));
-    let user = match linked {
-        Ok(Ok(u)) => u,
-        Ok(Err(f)) => return Err((None, f)),
-        Err(e) => return Err(anon(internal(e))),
+    // The user, found, linked or created, in one transaction; a refusal
+    // rolls it back, so a refused sign-in leaves no link behind.
+    let mut refused = None;
+    let linked = cx.write(|tx| {
+        link_user(tx, provider, &person, signup, now).map_err(|f| {
+            refused = Some(f);
+            Error::Internal("sign-in refused; rolled back".into())
+        })
+    });
+    let user = match (linked, refused) {
+        (Ok(u), _) => u,
+        (Err(_), Some((actor, f))) => return Err((actor, f)),
+        (Err(e), None) => return Err(anon(internal(e))),
     };
-    if !user.is_active() {
-        return Err((
-            Some(user.id.clone()),
-            fail("access_denied", "user_inactive", "This account is disabled"),
-        ));
-    }
     let owed = factors::required(cx, &user).map_err(|e| anon(internal(e)))?;
     let grant = auth::grant_for(&user, Some(&client), &["fed"]);
     auth::issue_code(
@@ -582,7 +630,27 @@ fn internal(e: Error) -> Failure {
 }
 
 /// Links `person` to a user, or creates one, or says why not.
+/// A refusal, and the user it concerns when one was found.
+type Refusal = (Option<String>, Failure);
+
 fn link_user(
+    tx: &rusqlite::Transaction,
+    p: &Provider,
+    person: &Person,
+    signup: bool,
+    now: i64,
+) -> Result<User, Refusal> {
+    let user = find_or_create(tx, p, person, signup, now).map_err(|f| (None, f))?;
+    if !user.is_active() {
+        return Err((
+            Some(user.id.clone()),
+            fail("access_denied", "user_inactive", "This account is disabled"),
+        ));
+    }
+    Ok(user)
+}
+
+fn find_or_create(
     tx: &rusqlite::Transaction,
     p: &Provider,
     person: &Person,
@@ -604,7 +672,12 @@ fn link_user(
         None => None,
     };
     if let Some(owner) = owner {
-        if person.verified && p.link_by_email {
+        // Both sides must have verified the address: an account whose
+        // address we never confirmed may have been made by someone else
+        // (an admin, a tenant's key) who knows its password, and linking
+        // would share it with the address's owner (pre-account takeover).
+        let ours_verified = owner.email_verified_at.is_some();
+        if person.verified && p.link_by_email && ours_verified {
             return match identities::link(tx, &p.name, &person.subject, &owner.id, email, now) {
                 Ok(()) => Ok(owner),
                 Err(Error::Conflict(_)) => Err(fail(
@@ -694,7 +767,7 @@ fn identify(
             let mut person = oidc_person(p, &claims)?;
             if person.email.is_none() {
                 if let (Some(url), Some(access)) = (&ends.userinfo, access) {
-                    userinfo_email(&state.upstream, url, access, &mut person)?;
+                    userinfo_email(&state.upstream, p, url, access, &mut person)?;
                 }
             }
             if person.name.is_none() {
@@ -809,6 +882,15 @@ fn verify(
             "The provider's issuer is not known",
         )
     })?;
+    // Only Entra ID's multi-tenant issuer is a template; anywhere else it
+    // would accept tokens of every Azure tenant.
+    if p.kind != ProviderKind::Azure && issuer.contains("{tenantid}") {
+        return Err(fail(
+            "server_error",
+            "provider_misconfigured",
+            "The provider's issuer is a template",
+        ));
+    }
     let (_, kid) = jose::header(id_token).map_err(bad)?;
     let keys = state.jwks(jwks_url, kid.as_deref(), now)?;
     let nonce = derived(cx, "social-nonce", our_state);
@@ -864,6 +946,7 @@ fn oidc_person(p: &Provider, c: &Map<String, Value>) -> Result<Person, Failure> 
 /// id_token's (OpenID Connect Core §5.3.2).
 fn userinfo_email(
     up: &Upstream,
+    p: &Provider,
     url: &str,
     access: &str,
     person: &mut Person,
@@ -876,8 +959,9 @@ fn userinfo_email(
             "The provider's user information is for someone else",
         ));
     }
+    // The address and its flag from the same document; Entra ID's never.
     person.email = text(info.get("email"));
-    person.verified = person.verified || truthy(info.get("email_verified"));
+    person.verified = p.kind != ProviderKind::Azure && truthy(info.get("email_verified"));
     if person.name.is_none() {
         person.name = text(info.get("name"));
     }

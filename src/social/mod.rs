@@ -33,6 +33,8 @@ const DISCOVERY_TTL: i64 = 3600;
 const JWKS_TTL: i64 = 3600;
 /// An unknown `kid` refetches the JWKS at most this often.
 const JWKS_REFRESH_MIN: i64 = 60;
+/// A failed discovery is not tried again for this long.
+const DISCOVERY_RETRY: i64 = 30;
 
 /// The providers' runtime state, shared by the workers.
 pub struct Social {
@@ -42,10 +44,16 @@ pub struct Social {
     max_busy: usize,
 }
 
-/// One provider's agent and caches.
+/// One provider's agent and caches. The locks guard only the cached
+/// values, never a fetch: a slow provider holds each waiting worker for
+/// its own calls alone.
 struct State {
     upstream: fetch::Upstream,
+    /// The discovery document, when it was fetched.
     discovery: Mutex<Option<(fetch::Discovery, i64)>>,
+    /// When discovery last failed: for DISCOVERY_RETRY seconds sign-ins
+    /// fail at once instead of each waiting out the timeout.
+    discovery_failed: Mutex<Option<(fetch::FetchError, i64)>>,
     /// The JWKS, when it was fetched.
     jwks: Mutex<Option<(Arc<jose::Jwks>, i64)>>,
 }
@@ -60,6 +68,7 @@ impl Social {
                 let state = State {
                     upstream: fetch::Upstream::new(Duration::from_secs(p.timeout_secs)),
                     discovery: Mutex::new(None),
+                    discovery_failed: Mutex::new(None),
                     jwks: Mutex::new(None),
                 };
                 (p.name.clone(), Arc::new(state))
@@ -100,15 +109,27 @@ impl Drop for Slot<'_> {
 impl State {
     /// The discovery document of `issuer`, cached for an hour.
     fn discovery(&self, issuer: &str, now: i64) -> Result<fetch::Discovery, fetch::FetchError> {
-        let mut cached = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((d, at)) = cached.as_ref() {
+        if let Some((d, at)) = lock(&self.discovery).as_ref() {
             if now - at < DISCOVERY_TTL {
                 return Ok(d.clone());
             }
         }
-        let d = fetch::discover(&self.upstream, issuer)?;
-        *cached = Some((d.clone(), now));
-        Ok(d)
+        if let Some((e, at)) = lock(&self.discovery_failed).as_ref() {
+            if now - at < DISCOVERY_RETRY {
+                return Err(e.clone());
+            }
+        }
+        match fetch::discover(&self.upstream, issuer) {
+            Ok(d) => {
+                *lock(&self.discovery) = Some((d.clone(), now));
+                *lock(&self.discovery_failed) = None;
+                Ok(d)
+            }
+            Err(e) => {
+                *lock(&self.discovery_failed) = Some((e.clone(), now));
+                Err(e)
+            }
+        }
     }
 
     /// The JWKS at `url`: the cached one unless it is old, or `kid` is not
@@ -119,8 +140,7 @@ impl State {
         kid: Option<&str>,
         now: i64,
     ) -> Result<Arc<jose::Jwks>, fetch::FetchError> {
-        let mut cached = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((set, at)) = cached.as_ref() {
+        if let Some((set, at)) = lock(&self.jwks).as_ref() {
             let fresh = now - at < JWKS_TTL;
             let knows = kid.is_none_or(|k| set.has_kid(k));
             if (fresh && knows) || now - at < JWKS_REFRESH_MIN {
@@ -129,9 +149,15 @@ impl State {
         }
         let doc = self.upstream.get_json(url, None)?;
         let set = Arc::new(jose::Jwks::parse(&doc).map_err(fetch::FetchError::Malformed)?);
-        *cached = Some((set.clone(), now));
+        *lock(&self.jwks) = Some((set.clone(), now));
         Ok(set)
     }
+}
+
+/// A cache lock; the values are replaced whole, so a poisoned one is used
+/// as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Deletes started sign-ins that were never finished.

@@ -360,6 +360,7 @@ kind = "oidc"
 issuer = "{a_issuer}"
 client_id = "hp-es"
 client_secret = "{secret['hp-es']}"
+link_by_email = true
 
 [providers.keycloak]
 base_url = "{b_base}"
