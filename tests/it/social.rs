@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hallpass::accounts::{self, Client};
+use hallpass::accounts::{self, Client, User};
 use hallpass::config::{Config, Flags};
 use hallpass::db;
 use hallpass::http::{parse_form, percent_encode};
@@ -117,7 +117,7 @@ fn started(r: &Resp, idp: &FakeIdp) -> Started {
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
         .map(|(_, v)| v.clone())
-        .find(|v| v.starts_with("hp_oauth_"))
+        .find(|v| v.starts_with("__Host-hp_oauth_") || v.starts_with("hp_oauth_"))
         .unwrap_or_else(|| panic!("no binding cookie: {:?}", r.headers));
     let cookie = set_cookie.split(';').next().unwrap().trim().to_string();
     let state = query_of(&location)
@@ -298,6 +298,18 @@ fn me(w: &World, code: &str) -> Value {
     r.json()
 }
 
+/// A user whose address hallpass has verified (support::add_user's users
+/// have not): only such an account is linked by email.
+fn verified_user(s: &TestServer, email: &str) -> User {
+    let user = s.add_user(email);
+    let mut conn = s.conn();
+    db::immediate(&mut conn, |tx| {
+        accounts::mark_email_verified(tx, &user.id, s.now())
+    })
+    .unwrap();
+    user
+}
+
 fn count(s: &TestServer, sql: &str) -> i64 {
     s.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -368,7 +380,13 @@ fn a_provider_found_by_discovery_signs_a_new_user_in_end_to_end() {
 
     // The browser-binding cookie: one per sign-in, so that two tabs do
     // not overwrite each other's.
-    assert!(st.cookie.starts_with("hp_oauth_"), "{}", st.set_cookie);
+    // Over https it is a __Host- cookie: Secure, Path=/, no Domain, so
+    // that no sibling subdomain can plant or shadow it.
+    assert!(
+        st.cookie.starts_with("__Host-hp_oauth_"),
+        "{}",
+        st.set_cookie
+    );
     let other_tab = start(&w, &idp, "/auth/google");
     assert_ne!(
         st.cookie.split_once('=').unwrap().0,
@@ -380,9 +398,14 @@ fn a_provider_found_by_discovery_signs_a_new_user_in_end_to_end() {
         .skip(1)
         .map(|a| a.trim().to_ascii_lowercase())
         .collect();
+    assert!(
+        !attrs.iter().any(|a| a.starts_with("domain=")),
+        "{}",
+        st.set_cookie
+    );
     for want in [
         "httponly",
-        "path=/auth/google-auth-redirect",
+        "path=/",
         "max-age=600",
         "samesite=lax",
         "secure",
@@ -478,7 +501,6 @@ jwks_url = "{IDP}/o/keys"
         "{}",
         st.location
     );
-    assert!(st.set_cookie.contains("Path=/auth/oidc/acme/callback"));
     let back = authorize(&idp, &st);
     let out = at_app(&callback(&w.s, &back, Some(&st.cookie)));
     let who = me(&w, &code_of(&out, &idp));
@@ -508,7 +530,7 @@ issuer = "{issuer}"
 "#
         ),
     );
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let st = start(&w, &idp, "/auth/azure");
     assert_eq!(
         query_of(&st.location)["redirect_uri"],
@@ -559,6 +581,52 @@ issuer = "{issuer}"
     // another tenant than its tid is refused.
     idp.set_token_issuer(&format!("{}/someone-else/v2.0", idp.base));
     refused(&sign_in(&w, &idp, "/auth/azure"), "access_denied");
+
+    // The template is Entra ID's alone: an OIDC provider whose discovery
+    // says `{tenantid}` would take the tokens of every tenant.
+    idp.set_token_issuer(&format!("{}/{tid}/v2.0", idp.base));
+    idp.allow_redirect_uri(&format!("{PUBLIC}/auth/oidc/multi/callback"));
+    let w = world(
+        &idp,
+        "open",
+        &format!(
+            r#"
+[providers.multi]
+kind = "oidc"
+client_id = "az-client"
+client_secret = "az-secret"
+issuer = "{issuer}"
+"#
+        ),
+    );
+    let r = w.s.get(&format!(
+        "/auth/oidc/multi?client_id={}&state={}",
+        w.client.client_id,
+        percent_encode(APP_STATE)
+    ));
+    let q = if r.header("location").is_some_and(|l| l.starts_with(APP)) {
+        at_app(&r)
+    } else {
+        let st = started(&r, &idp);
+        let back = authorize(&idp, &st);
+        at_app(&callback(&w.s, &back, Some(&st.cookie)))
+    };
+    assert!(q.contains_key("error") && !q.contains_key("code"), "{q:?}");
+    assert_eq!(users(&w.s), 0);
+}
+
+#[test]
+fn a_discovery_document_naming_another_issuer_is_not_followed() {
+    let idp = google_idp();
+    idp.set_discovery_issuer("https://accounts.example.com");
+    let w = world(&idp, "open", GOOGLE);
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}&state={}",
+        w.client.client_id,
+        percent_encode(APP_STATE)
+    ));
+    refused(&at_app(&r), "server_error");
+    assert!(idp.authorizations().is_empty());
 }
 
 #[test]
@@ -596,7 +664,7 @@ jwks_url = "{{IDP}}/auth/keys"
             p8.display()
         ),
     );
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
 
     let st = start(&w, &idp, "/auth/oauth-apple");
     let q = query_of(&st.location);
@@ -671,7 +739,7 @@ token_url = "{IDP}/v19.0/oauth/access_token"
 userinfo_url = "{IDP}/me?fields=id,name,email"
 "#,
     );
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let st = start(&w, &idp, "/auth/facebook");
     assert_eq!(
         query_of(&st.location)["redirect_uri"],
@@ -708,8 +776,8 @@ userinfo_url = "{IDP}/user"
 emails_url = "{IDP}/user/emails"
 "#,
     );
-    let ann = w.s.add_user("ann@example.com");
-    let bob = w.s.add_user("bob@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
+    let bob = verified_user(&w.s, "bob@example.com");
     let out = sign_in(&w, &idp, "/auth/oidc/github");
     let who = me(&w, &code_of(&out, &idp));
     assert_eq!(who["id"], ann.id.as_str());
@@ -799,14 +867,14 @@ fn an_email_only_in_userinfo_is_used_and_userinfo_must_be_about_the_same_subject
     idp.email_in_id_token(false);
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "invite", GOOGLE);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
     assert_eq!(who["id"], ann.id.as_str());
     assert!(idp.user_calls() >= 1);
 
     // /userinfo about someone else is not believed (believed, it would
     // link bob).
-    let bob = w.s.add_user("bob@example.com");
+    let bob = verified_user(&w.s, "bob@example.com");
     idp.set_identity("g-bob", Some("bob@example.com"), json!(true));
     idp.userinfo_subject(Some("g-someone"));
     refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
@@ -1048,16 +1116,24 @@ fn a_verified_email_links_to_the_existing_account_and_the_link_stays() {
     let idp = google_idp();
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "invite", GOOGLE);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
     assert_eq!(who["id"], ann.id.as_str());
     assert_eq!(users(&w.s), 1);
+
+    // An account whose address hallpass never verified is not linked,
+    // whatever the provider says: whoever made it may know its password.
+    w.s.add_user("unproven@example.com");
+    idp.set_identity("g-unproven", Some("unproven@example.com"), json!(true));
+    refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
+    assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 1);
+    assert_eq!(users(&w.s), 2);
 
     // The identity, not the address, names her from now on.
     idp.set_identity("g-ann", Some("ann.new@example.com"), json!(true));
     let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
     assert_eq!(who["id"], ann.id.as_str());
-    assert_eq!(users(&w.s), 1);
+    assert_eq!(users(&w.s), 2);
 }
 
 #[test]
@@ -1067,7 +1143,7 @@ fn an_unverified_email_links_nobody() {
         let idp = google_idp();
         idp.set_identity("g-mallory", Some("ann@example.com"), verified.clone());
         let w = world(&idp, "open", GOOGLE);
-        let ann = w.s.add_user("ann@example.com");
+        let ann = verified_user(&w.s, "ann@example.com");
         let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
         assert_ne!(who["id"], ann.id.as_str(), "{verified}");
         assert_ne!(who["email"], "ann@example.com", "{verified}");
@@ -1082,7 +1158,7 @@ fn an_unverified_email_links_nobody() {
         let idp = google_idp();
         idp.set_identity("g-mallory", Some("ann@example.com"), verified.clone());
         let w = world(&idp, "invite", GOOGLE);
-        w.s.add_user("ann@example.com");
+        verified_user(&w.s, "ann@example.com");
         refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
         assert_eq!(users(&w.s), 1);
         assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 0);
@@ -1101,7 +1177,7 @@ link_by_email = false
     let idp = google_idp();
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "invite", table);
-    w.s.add_user("ann@example.com");
+    verified_user(&w.s, "ann@example.com");
     refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
     assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 0);
 
@@ -1109,7 +1185,7 @@ link_by_email = false
     let idp = google_idp();
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "open", table);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let q = sign_in(&w, &idp, "/auth/google");
     if q.contains_key("code") {
         let who = me(&w, &code_of(&q, &idp));
@@ -1117,6 +1193,52 @@ link_by_email = false
     } else {
         refused(&q, "access_denied");
     }
+}
+
+#[test]
+fn a_generic_oidc_provider_links_by_email_only_when_told_to() {
+    // Anyone can run an OpenID provider that says any address is verified:
+    // kind oidc links by email only with link_by_email = true.
+    let table = |link: &str| {
+        format!(
+            r#"
+[providers.pocket]
+kind = "oidc"
+client_id = "c"
+client_secret = "s"
+issuer = "{{IDP}}"
+{link}
+"#
+        )
+    };
+    let idp = oidc_idp("c", "s", "/auth/oidc/pocket/callback");
+    idp.set_identity("p-ann", Some("ann@example.com"), json!(true));
+    let w = world(&idp, "open", &table(""));
+    verified_user(&w.s, "ann@example.com");
+    refused(&sign_in(&w, &idp, "/auth/oidc/pocket"), "access_denied");
+    assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 0);
+
+    let idp = oidc_idp("c", "s", "/auth/oidc/pocket/callback");
+    idp.set_identity("p-ann", Some("ann@example.com"), json!(true));
+    let w = world(&idp, "open", &table("link_by_email = true"));
+    let ann = verified_user(&w.s, "ann@example.com");
+    let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/oidc/pocket"), &idp));
+    assert_eq!(who["id"], ann.id.as_str());
+}
+
+#[test]
+fn a_redirect_url_unregistered_meanwhile_gets_no_redirect() {
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    let st = start(&w, &idp, "/auth/google");
+    let back = authorize(&idp, &st);
+    w.s.conn()
+        .execute(
+            "UPDATE clients SET redirect_urls = '[\"https://app.example/new\"]' WHERE client_id = ?1",
+            [&w.client.client_id],
+        )
+        .unwrap();
+    json_400(&callback(&w.s, &back, Some(&st.cookie)));
 }
 
 #[test]
@@ -1153,7 +1275,7 @@ signup = false
     refused(&sign_in(&w, &idp, "/auth/google"), "access_denied");
     assert_eq!(users(&w.s), 0);
     // Linking an existing account is not a sign-up.
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
     assert_eq!(who["id"], ann.id.as_str());
@@ -1164,7 +1286,7 @@ fn a_totp_user_signing_in_through_a_provider_still_owes_the_code() {
     let idp = google_idp();
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "invite", GOOGLE);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let totp = enable_native(&w.s, &w.client, &w.secret, &ann);
 
     let owed = code_of(&sign_in(&w, &idp, "/auth/google"), &idp);
@@ -1370,7 +1492,7 @@ fn a_disabled_account_cannot_sign_in_through_its_provider() {
     let idp = google_idp();
     idp.set_identity("g-ann", Some("ann@example.com"), json!(true));
     let w = world(&idp, "open", GOOGLE);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     code_of(&sign_in(&w, &idp, "/auth/google"), &idp);
     w.s.conn()
         .execute(
@@ -1387,7 +1509,7 @@ fn the_verified_email_matches_whatever_its_case() {
     let idp = google_idp();
     idp.set_identity("g-ann", Some("Ann@Example.COM"), json!(true));
     let w = world(&idp, "invite", GOOGLE);
-    let ann = w.s.add_user("ann@example.com");
+    let ann = verified_user(&w.s, "ann@example.com");
     let who = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
     assert_eq!(who["id"], ann.id.as_str());
 }
@@ -1409,7 +1531,7 @@ timeout_secs = 2
 "#,
     ));
     assert_eq!(w.s.config.workers, 4);
-    w.s.add_user("pw@example.com");
+    verified_user(&w.s, "pw@example.com");
     // Six browsers come back from the provider at once.
     let flows: Vec<(Started, Back)> = (0..6)
         .map(|_| {
