@@ -154,4 +154,32 @@ mkdir -p "$work/social"
 echo "== social sign-in (oidc-provider)"
 python3 "$here/social.py" "$bin" "$oidc" "$work/social"
 
-echo "interop: 7 passed, 0 failed"
+# SourceLoop's own contract (issue 15): the OpenAPI document that
+# @sourceloop/authentication-service 19.2.2 exports from npm (cached under
+# target/sourceloop/), every operation of it that hallpass serves driven with
+# real state and held to its schemas. Building bcrypt for the export needs
+# this node's headers (NodeSource's nodejs has them; Debian's comes with
+# libnode-dev), make and a C++ compiler: installed here when missing.
+echo "== SourceLoop 19.2.2 contract"
+nodedir=$(node -p 'require("path").resolve(process.execPath, "..", "..")')
+sldebs=""
+[ -f "$nodedir/include/node/node.h" ] || sldebs="libnode-dev"
+command -v make >/dev/null || sldebs="$sldebs make"
+command -v g++ >/dev/null || sldebs="$sldebs g++"
+if [ -n "$sldebs" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    # shellcheck disable=SC2086
+    $sudo_ apt-get install -y -q $sldebs >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q $sldebs >/dev/null; } \
+        || echo "interop: apt-get install$sldebs failed" >&2
+fi
+python3 -c 'import jsonschema' 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check "jsonschema>=4.18" 2>&1 | tail -n 3
+sldoc=$(bash "$here/sourceloop/export.sh") \
+    || { echo "interop: exporting SourceLoop's OpenAPI document failed" >&2; exit 1; }
+mkdir -p "$work/sourceloop"
+python3 "$here/sourceloop/check.py" "$bin" "$sldoc" "$work/sourceloop"
+
+echo "interop: 8 passed, 0 failed"
