@@ -26,6 +26,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use serde_json::{json, Map, Value};
 
+/// A revocation or end-session call: its path, Authorization header and form.
+pub type SessionEnd = (String, Option<String>, Vec<(String, String)>);
+
 /// Which provider's conventions the fake follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -311,7 +314,7 @@ struct Inner {
     discovery_fetches: usize,
     user_calls: usize,
     /// Revocation and end-session calls: path, client auth, form.
-    session_ends: Vec<(String, Option<String>, Vec<(String, String)>)>,
+    session_ends: Vec<SessionEnd>,
     problems: Vec<String>,
 }
 
@@ -588,7 +591,7 @@ impl FakeIdp {
     /// Calls to /userinfo, /user, /user/emails and /me.
     /// The revocation (`/revoke`) and end-session (`/logout`) calls made:
     /// path, the Authorization header, the form.
-    pub fn session_ends(&self) -> Vec<(String, Option<String>, Vec<(String, String)>)> {
+    pub fn session_ends(&self) -> Vec<SessionEnd> {
         self.lock().session_ends.clone()
     }
 
