@@ -1700,3 +1700,110 @@ issuer = "{IDP}"
     let code = code_of(&sign_in(&w, &idp, "/auth/auth0"), &idp);
     assert_eq!(me(&w, &code)["email"], "ana@example.com");
 }
+
+#[test]
+fn an_admin_lists_and_unlinks_identities_and_the_audit_says_so() {
+    let idp = google_idp();
+    idp.set_identity("g-500", Some("val@example.com"), json!(true));
+    let w = world(&idp, "open", GOOGLE);
+    let first = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let root = w.s.add_user("root@example.com");
+    w.s.conn()
+        .execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&root.id])
+        .unwrap();
+    let admin = w.s.login_token(&w.client, &w.secret, "root")["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let list =
+        w.s.get_auth(&format!("/admin/users/{id}/identities"), &admin);
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["provider"], "google");
+    assert_eq!(items[0]["subject"], "g-500");
+    assert_eq!(items[0]["email"], "val@example.com");
+    assert!(
+        items[0].get("upstream").is_none(),
+        "never the provider's token"
+    );
+    let shown = w.s.get_auth(&format!("/admin/users/{id}"), &admin);
+    assert_eq!(shown.json()["identities"][0]["provider"], "google");
+
+    let del = w.s.send_auth(
+        "DELETE",
+        &format!("/admin/users/{id}/identities/google"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(del.status, 200, "{}", del.body);
+    let again = w.s.send_auth(
+        "DELETE",
+        &format!("/admin/users/{id}/identities/google"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+    let audit = w.s.get_auth("/admin/audit", &admin).json();
+    let unlinks: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.unlink")
+        .collect();
+    assert_eq!(unlinks.len(), 1, "{audit}");
+    assert_eq!(unlinks[0]["object_id"], id.as_str());
+
+    // The next sign-in links afresh (the address is verified on both
+    // sides), to the same account.
+    let back = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 1);
+}
+
+#[test]
+fn the_cli_shows_and_unlinks_a_users_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = crate::cli::hallpass(dir.path());
+        c.args(args);
+        crate::cli::run_command(c, Some("a-long-enough-password-1\n"))
+    };
+    let (ok, _, err) = run(&["user", "add", "cli@example.com", "--password-stdin"]);
+    assert!(ok, "{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
+    conn.execute(
+        "INSERT INTO identities (provider, subject, user_id, email, created_at)
+         SELECT 'github', '4242', id, email, 0 FROM users WHERE email = 'cli@example.com'",
+        [],
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["user", "show", "cli@example.com"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("identities: github (subject 4242, cli@example.com)")),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["user", "unlink", "cli@example.com", "github"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("unlinked from github (subject 4242)"), "{out}");
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM identities", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    let (ok, _, err) = run(&["user", "unlink", "cli@example.com", "github"]);
+    assert!(!ok, "a second unlink finds nothing");
+    assert!(err.contains("github"), "{err}");
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'user.unlink'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+}
