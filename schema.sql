@@ -323,6 +323,9 @@ CREATE INDEX audit_object ON audit (object_type, object_id, at);
 -- id for Facebook, Instagram and GitHub) linked to a user. `provider` is
 -- the configured NAME of [providers.NAME]; a user has at most one identity
 -- per provider. `email` is what the provider last said, for operators.
+-- `upstream` holds the provider's refresh (or access) token of the last
+-- sign-in, sealed under the master key, only for the kinds whose logout
+-- routes end the provider's session too (google, cognito, keycloak).
 CREATE TABLE identities (
     provider     TEXT NOT NULL,
     subject      TEXT NOT NULL,
@@ -330,6 +333,7 @@ CREATE TABLE identities (
     email        TEXT,
     created_at   INTEGER NOT NULL,
     last_used_at INTEGER,
+    upstream     BLOB,
     PRIMARY KEY (provider, subject),
     UNIQUE (user_id, provider)
 );

@@ -95,6 +95,7 @@ pub enum ProviderKind {
     Keycloak,
     Cognito,
     Autha,
+    Auth0,
     Facebook,
     Instagram,
     Apple,
@@ -111,6 +112,7 @@ impl ProviderKind {
             ProviderKind::Keycloak => "keycloak",
             ProviderKind::Cognito => "cognito",
             ProviderKind::Autha => "autha",
+            ProviderKind::Auth0 => "auth0",
             ProviderKind::Facebook => "facebook",
             ProviderKind::Instagram => "instagram",
             ProviderKind::Apple => "apple",
@@ -1040,6 +1042,9 @@ fn build_provider(
         ProviderKind::Cognito if needs_issuer_inputs && user_pool_id.is_none() => {
             missing.push("user_pool_id");
         }
+        ProviderKind::Auth0 if needs_issuer_inputs && domain.is_none() => {
+            missing.push("domain");
+        }
         ProviderKind::Autha | ProviderKind::Oidc if needs_issuer_inputs => {
             missing.push("issuer");
         }
@@ -1060,7 +1065,11 @@ fn build_provider(
             user_pool_id.is_some(),
             ProviderKind::Cognito,
         ),
-        ("domain", domain.is_some(), ProviderKind::Cognito),
+        (
+            "domain",
+            domain.is_some() && kind != ProviderKind::Auth0,
+            ProviderKind::Cognito,
+        ),
         ("team_id", team_id.is_some(), ProviderKind::Apple),
         ("key_id", key_id.is_some(), ProviderKind::Apple),
         (
@@ -1700,6 +1709,24 @@ jwks_url = "http://127.0.0.1:9003/j"
             !kinds::needs_discovery(p),
             "all four endpoints given: no discovery"
         );
+    }
+
+    #[test]
+    fn auth0_takes_its_issuer_from_the_tenant_domain() {
+        let c = load_toml(
+            "[providers.auth0]\nclient_id = \"a\"\nclient_secret = \"s\"\ndomain = \"acme.eu.auth0.com\"\n",
+            &[],
+        )
+        .unwrap();
+        let p = provider(&c, "auth0");
+        assert_eq!(p.kind, ProviderKind::Auth0);
+        assert_eq!(p.issuer.as_deref(), Some("https://acme.eu.auth0.com/"));
+        let err = load_toml(
+            "[providers.auth0]\nclient_id = \"a\"\nclient_secret = \"s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("providers.auth0: missing domain"), "{err}");
     }
 
     #[test]

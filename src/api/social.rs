@@ -4,11 +4,12 @@
 //! come from the query (GET) or a form (POST; Apple posts its callback).
 //! The flow is `social::start` and `social::callback`.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::openapi::{op, string, Op};
-use super::{peer, Params, Route};
+use super::openapi::{obj, op, string, Op};
+use super::{bearer, peer, Params, Route};
 use crate::app::Ctx;
+use crate::auth;
 use crate::config::{Provider, ProviderKind};
 use crate::error::Error;
 use crate::http::{parse_form, Request, Response};
@@ -26,6 +27,9 @@ macro_rules! seed_routes {
                     Route::new("GET", $callback, |cx, req, _| callback(cx, req, seed(cx, ProviderKind::$kind)?)),
                     Route::new("POST", $callback, |cx, req, _| callback(cx, req, seed(cx, ProviderKind::$kind)?)),
                 )*
+                Route::new("POST", "/google/logout", |cx, req, _| logout(cx, req, ProviderKind::Google)),
+                Route::new("POST", "/cognito/logout", |cx, req, _| logout(cx, req, ProviderKind::Cognito)),
+                Route::new("POST", "/keycloak/logout", |cx, req, _| logout(cx, req, ProviderKind::Keycloak)),
                 Route::new("GET", "/auth/oidc/{name}", |cx, req, p| start(cx, req, named(cx, p)?)),
                 Route::new("POST", "/auth/oidc/{name}", |cx, req, p| start(cx, req, named(cx, p)?)),
                 Route::new("GET", "/auth/oidc/{name}/callback", |cx, req, p| callback(cx, req, named(cx, p)?)),
@@ -44,6 +48,7 @@ seed_routes! {
     Keycloak: "/auth/keycloak", "/auth/keycloak-auth-redirect";
     Cognito: "/auth/cognito", "/auth/cognito-auth-redirect";
     Autha: "/auth/autha", "/auth/autha-redirect";
+    Auth0: "/auth/auth0", "/auth/auth0-auth-redirect";
     Facebook: "/auth/facebook", "/auth/facebook-auth-redirect";
     Instagram: "/auth/instagram", "/auth/instagram-auth-redirect";
     Apple: "/auth/oauth-apple", "/auth/apple-oauth-redirect";
@@ -133,6 +138,21 @@ fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response,
     Ok(redirect(r))
 }
 
+/// `POST /{google,cognito,keycloak}/logout` (SourceLoop 19.2.2): ends the
+/// session as `POST /logout` does, then the provider's own session where
+/// hallpass holds a token of the user's last sign-in there.
+fn logout(cx: &mut Ctx, req: &Request, kind: ProviderKind) -> Result<Response, Error> {
+    let (claims, user) = bearer(cx, req)?;
+    let refresh_token = if req.body.is_empty() {
+        None
+    } else {
+        req.json()?.opt_str("refreshToken", 4096)?
+    };
+    auth::logout(cx, &claims, refresh_token.as_deref(), &peer(req))?;
+    social::end_upstream(cx, kind, &user.id)?;
+    Ok(Response::ok(&json!({ "success": true, "key": user.id })))
+}
+
 /// A cookie's value from the Cookie header(s).
 fn cookie(req: &Request, name: &str) -> Option<String> {
     req.headers
@@ -190,7 +210,27 @@ pub fn openapi() -> Vec<Op> {
             o
         }
     };
-    let mut ops = Vec::new();
+    let mut ops: Vec<Op> = ["/google/logout", "/cognito/logout", "/keycloak/logout"]
+        .into_iter()
+        .map(|path| {
+            op(
+                "POST",
+                path,
+                "Ends the session, and the provider's where hallpass can",
+            )
+            .security(&["bearer"])
+            .body(obj(&[], json!({ "refreshToken": string() })))
+            .json(
+                200,
+                "Signed out",
+                obj(
+                    &["success", "key"],
+                    json!({ "success": { "const": true }, "key": string() }),
+                ),
+            )
+            .errors(E, &[400, 401, 422])
+        })
+        .collect();
     let all = SEED_PATHS
         .iter()
         .copied()

@@ -12,6 +12,7 @@ CREATE TABLE identities (
     email        TEXT,
     created_at   INTEGER NOT NULL,
     last_used_at INTEGER,
+    upstream     BLOB,
     PRIMARY KEY (provider, subject),
     UNIQUE (user_id, provider)
 );

@@ -167,6 +167,32 @@ impl Upstream {
         form: &[(&str, &str)],
         basic: Option<(&str, &str)>,
     ) -> Result<Value, FetchError> {
+        read_json(self.send_form(url, form, basic)?)
+    }
+
+    /// POSTs a form where only the status matters (token revocation,
+    /// RFC 7009, and end-session answer 200 with any body or none).
+    pub fn post_form_any(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<(), FetchError> {
+        let resp = self.send_form(url, form, basic)??;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(FetchError::Status(status, None))
+        }
+    }
+
+    fn send_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<Result<Response<Body>, ureq::Error>, FetchError> {
         check_url(url).map_err(FetchError::Malformed)?;
         let body = form
             .iter()
@@ -182,7 +208,7 @@ impl Upstream {
             let pair = format!("{}:{}", form_encode(id), form_encode(secret));
             req = req.header("Authorization", format!("Basic {}", b64(pair.as_bytes())));
         }
-        read_json(req.send(body))
+        Ok(req.send(body))
     }
 }
 
@@ -215,6 +241,8 @@ pub struct Discovery {
     pub userinfo_endpoint: Option<String>,
     /// The provider's JWKS.
     pub jwks_uri: String,
+    /// RFC 7009 token revocation, when the provider has it.
+    pub revocation_endpoint: Option<String>,
     /// RP-initiated logout, when supported.
     pub end_session_endpoint: Option<String>,
     /// PKCE methods supported ("S256", ...); empty when not announced.
@@ -251,6 +279,7 @@ pub fn discover(up: &Upstream, issuer: &str) -> Result<Discovery, FetchError> {
         userinfo_endpoint: endpoint("userinfo_endpoint")?,
         jwks_uri: required("jwks_uri")?,
         end_session_endpoint: endpoint("end_session_endpoint")?,
+        revocation_endpoint: endpoint("revocation_endpoint")?,
         code_challenge_methods_supported: doc
             .get("code_challenge_methods_supported")
             .and_then(Value::as_array)

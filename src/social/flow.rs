@@ -542,6 +542,9 @@ struct Person {
     email: Option<String>,
     verified: bool,
     name: Option<String>,
+    /// The provider's refresh (else access) token, kept (sealed) only for
+    /// the kinds whose logout route ends the provider's session too.
+    upstream: Option<String>,
 }
 
 /// The rest of the callback; Err carries the user (when known) and why.
@@ -585,6 +588,18 @@ fn finish(
         ))
     })?;
     let person = identify(cx, provider, callback_path, code, our_state, cb).map_err(anon)?;
+    let sealed = match &person.upstream {
+        Some(t) => Some(
+            cx.app
+                .master
+                .seal(
+                    &upstream_purpose(&provider.name, &person.subject),
+                    t.as_bytes(),
+                )
+                .map_err(|e| anon(internal(e)))?,
+        ),
+        None => None,
+    };
     let client = accounts::get_client(&cx.conn, &pending.client_id)
         .ok()
         .flatten()
@@ -597,7 +612,7 @@ fn finish(
     // rolls it back, so a refused sign-in leaves no link behind.
     let mut refused = None;
     let linked = cx.write(|tx| {
-        link_user(tx, provider, &person, signup, now).map_err(|f| {
+        link_user(tx, provider, &person, sealed.as_deref(), signup, now).map_err(|f| {
             refused = Some(f);
             Error::Internal("sign-in refused; rolled back".into())
         })
@@ -637,10 +652,11 @@ fn link_user(
     tx: &rusqlite::Transaction,
     p: &Provider,
     person: &Person,
+    sealed: Option<&[u8]>,
     signup: bool,
     now: i64,
 ) -> Result<User, Refusal> {
-    let user = find_or_create(tx, p, person, signup, now).map_err(|f| (None, f))?;
+    let user = find_or_create(tx, p, person, sealed, signup, now).map_err(|f| (None, f))?;
     if !user.is_active() {
         return Err((
             Some(user.id.clone()),
@@ -654,6 +670,7 @@ fn find_or_create(
     tx: &rusqlite::Transaction,
     p: &Provider,
     person: &Person,
+    sealed: Option<&[u8]>,
     signup: bool,
     now: i64,
 ) -> Result<User, Failure> {
@@ -661,7 +678,7 @@ fn find_or_create(
     let email = person.email.as_deref();
     if let Some(id) = identities::user_of(tx, &p.name, &person.subject).map_err(db)? {
         if let Some(user) = accounts::get_user(tx, &id).map_err(db)? {
-            identities::touch(tx, &p.name, &person.subject, email, now).map_err(db)?;
+            identities::touch(tx, &p.name, &person.subject, email, sealed, now).map_err(db)?;
             return Ok(user);
         }
         // Its user was deleted: the subject starts afresh.
@@ -678,7 +695,9 @@ fn find_or_create(
         // would share it with the address's owner (pre-account takeover).
         let ours_verified = owner.email_verified_at.is_some();
         if person.verified && p.link_by_email && ours_verified {
-            return match identities::link(tx, &p.name, &person.subject, &owner.id, email, now) {
+            let linked =
+                identities::link(tx, &p.name, &person.subject, &owner.id, email, sealed, now);
+            return match linked {
                 Ok(()) => Ok(owner),
                 Err(Error::Conflict(_)) => Err(fail(
                     "access_denied",
@@ -720,7 +739,7 @@ fn find_or_create(
     if new.email.is_some() {
         accounts::mark_email_verified(tx, &user.id, now).map_err(db)?;
     }
-    identities::link(tx, &p.name, &person.subject, &user.id, email, now).map_err(db)?;
+    identities::link(tx, &p.name, &person.subject, &user.id, email, sealed, now).map_err(db)?;
     accounts::get_user(tx, &user.id)
         .map_err(db)?
         .ok_or_else(|| internal(Error::Internal("user vanished".into())))
@@ -753,7 +772,10 @@ fn identify(
         our_state,
     )?;
     let access = tokens.get("access_token").and_then(Value::as_str);
-    match p.kind {
+    let upstream = kinds::ends_upstream(p.kind)
+        .then(|| text(tokens.get("refresh_token")).or(access.map(str::to_string)))
+        .flatten();
+    let person = match p.kind {
         ProviderKind::Facebook | ProviderKind::Instagram | ProviderKind::Github => {
             let access = access.ok_or_else(no_token)?;
             plain_oauth_person(&state.upstream, p, &ends, access)
@@ -775,7 +797,8 @@ fn identify(
             }
             Ok(person)
         }
-    }
+    }?;
+    Ok(Person { upstream, ..person })
 }
 
 fn no_token() -> Failure {
@@ -939,6 +962,7 @@ fn oidc_person(p: &Provider, c: &Map<String, Value>) -> Result<Person, Failure> 
         // (the "nOAuth" flaw): never taken as verified.
         verified: p.kind != ProviderKind::Azure && truthy(c.get("email_verified")),
         name: name.or_else(|| text(c.get("preferred_username"))),
+        upstream: None,
     })
 }
 
@@ -1030,4 +1054,87 @@ fn plain_oauth_person(
         _ => {}
     }
     Ok(person)
+}
+
+/// What a kept upstream token is sealed for: its provider and subject.
+fn upstream_purpose(provider: &str, subject: &str) -> String {
+    format!("social-upstream:{provider}:{subject}")
+}
+
+/// Ends the provider's own session of a user who signs out through a
+/// provider's logout route (native `POST /{kind}/logout`): the token kept
+/// from their last sign-in there is revoked (RFC 7009), or for Keycloak
+/// used at its end-session endpoint, which ends the whole SSO session.
+/// Best effort: our own session is already ended, and a provider that
+/// fails is logged, not reported. Returns whether the provider agreed.
+pub fn end_upstream(cx: &mut Ctx, kind: ProviderKind, user_id: &str) -> Result<bool, Error> {
+    let Some(p) = kinds::seed_provider(&cx.app.config.providers, kind).cloned() else {
+        return Ok(false);
+    };
+    let Some((subject, sealed)) = cx.write(|tx| identities::take_upstream(tx, user_id, &p.name))?
+    else {
+        return Ok(false);
+    };
+    let token = cx
+        .app
+        .master
+        .open(&upstream_purpose(&p.name, &subject), &sealed)?;
+    let token = String::from_utf8(token).map_err(|_| Error::Internal("upstream token".into()))?;
+    let Some(state) = cx.app.social.state(&p.name) else {
+        return Ok(false);
+    };
+    let now = cx.now();
+    let Some(_slot) = cx.app.social.slot() else {
+        return Ok(false);
+    };
+    let result = (|| -> Result<(), String> {
+        // Cognito's revocation is found from its token endpoint; the
+        // others' end-session or revocation endpoint from discovery.
+        let d = match &p.issuer {
+            Some(issuer) if kind != ProviderKind::Cognito || p.token_url.is_none() => {
+                Some(state.discovery(issuer, now).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let secret = p.client_secret.as_deref();
+        let basic = secret.map(|s| (p.client_id.as_str(), s));
+        let (url, form): (String, Vec<(&str, &str)>) = match kind {
+            // Keycloak ends the SSO session given the refresh token.
+            ProviderKind::Keycloak => (
+                d.as_ref()
+                    .and_then(|d| d.end_session_endpoint.clone())
+                    .ok_or("no end_session_endpoint")?,
+                vec![("refresh_token", token.as_str())],
+            ),
+            // Cognito's revocation sits beside its token endpoint.
+            ProviderKind::Cognito => (
+                p.token_url
+                    .as_deref()
+                    .or(d.as_ref().map(|d| d.token_endpoint.as_str()))
+                    .map(|t| t.replace("/oauth2/token", "/oauth2/revoke"))
+                    .ok_or("no token endpoint")?,
+                vec![("token", token.as_str())],
+            ),
+            _ => (
+                d.as_ref()
+                    .and_then(|d| d.revocation_endpoint.clone())
+                    .ok_or("no revocation_endpoint")?,
+                vec![("token", token.as_str())],
+            ),
+        };
+        state
+            .upstream
+            .post_form_any(&url, &form, basic)
+            .map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(()) => Ok(true),
+        Err(why) => {
+            cx.app.log.line(format!(
+                "social: {}: ending the provider's session: {why}",
+                p.name
+            ));
+            Ok(false)
+        }
+    }
 }

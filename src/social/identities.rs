@@ -31,14 +31,16 @@ pub(crate) fn user_of(
         .optional()?)
 }
 
-/// Links `subject` of `provider` to `user_id`. A user already linked to
-/// another subject of that provider is a Conflict.
+/// Links `subject` of `provider` to `user_id`, keeping the sealed
+/// upstream token if any. A user already linked to another subject of
+/// that provider is a Conflict.
 pub(crate) fn link(
     conn: &Connection,
     provider: &str,
     subject: &str,
     user_id: &str,
     email: Option<&str>,
+    upstream: Option<&[u8]>,
     now: i64,
 ) -> Result<(), Error> {
     let taken: bool = conn.query_row(
@@ -52,27 +54,54 @@ pub(crate) fn link(
         )));
     }
     conn.execute(
-        "INSERT INTO identities (provider, subject, user_id, email, created_at, last_used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![provider, subject, user_id, email, now],
+        "INSERT INTO identities (provider, subject, user_id, email, created_at, last_used_at,
+                                 upstream)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        params![provider, subject, user_id, email, now, upstream],
     )?;
     Ok(())
 }
 
-/// Notes a sign-in through an existing link.
+/// Notes a sign-in through an existing link (and its upstream token).
 pub(crate) fn touch(
     conn: &Connection,
     provider: &str,
     subject: &str,
     email: Option<&str>,
+    upstream: Option<&[u8]>,
     now: i64,
 ) -> Result<(), Error> {
     conn.execute(
-        "UPDATE identities SET last_used_at = ?3, email = coalesce(?4, email)
+        "UPDATE identities SET last_used_at = ?3, email = coalesce(?4, email),
+                               upstream = coalesce(?5, upstream)
          WHERE provider = ?1 AND subject = ?2",
-        params![provider, subject, now, email],
+        params![provider, subject, now, email, upstream],
     )?;
     Ok(())
+}
+
+/// A user's identity at `provider` with its sealed upstream token, taken
+/// (erased) so that it is used once.
+pub(crate) fn take_upstream(
+    conn: &Connection,
+    user_id: &str,
+    provider: &str,
+) -> Result<Option<(String, Vec<u8>)>, Error> {
+    let found: Option<(String, Vec<u8>)> = conn
+        .query_row(
+            "SELECT subject, upstream FROM identities
+             WHERE user_id = ?1 AND provider = ?2 AND upstream IS NOT NULL",
+            params![user_id, provider],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if found.is_some() {
+        conn.execute(
+            "UPDATE identities SET upstream = NULL WHERE user_id = ?1 AND provider = ?2",
+            params![user_id, provider],
+        )?;
+    }
+    Ok(found)
 }
 
 /// Drops a link whose user is gone (deleted), so the subject can sign in

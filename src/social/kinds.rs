@@ -43,12 +43,13 @@ pub struct Defaults {
 }
 
 /// Every kind, in the order the documentation lists them.
-pub const ALL_KINDS: [ProviderKind; 10] = [
+pub const ALL_KINDS: [ProviderKind; 11] = [
     ProviderKind::Google,
     ProviderKind::Azure,
     ProviderKind::Keycloak,
     ProviderKind::Cognito,
     ProviderKind::Autha,
+    ProviderKind::Auth0,
     ProviderKind::Facebook,
     ProviderKind::Instagram,
     ProviderKind::Apple,
@@ -64,6 +65,7 @@ pub fn default_scopes(kind: ProviderKind) -> &'static [&'static str] {
         | ProviderKind::Keycloak
         | ProviderKind::Cognito
         | ProviderKind::Autha
+        | ProviderKind::Auth0
         | ProviderKind::Oidc => &["openid", "email", "profile"],
         // Apple documents exactly these two; its id_token comes anyway.
         ProviderKind::Apple => &["name", "email"],
@@ -111,6 +113,8 @@ pub fn default_issuer(kind: ProviderKind, f: &KindFields) -> Option<String> {
             Some(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
         }
         ProviderKind::Apple => Some("https://appleid.apple.com".into()),
+        // Auth0's issuer is its tenant domain, with the trailing slash.
+        ProviderKind::Auth0 => Some(format!("https://{}/", f.domain?)),
         ProviderKind::Autha
         | ProviderKind::Oidc
         | ProviderKind::Facebook
@@ -175,6 +179,7 @@ pub fn defaults(kind: ProviderKind, f: &KindFields) -> Defaults {
         | ProviderKind::Azure
         | ProviderKind::Keycloak
         | ProviderKind::Autha
+        | ProviderKind::Auth0
         | ProviderKind::Oidc => {}
     }
     d
@@ -207,6 +212,7 @@ pub fn start_path(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::Keycloak => Some("/auth/keycloak"),
         ProviderKind::Cognito => Some("/auth/cognito"),
         ProviderKind::Autha => Some("/auth/autha"),
+        ProviderKind::Auth0 => Some("/auth/auth0"),
         ProviderKind::Facebook => Some("/auth/facebook"),
         ProviderKind::Instagram => Some("/auth/instagram"),
         ProviderKind::Apple => Some("/auth/oauth-apple"),
@@ -222,6 +228,7 @@ pub fn callback_path(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::Keycloak => Some("/auth/keycloak-auth-redirect"),
         ProviderKind::Cognito => Some("/auth/cognito-auth-redirect"),
         ProviderKind::Autha => Some("/auth/autha-redirect"),
+        ProviderKind::Auth0 => Some("/auth/auth0-auth-redirect"),
         ProviderKind::Facebook => Some("/auth/facebook-auth-redirect"),
         ProviderKind::Instagram => Some("/auth/instagram-auth-redirect"),
         ProviderKind::Apple => Some("/auth/apple-oauth-redirect"),
@@ -257,6 +264,16 @@ pub fn seed_provider(providers: &[Provider], kind: ProviderKind) -> Option<&Prov
                 .filter(|p| p.kind == kind)
                 .min_by(|a, b| a.name.cmp(&b.name))
         })
+}
+
+/// True when the kind has a native logout route that ends the provider's
+/// session too (`POST /google/logout`, `/cognito/logout`,
+/// `/keycloak/logout`): only then is the provider's token kept.
+pub fn ends_upstream(kind: ProviderKind) -> bool {
+    matches!(
+        kind,
+        ProviderKind::Google | ProviderKind::Cognito | ProviderKind::Keycloak
+    )
 }
 
 /// True when the kind's token endpoint takes the client's credentials in

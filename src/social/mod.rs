@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::config::Provider;
 
-pub use flow::{callback, cookie_name, start, Callback, Redirect, Start};
+pub use flow::{callback, cookie_name, end_upstream, start, Callback, Redirect, Start};
 
 /// How long a discovery document is trusted before it is fetched again.
 const DISCOVERY_TTL: i64 = 3600;

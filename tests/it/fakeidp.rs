@@ -26,6 +26,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use serde_json::{json, Map, Value};
 
+/// A revocation or end-session call: its path, Authorization header and form.
+pub type SessionEnd = (String, Option<String>, Vec<(String, String)>);
+
 /// Which provider's conventions the fake follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -310,6 +313,8 @@ struct Inner {
     jwks_fetches: usize,
     discovery_fetches: usize,
     user_calls: usize,
+    /// Revocation and end-session calls: path, client auth, form.
+    session_ends: Vec<SessionEnd>,
     problems: Vec<String>,
 }
 
@@ -402,6 +407,7 @@ impl FakeIdp {
             jwks_fetches: 0,
             discovery_fetches: 0,
             user_calls: 0,
+            session_ends: Vec::new(),
             problems: Vec::new(),
         };
         let inner = Arc::new(Mutex::new(inner));
@@ -583,6 +589,12 @@ impl FakeIdp {
     }
 
     /// Calls to /userinfo, /user, /user/emails and /me.
+    /// The revocation (`/revoke`) and end-session (`/logout`) calls made:
+    /// path, the Authorization header, the form.
+    pub fn session_ends(&self) -> Vec<SessionEnd> {
+        self.lock().session_ends.clone()
+    }
+
     pub fn user_calls(&self) -> usize {
         self.lock().user_calls
     }
@@ -750,6 +762,11 @@ fn route(g: &mut Inner, req: &Req) -> Answer {
         authorize(g, req)
     } else if p.ends_with("/token") || p.ends_with("/access_token") {
         token(g, req)
+    } else if p.ends_with("/revoke") || p.ends_with("/logout") {
+        let form = parse_form(&String::from_utf8_lossy(&req.body));
+        let auth = req.header("authorization").map(str::to_string);
+        g.session_ends.push((p.to_string(), auth, form));
+        Answer::typed(200, "text/plain", String::new())
     } else if p.ends_with("/userinfo") {
         userinfo(g, req)
     } else if p.ends_with("/user/emails") {
@@ -783,6 +800,8 @@ fn discovery(g: &mut Inner, req: &Req) -> Answer {
             "token_endpoint": format!("{origin}/token"),
             "userinfo_endpoint": format!("{origin}/userinfo"),
             "jwks_uri": format!("{origin}/jwks"),
+            "revocation_endpoint": format!("{origin}/revoke"),
+            "end_session_endpoint": format!("{origin}/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "subject_types_supported": ["public"],
@@ -1054,6 +1073,7 @@ fn token_answer(
             Answer::json(
                 200,
                 json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
+                       "refresh_token": format!("rt-{access}"),
                        "id_token": id_token, "scope": "openid email profile"}),
             )
         }

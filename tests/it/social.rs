@@ -1568,3 +1568,242 @@ timeout_secs = 2
     }
     assert!(idp.token_calls().len() <= 2, "{}", idp.token_calls().len());
 }
+
+/// POST /{kind}/logout with a bearer and its refresh token.
+fn provider_logout(w: &World, route: &str, t: &Value) -> Resp {
+    w.s.send_auth(
+        "POST",
+        route,
+        t["accessToken"].as_str().unwrap(),
+        &json!({"refreshToken": t["refreshToken"]}),
+    )
+}
+
+#[test]
+fn google_logout_ends_our_session_and_revokes_the_providers_token() {
+    let idp = google_idp();
+    idp.set_identity("g-300", Some("lou@example.com"), json!(true));
+    let w = world(&idp, "open", GOOGLE);
+    let code = code_of(&sign_in(&w, &idp, "/auth/google"), &idp);
+    let t = tokens(&w, &code);
+    assert_eq!(
+        count(
+            &w.s,
+            "SELECT count(*) FROM identities WHERE upstream IS NOT NULL"
+        ),
+        1,
+        "the provider's token is kept, sealed, for the logout"
+    );
+
+    let r = provider_logout(&w, "/google/logout", &t);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["success"], true);
+    // Our session is over: its refresh token and access token are refused.
+    let again = w.s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": t["refreshToken"]}),
+    );
+    assert_eq!(again.status, 401, "{}", again.body);
+    let me = w.s.get_auth("/auth/me", t["accessToken"].as_str().unwrap());
+    assert_eq!(me.status, 401);
+    // The provider's token was revoked (RFC 7009) with our credentials,
+    // and is no longer kept.
+    let ends = idp.session_ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let (path, auth, form) = &ends[0];
+    assert!(path.ends_with("/revoke"), "{path}");
+    assert!(auth.as_deref().is_some_and(|a| a.starts_with("Basic ")));
+    let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v);
+    assert!(token.is_some_and(|t| t.starts_with("rt-")), "{form:?}");
+    assert_eq!(
+        count(
+            &w.s,
+            "SELECT count(*) FROM identities WHERE upstream IS NOT NULL"
+        ),
+        0
+    );
+    // A second logout has nothing upstream to end.
+    let t2 = tokens(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(provider_logout(&w, "/google/logout", &t2).status, 200);
+    assert_eq!(
+        idp.session_ends().len(),
+        2,
+        "a new sign-in keeps a new token"
+    );
+}
+
+#[test]
+fn keycloak_logout_ends_the_sso_session_with_the_refresh_token() {
+    let idp = oidc_idp("kc-client", "kc-secret", "/auth/keycloak-auth-redirect");
+    idp.set_identity("kc-1", Some("kim@example.com"), json!(true));
+    let w = world(
+        &idp,
+        "open",
+        r#"
+[providers.keycloak]
+client_id = "kc-client"
+client_secret = "kc-secret"
+issuer = "{IDP}"
+"#,
+    );
+    let t = tokens(&w, &code_of(&sign_in(&w, &idp, "/auth/keycloak"), &idp));
+    let r = provider_logout(&w, "/keycloak/logout", &t);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ends = idp.session_ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert!(ends[0].0.ends_with("/logout"), "the end-session endpoint");
+    assert!(ends[0]
+        .2
+        .iter()
+        .any(|(k, v)| k == "refresh_token" && v.starts_with("rt-")));
+    // Without a bearer, nothing happens.
+    let anon = w.s.post("/keycloak/logout", &json!({}));
+    assert_eq!(anon.status, 401);
+}
+
+#[test]
+fn a_provider_logout_without_that_provider_is_a_plain_logout() {
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    w.s.add_user("pat@example.com");
+    let login = w.s.post(
+        "/auth/login-token",
+        &json!({"client_id": w.client.client_id, "client_secret": w.secret,
+                "username": "pat@example.com", "password": crate::support::PASSWORD}),
+    );
+    assert_eq!(login.status, 200, "{}", login.body);
+    let t = login.json();
+    let r = provider_logout(&w, "/cognito/logout", &t);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(idp.session_ends().is_empty());
+    let again = w.s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": t["refreshToken"]}),
+    );
+    assert_eq!(again.status, 401);
+}
+
+#[test]
+fn auth0_answers_on_its_sourceloop_routes() {
+    let idp = oidc_idp("a0-client", "a0-secret", "/auth/auth0-auth-redirect");
+    idp.set_identity("auth0|42", Some("ana@example.com"), json!(true));
+    let w = world(
+        &idp,
+        "open",
+        r#"
+[providers.auth0]
+client_id = "a0-client"
+client_secret = "a0-secret"
+issuer = "{IDP}"
+"#,
+    );
+    let code = code_of(&sign_in(&w, &idp, "/auth/auth0"), &idp);
+    assert_eq!(me(&w, &code)["email"], "ana@example.com");
+}
+
+#[test]
+fn an_admin_lists_and_unlinks_identities_and_the_audit_says_so() {
+    let idp = google_idp();
+    idp.set_identity("g-500", Some("val@example.com"), json!(true));
+    let w = world(&idp, "open", GOOGLE);
+    let first = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let root = w.s.add_user("root@example.com");
+    w.s.conn()
+        .execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&root.id])
+        .unwrap();
+    let admin = w.s.login_token(&w.client, &w.secret, "root")["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let list =
+        w.s.get_auth(&format!("/admin/users/{id}/identities"), &admin);
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["provider"], "google");
+    assert_eq!(items[0]["subject"], "g-500");
+    assert_eq!(items[0]["email"], "val@example.com");
+    assert!(
+        items[0].get("upstream").is_none(),
+        "never the provider's token"
+    );
+    let shown = w.s.get_auth(&format!("/admin/users/{id}"), &admin);
+    assert_eq!(shown.json()["identities"][0]["provider"], "google");
+
+    let del = w.s.send_auth(
+        "DELETE",
+        &format!("/admin/users/{id}/identities/google"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(del.status, 200, "{}", del.body);
+    let again = w.s.send_auth(
+        "DELETE",
+        &format!("/admin/users/{id}/identities/google"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+    let audit = w.s.get_auth("/admin/audit", &admin).json();
+    let unlinks: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.unlink")
+        .collect();
+    assert_eq!(unlinks.len(), 1, "{audit}");
+    assert_eq!(unlinks[0]["object_id"], id.as_str());
+
+    // The next sign-in links afresh (the address is verified on both
+    // sides), to the same account.
+    let back = me(&w, &code_of(&sign_in(&w, &idp, "/auth/google"), &idp));
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(count(&w.s, "SELECT count(*) FROM identities"), 1);
+}
+
+#[test]
+fn the_cli_shows_and_unlinks_a_users_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = crate::cli::hallpass(dir.path());
+        c.args(args);
+        crate::cli::run_command(c, Some("a-long-enough-password-1\n"))
+    };
+    let (ok, _, err) = run(&["user", "add", "cli@example.com", "--password-stdin"]);
+    assert!(ok, "{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
+    conn.execute(
+        "INSERT INTO identities (provider, subject, user_id, email, created_at)
+         SELECT 'github', '4242', id, email, 0 FROM users WHERE email = 'cli@example.com'",
+        [],
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["user", "show", "cli@example.com"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("identities: github (subject 4242, cli@example.com)")),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["user", "unlink", "cli@example.com", "github"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("unlinked from github (subject 4242)"), "{out}");
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM identities", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    let (ok, _, err) = run(&["user", "unlink", "cli@example.com", "github"]);
+    assert!(!ok, "a second unlink finds nothing");
+    assert!(err.contains("github"), "{err}");
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'user.unlink'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+}
