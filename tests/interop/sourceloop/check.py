@@ -477,10 +477,12 @@ class Run:
         op = doc_op(method, path)
         documented = set(op.get("responses", {}))
         st = str(a.status)
-        if expect == "redirect":
-            if a.status not in (302, 303) or not a.headers.get("Location"):
+        if isinstance(expect, tuple) and expect[0] == "redirect":
+            where = a.headers.get("Location") or ""
+            if a.status not in (302, 303) or not where.startswith(expect[1] + "?"):
                 self.violation(method, path, st, "status",
-                               f"a provider start answers a redirect (302) to the provider; got {a.short()}")
+                               f"a provider start answers a redirect (302) to {expect[1]}; "
+                               f"got Location {where!r}, {a.short()}")
             return
         if expect == "probe":
             return
@@ -664,10 +666,11 @@ def drive(base, cid, csecret, mail, upstream, notes):
     # Social sign-in: starts (GET with query, POST with a form).
     for method, path in doc_ops:
         if path in SOCIAL_STARTS:
+            to = ("redirect", f"{upstream}/{SOCIAL_STARTS[path]}/authorize")
             if method == "GET":
-                run.call(method, path, query=client, expect="redirect")
+                run.call(method, path, query=client, expect=to)
             else:
-                run.call(method, path, form=client, expect="redirect")
+                run.call(method, path, form=client, expect=to)
     for method, path in doc_ops:
         if path in SOCIAL_CALLBACKS:
             run.call(method, path, query={"code": "probe", "state": "probe"}, expect="probe")
