@@ -40,7 +40,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/auth/check-qr-code", check_qr_code),
         Route::new("POST", "/auth/create-qr-code", create_qr_code),
         Route::new("POST", "/auth/send-otp", send_otp),
-        Route::new("POST", "/auth/passwordless/start", send_otp),
+        Route::new("POST", "/auth/passwordless/start", passwordless_start),
         Route::new("POST", "/auth/passwordless/verify", passwordless_verify),
         Route::new("POST", "/auth/forget-password", forget_password),
         Route::new("GET", "/auth/verify-reset-password-link", verify_reset_link),
@@ -59,6 +59,12 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/login-activity/count", login_activity_count),
         Route::new("GET", "/login-activity/{id}", login_activity_one),
         Route::new("GET", "/active-users/{range}", active_users),
+        // SAML is in SourceLoop 19.2.2, not in the seed, and not in
+        // hallpass: a clear 501 rather than a 404.
+        Route::new("GET", "/auth/saml", saml),
+        Route::new("POST", "/auth/saml", saml),
+        Route::new("GET", "/auth/saml-redirect", saml),
+        Route::new("POST", "/auth/saml-redirect", saml),
     ]
 }
 
@@ -227,13 +233,32 @@ fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     Ok(Response::ok(&json!({ "code": code })))
 }
 
-/// /auth/send-otp and /auth/passwordless/start: always 204.
-fn send_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+/// Mails a sign-in code to the user `key` names, if any (no enumeration).
+fn mail_code(cx: &mut Ctx, req: &Request) -> Result<(), Error> {
     let body = req.json()?;
     let key = body.str("key", MAX_LOGIN)?;
     let client = client(cx, &body)?;
-    emailed::send_code(cx, &client, &key, &peer(req))?;
+    emailed::send_code(cx, &client, &key, &peer(req))
+}
+
+/// Always 200 once the client is right: SourceLoop 19.2.2 documents 200
+/// with a JSON body and no schema; ours is SuccessResponse.
+fn send_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    mail_code(cx, req)?;
+    Ok(Response::ok(&json!({ "success": true })))
+}
+
+/// The seed's name for send-otp; it answered 204, and still does.
+fn passwordless_start(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    mail_code(cx, req)?;
     Ok(Response::empty(204))
+}
+
+/// /auth/saml and /auth/saml-redirect, every method.
+fn saml(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    Err(Error::NotImplemented(
+        "SAML sign-in is not supported by hallpass".into(),
+    ))
 }
 
 fn passwordless_verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -528,6 +553,7 @@ pub fn render(e: &Error) -> Response {
         413 => "PayloadTooLargeError",
         422 => "UnprocessableEntityError",
         429 => "TooManyRequestsError",
+        501 => "NotImplementedError",
         _ => "InternalServerError",
     };
     let mut error = json!({
@@ -732,7 +758,7 @@ pub fn openapi() -> Vec<Op> {
             .errors(E, &[400, 401, 403, 409, 422]),
         op("POST", "/auth/send-otp", "Mail a sign-in code")
             .body(otp_start.clone())
-            .empty(204, "Sent, or nothing to send")
+            .json(200, "Sent, or nothing to send", success())
             .errors(E, &[400, 401, 422, 429]),
         op("POST", "/auth/passwordless/start", "Mail a sign-in code")
             .body(otp_start)
@@ -818,6 +844,11 @@ pub fn openapi() -> Vec<Op> {
         // 404: a range other than daily or monthly.
         .errors(E, &[400, 401, 403, 404, 422]),
     ];
+    for method in ["GET", "POST"] {
+        for path in ["/auth/saml", "/auth/saml-redirect"] {
+            ops.push(op(method, path, "SAML sign-in: not supported by hallpass").errors(E, &[501]));
+        }
+    }
     for path in ["/auth/switch-token", "/auth/token-switch"] {
         ops.push(
             op("POST", path, "Tokens for another of the user's tenants")
