@@ -46,7 +46,11 @@ CREATE TABLE user_tenants (
 );
 CREATE INDEX user_tenants_tenant ON user_tenants (tenant_id);
 
--- OAuth-style clients. secret_hash is NULL for public clients.
+-- OAuth-style clients. secret_hash is NULL for public clients. num is the
+-- client's number, AuthUser's authClientId (SourceLoop's is an integer;
+-- client_id stays what apps send): given from sequences 'clients' at
+-- insert, never changed and never given again (not the rowid, which VACUUM
+-- may renumber). Its DEFAULT exists only because ALTER TABLE needs one.
 CREATE TABLE clients (
     client_id           TEXT PRIMARY KEY,
     secret_hash         TEXT,
@@ -56,7 +60,16 @@ CREATE TABLE clients (
     access_ttl          INTEGER NOT NULL DEFAULT 900,
     refresh_ttl         INTEGER NOT NULL DEFAULT 2592000,
     auth_code_ttl       INTEGER NOT NULL DEFAULT 180,
-    created_at          INTEGER NOT NULL
+    created_at          INTEGER NOT NULL,
+    num                 INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX clients_num ON clients (num);
+
+-- Counters that only grow: the last number given, per name ('clients':
+-- clients.num). A removed client's number stays used.
+CREATE TABLE sequences (
+    name TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
 );
 
 -- Tenant API keys (lagrello and admin calls); only the SHA-256 is kept.

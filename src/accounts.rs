@@ -637,6 +637,9 @@ pub fn memberships(conn: &Connection, user_id: &str) -> Result<Vec<Membership>, 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Client {
     pub client_id: String,
+    /// The client's number (AuthUser's `authClientId`): given at creation,
+    /// never changed, never given to another client.
+    pub num: i64,
     pub secret_hash: Option<String>,
     pub name: String,
     pub redirect_urls: Vec<String>,
@@ -654,7 +657,7 @@ impl Client {
 }
 
 const CLIENT_COLS: &str =
-    "client_id, secret_hash, name, redirect_urls, logout_redirect_url, access_ttl, refresh_ttl, auth_code_ttl";
+    "client_id, secret_hash, name, redirect_urls, logout_redirect_url, access_ttl, refresh_ttl, auth_code_ttl, num";
 
 fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
     let urls: String = r.get(3)?;
@@ -667,6 +670,7 @@ fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
         access_ttl: r.get(5)?,
         refresh_ttl: r.get(6)?,
         auth_code_ttl: r.get(7)?,
+        num: r.get(8)?,
     })
 }
 
@@ -701,10 +705,11 @@ pub fn create_client(
 ) -> Result<(Client, Option<String>), Error> {
     let client_id = b64url(&random_bytes(12)?);
     let secret = if public { None } else { Some(random_token()?) };
+    let num = next_client_num(tx)?;
     tx.execute(
         "INSERT INTO clients (client_id, secret_hash, name, redirect_urls, logout_redirect_url,
-                              access_ttl, refresh_ttl, auth_code_ttl, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                              access_ttl, refresh_ttl, auth_code_ttl, created_at, num)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             client_id,
             secret.as_deref().map(token_hash),
@@ -714,12 +719,25 @@ pub fn create_client(
             ttls.access,
             ttls.refresh,
             ttls.auth_code,
-            now
+            now,
+            num
         ],
     )?;
     let client =
         get_client(tx, &client_id)?.ok_or_else(|| Error::Internal("client vanished".into()))?;
     Ok((client, secret))
+}
+
+/// The next client number: one past the last ever given (sequences
+/// 'clients'), so a removed client's number is not given again. The
+/// largest number in use is a floor, should the counter row be missing.
+fn next_client_num(tx: &Connection) -> Result<i64, Error> {
+    const SQL: &str = "INSERT INTO sequences (name, last)
+         VALUES ('clients', (SELECT coalesce(max(num), 0) + 1 FROM clients))
+         ON CONFLICT (name) DO UPDATE
+         SET last = max(last, (SELECT coalesce(max(num), 0) FROM clients)) + 1
+         RETURNING last";
+    Ok(tx.prepare_cached(SQL)?.query_row([], |r| r.get(0))?)
 }
 
 /// The client with this id.
@@ -1003,5 +1021,21 @@ mod tests {
             assert!(!is_mailbox(bad), "{bad}");
             assert!(check_email("email", bad).is_err());
         }
+    }
+
+    #[test]
+    fn client_numbers_grow_and_a_removed_clients_number_is_not_given_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open_and_migrate(&dir.path().join("h.db")).unwrap();
+        let add = |name: &str| {
+            create_client(&conn, name, &[], None, true, Ttls::default(), 0)
+                .unwrap()
+                .0
+        };
+        let (a, b) = (add("a"), add("b"));
+        assert_eq!((a.num, b.num), (1, 2));
+        remove_client(&conn, &b.client_id).unwrap();
+        assert_eq!(add("c").num, 3);
+        assert_eq!(get_client(&conn, &a.client_id).unwrap().unwrap().num, 1);
     }
 }

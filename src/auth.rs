@@ -491,6 +491,7 @@ pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Resu
             .map(|m| m.role.clone())
             .unwrap_or_else(|| user.role.clone())
     };
+    let auth_client_id = client.as_ref().map(|c| c.num);
     let claims = Claims {
         iss: cx.app.issuer.clone(),
         sub: user.id.clone(),
@@ -510,6 +511,7 @@ pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Resu
         id: user.id.clone(),
         username: user.username.clone(),
         email: user.email.clone(),
+        authClientId: auth_client_id,
     };
     let access_token = cx.app.keys()?.sign(&claims)?;
     Ok(Tokens {

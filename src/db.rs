@@ -44,6 +44,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/009_active_days.sql"),
     // 9 -> 10: social sign-in (identities, oauth_states).
     include_str!("migrations/010_social.sql"),
+    // 10 -> 11: clients.num, AuthUser's authClientId (issue 15), and the
+    // sequences that give it.
+    include_str!("migrations/011_client_numbers.sql"),
 ];
 
 /// The schema version this build writes.
@@ -309,6 +312,48 @@ mod tests {
         let migrated = open_and_migrate(&old).unwrap();
         let fresh = open_and_migrate(&dir.path().join("new.db")).unwrap();
         assert_eq!(shape(&migrated), shape(&fresh));
+    }
+
+    /// Issue 15: clients of a version 10 file are numbered in the order
+    /// they were created, and the next client gets the number after them.
+    #[test]
+    fn a_version_10_files_clients_are_numbered_in_creation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let conn = open(&old).unwrap();
+            conn.execute_batch(include_str!("../tests/fixtures/schema-v1.sql"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            for (id, at) in [("late", 30), ("first", 10), ("second", 20)] {
+                conn.execute(
+                    "INSERT INTO clients (client_id, name, created_at) VALUES (?1, ?1, ?2)",
+                    rusqlite::params![id, at],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open_and_migrate(&old).unwrap();
+        let nums: Vec<(String, i64)> = conn
+            .prepare("SELECT client_id, num FROM clients ORDER BY num")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let want = [("first", 1), ("second", 2), ("late", 3)];
+        assert_eq!(nums, want.map(|(c, n)| (c.to_string(), n)));
+        let next = crate::accounts::create_client(
+            &conn,
+            "new",
+            &[],
+            None,
+            true,
+            crate::accounts::Ttls::default(),
+            40,
+        )
+        .unwrap();
+        assert_eq!(next.0.num, 4);
     }
 
     /// Regression test for issue 8: a version 2 file's plain mail bodies

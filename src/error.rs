@@ -64,6 +64,9 @@ pub enum Error {
         /// Seconds until a retry may succeed (the Retry-After header).
         retry_after: u64,
     },
+    /// A route of an API hallpass speaks that it does not serve (SAML
+    /// sign-in); the text says what, for the client.
+    NotImplemented(String),
     /// A server-side failure; the text is logged, never sent.
     Internal(String),
 }
@@ -92,6 +95,7 @@ impl Error {
             Error::Validation { .. } => 422,
             Error::RateLimited { .. } => 429,
             Error::Internal(_) => 500,
+            Error::NotImplemented(_) => 501,
         }
     }
 
@@ -120,6 +124,7 @@ impl Error {
             Error::RequestTimeout => "request_timeout",
             Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
+            Error::NotImplemented(_) => "not_implemented",
         }
     }
 
@@ -129,7 +134,8 @@ impl Error {
             Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::Conflict(m)
-            | Error::BadRequest(m) => m.clone(),
+            | Error::BadRequest(m)
+            | Error::NotImplemented(m) => m.clone(),
             Error::Validation { message, .. } => message.clone(),
             Error::Internal(_) => "Internal Server Error".into(),
             other => other.to_string(),
@@ -178,6 +184,7 @@ impl fmt::Display for Error {
                 write!(f, "Too many attempts; retry after {retry_after} s")
             }
             Error::Internal(m) => write!(f, "internal: {m}"),
+            Error::NotImplemented(m) => write!(f, "not implemented: {m}"),
         }
     }
 }
@@ -215,5 +222,11 @@ mod tests {
         assert!(!e.public_message().contains("secret"));
         assert_eq!(Error::RateLimited { retry_after: 3 }.status(), 429);
         assert_eq!(Error::required("password").status(), 422);
+        let saml = Error::NotImplemented("SAML sign-in is not supported by hallpass".into());
+        assert_eq!((saml.status(), saml.code()), (501, "not_implemented"));
+        assert_eq!(
+            saml.public_message(),
+            "SAML sign-in is not supported by hallpass"
+        );
     }
 }

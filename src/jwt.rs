@@ -110,6 +110,10 @@ pub struct Claims {
     /// AuthUser's `email`, when the user has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// AuthUser's `authClientId`: the number of the client in `aud`
+    /// (SourceLoop's is an integer); absent for sign-ins without a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authClientId: Option<i64>,
 }
 
 enum Private {
@@ -626,6 +630,7 @@ mod tests {
             id: "u1".into(),
             username: None,
             email: None,
+            authClientId: Some(1),
         }
     }
 

@@ -279,7 +279,8 @@ struct ClientAdd {
 common_flags! {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "list")]
-/// List clients.
+/// List clients: client_id, name, public or confidential, and the number
+/// AuthUser carries as authClientId.
 struct ClientList {
     /// machine-readable output
     #[argh(switch)]
@@ -980,14 +981,15 @@ fn client_list(c: ClientList) -> Result<(), Error> {
     } else {
         for c in clients {
             println!(
-                "{}\t{}\t{}",
+                "{}\t{}\t{}\t{}",
                 c.client_id,
                 c.name,
                 if c.is_public() {
                     "public"
                 } else {
                     "confidential"
-                }
+                },
+                c.num
             );
         }
     }

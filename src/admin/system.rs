@@ -207,7 +207,7 @@ pub fn retry_mail(db: &mut impl Store, actor: &Actor, id: &str) -> Result<Retrie
 /// secret or its hash).
 pub fn client_json(c: &Client) -> serde_json::Value {
     json!({
-        "client_id": c.client_id, "name": c.name, "public": c.is_public(),
+        "client_id": c.client_id, "num": c.num, "name": c.name, "public": c.is_public(),
         "redirect_urls": c.redirect_urls, "logout_redirect_url": c.logout_redirect_url,
         "access_ttl": c.access_ttl, "refresh_ttl": c.refresh_ttl, "auth_code_ttl": c.auth_code_ttl,
     })

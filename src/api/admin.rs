@@ -477,6 +477,7 @@ pub fn openapi() -> Vec<Op> {
     let client = obj(
         &[
             "client_id",
+            "num",
             "name",
             "public",
             "redirect_urls",
@@ -484,7 +485,7 @@ pub fn openapi() -> Vec<Op> {
             "refresh_ttl",
         ],
         json!({
-            "client_id": s(), "name": s(), "public": boolean(), "redirect_urls": array(s()),
+            "client_id": s(), "num": int(), "name": s(), "public": boolean(), "redirect_urls": array(s()),
             "logout_redirect_url": os(), "access_ttl": int(), "refresh_ttl": int(),
             "auth_code_ttl": int(), "client_secret": s(),
         }),

@@ -40,7 +40,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/auth/check-qr-code", check_qr_code),
         Route::new("POST", "/auth/create-qr-code", create_qr_code),
         Route::new("POST", "/auth/send-otp", send_otp),
-        Route::new("POST", "/auth/passwordless/start", send_otp),
+        Route::new("POST", "/auth/passwordless/start", passwordless_start),
         Route::new("POST", "/auth/passwordless/verify", passwordless_verify),
         Route::new("POST", "/auth/forget-password", forget_password),
         Route::new("GET", "/auth/verify-reset-password-link", verify_reset_link),
@@ -59,6 +59,12 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/login-activity/count", login_activity_count),
         Route::new("GET", "/login-activity/{id}", login_activity_one),
         Route::new("GET", "/active-users/{range}", active_users),
+        // SAML is in SourceLoop 19.2.2, not in the seed, and not in
+        // hallpass: a clear 501 rather than a 404.
+        Route::new("GET", "/auth/saml", saml),
+        Route::new("POST", "/auth/saml", saml),
+        Route::new("GET", "/auth/saml-redirect", saml),
+        Route::new("POST", "/auth/saml-redirect", saml),
     ]
 }
 
@@ -163,7 +169,15 @@ fn switch_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
 
 fn me(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let (claims, user) = bearer(cx, req)?;
-    Ok(auth_user(&user, &claims))
+    // A token signed before clients had numbers lacks the claim: its
+    // client's number is read instead. "hallpass" is the audience of
+    // sign-ins without a client.
+    let client_num = match claims.authClientId {
+        Some(n) => Some(n),
+        None if claims.aud == "hallpass" => None,
+        None => accounts::get_client(&cx.conn, &claims.aud)?.map(|c| c.num),
+    };
+    Ok(auth_user(&user, &claims, client_num))
 }
 
 fn change_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -219,13 +233,32 @@ fn verify_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
     Ok(Response::ok(&json!({ "code": code })))
 }
 
-/// /auth/send-otp and /auth/passwordless/start: always 204.
-fn send_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+/// Mails a sign-in code to the user `key` names, if any (no enumeration).
+fn mail_code(cx: &mut Ctx, req: &Request) -> Result<(), Error> {
     let body = req.json()?;
     let key = body.str("key", MAX_LOGIN)?;
     let client = client(cx, &body)?;
-    emailed::send_code(cx, &client, &key, &peer(req))?;
+    emailed::send_code(cx, &client, &key, &peer(req))
+}
+
+/// Always 200 once the client is right: SourceLoop 19.2.2 documents 200
+/// with a JSON body and no schema; ours is SuccessResponse.
+fn send_otp(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    mail_code(cx, req)?;
+    Ok(Response::ok(&json!({ "success": true })))
+}
+
+/// The seed's name for send-otp; it answered 204, and still does.
+fn passwordless_start(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    mail_code(cx, req)?;
     Ok(Response::empty(204))
+}
+
+/// /auth/saml and /auth/saml-redirect, every method.
+fn saml(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    Err(Error::NotImplemented(
+        "SAML sign-in is not supported by hallpass".into(),
+    ))
 }
 
 fn passwordless_verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -410,22 +443,23 @@ fn token_response(t: &Tokens) -> Response {
     }))
 }
 
-/// AuthUser: absent values are omitted. A struct rather than a map: it is
+/// AuthUser: absent values are omitted. `firstName`, `username` and
+/// `role` are always sent (SourceLoop 19.2.2 requires them), and the audit
+/// dates under both generations' names (the seed's `createdAt`/`updatedAt`,
+/// 19.2.2's `createdOn`/`modifiedOn`). A struct rather than a map: it is
 /// the /auth/me answer, written on every call.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AuthUser<'a> {
     id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<&'a str>,
+    username: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_name: Option<&'a str>,
+    first_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -436,23 +470,54 @@ struct AuthUser<'a> {
     user_tenant_id: Option<&'a str>,
     role: &'a str,
     permissions: &'a [String],
-    auth_client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_client_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_login: Option<String>,
     status: u8,
     created_at: String,
     updated_at: String,
+    created_on: String,
+    modified_on: String,
 }
 
-fn auth_user(user: &User, claims: &Claims) -> Response {
-    let name = user.name.as_deref().map(str::trim);
-    let (first, last) = match name.and_then(|n| n.split_once(' ')) {
-        Some((f, l)) => (Some(f), Some(l.trim())),
-        None => (name, None),
-    };
+/// AuthUser's `username`: the user's, or else the email (or else the id),
+/// since 19.2.2 requires one.
+fn login_name(user: &User) -> &str {
+    user.username
+        .as_deref()
+        .or(user.email.as_deref())
+        .unwrap_or(&user.id)
+}
+
+/// AuthUser's `firstName` and `lastName`: the name's first word and the
+/// rest. Without a name, `firstName` is the username, or else the email's
+/// local part (or else the id), and there is no `lastName`.
+fn first_last(user: &User) -> (&str, Option<&str>) {
+    if let Some(name) = user
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        return match name.split_once(char::is_whitespace) {
+            Some((first, rest)) => (first, Some(rest.trim_start())),
+            None => (name, None),
+        };
+    }
+    let local = user.email.as_deref().and_then(|e| e.split('@').next());
+    let first = user.username.as_deref().or(local).unwrap_or(&user.id);
+    (first, None)
+}
+
+/// `client_num`: AuthUser's `authClientId`, the number of the token's client.
+fn auth_user(user: &User, claims: &Claims, client_num: Option<i64>) -> Response {
+    let (first, last) = first_last(user);
+    let created = iso8601(user.created_at);
+    let updated = iso8601(user.updated_at);
     let body = AuthUser {
         id: &user.id,
-        username: user.username.as_deref(),
+        username: login_name(user),
         email: user.email.as_deref(),
         phone: user.phone.as_deref(),
         name: user.name.as_deref(),
@@ -463,11 +528,13 @@ fn auth_user(user: &User, claims: &Claims) -> Response {
         user_tenant_id: claims.userTenantId.as_deref(),
         role: &claims.role,
         permissions: &claims.permissions,
-        auth_client_id: &claims.aud,
+        auth_client_id: client_num,
         last_login: user.last_login_at.map(iso8601),
         status: if user.is_active() { 1 } else { 2 },
-        created_at: iso8601(user.created_at),
-        updated_at: iso8601(user.updated_at),
+        created_at: created.clone(),
+        updated_at: updated.clone(),
+        created_on: created,
+        modified_on: updated,
     };
     Response::serialize(200, &body)
 }
@@ -486,6 +553,7 @@ pub fn render(e: &Error) -> Response {
         413 => "PayloadTooLargeError",
         422 => "UnprocessableEntityError",
         429 => "TooManyRequestsError",
+        501 => "NotImplementedError",
         _ => "InternalServerError",
     };
     let mut error = json!({
@@ -545,22 +613,26 @@ pub fn openapi() -> Vec<Op> {
         } })
     };
     let reader = ["bearer", "apiKey"];
+    // authClientId is absent only for a sign-in without a client.
     let auth_user = obj(
         &[
             "id",
+            "username",
+            "firstName",
             "role",
             "permissions",
-            "authClientId",
             "status",
             "createdAt",
             "updatedAt",
+            "createdOn",
+            "modifiedOn",
         ],
         json!({
             "id": s(), "username": s(), "email": s(), "phone": s(), "name": s(),
             "firstName": s(), "lastName": s(), "defaultTenantId": s(), "tenantId": s(),
             "userTenantId": s(), "role": s(), "permissions": array(s()),
-            "authClientId": s(), "lastLogin": s(), "status": int(),
-            "createdAt": s(), "updatedAt": s(),
+            "authClientId": int(), "lastLogin": s(), "status": int(),
+            "createdAt": s(), "updatedAt": s(), "createdOn": s(), "modifiedOn": s(),
         }),
     );
     let login_body = client(
@@ -686,7 +758,7 @@ pub fn openapi() -> Vec<Op> {
             .errors(E, &[400, 401, 403, 409, 422]),
         op("POST", "/auth/send-otp", "Mail a sign-in code")
             .body(otp_start.clone())
-            .empty(204, "Sent, or nothing to send")
+            .json(200, "Sent, or nothing to send", success())
             .errors(E, &[400, 401, 422, 429]),
         op("POST", "/auth/passwordless/start", "Mail a sign-in code")
             .body(otp_start)
@@ -772,6 +844,11 @@ pub fn openapi() -> Vec<Op> {
         // 404: a range other than daily or monthly.
         .errors(E, &[400, 401, 403, 404, 422]),
     ];
+    for method in ["GET", "POST"] {
+        for path in ["/auth/saml", "/auth/saml-redirect"] {
+            ops.push(op(method, path, "SAML sign-in: not supported by hallpass").errors(E, &[501]));
+        }
+    }
     for path in ["/auth/switch-token", "/auth/token-switch"] {
         ops.push(
             op("POST", path, "Tokens for another of the user's tenants")
@@ -831,4 +908,55 @@ pub fn openapi() -> Vec<Op> {
         );
     }
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: Option<&str>, username: Option<&str>, email: Option<&str>) -> User {
+        User {
+            id: "u1".into(),
+            email: email.map(Into::into),
+            username: username.map(Into::into),
+            phone: None,
+            name: name.map(Into::into),
+            password_hash: None,
+            email_verified_at: None,
+            role: "user".into(),
+            permissions: vec![],
+            status: "active".into(),
+            default_tenant_id: None,
+            recovery_email: None,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        }
+    }
+
+    #[test]
+    fn first_name_is_the_names_first_word_else_the_username_else_the_mailbox() {
+        let ada = Some("ada@example.com");
+        let cases = [
+            (
+                user(Some(" Ada  King Lovelace "), None, ada),
+                ("Ada", Some("King Lovelace")),
+            ),
+            (user(Some("Ada"), Some("al"), ada), ("Ada", None)),
+            (user(Some("  "), Some("al"), ada), ("al", None)),
+            (user(None, None, ada), ("ada", None)),
+            (user(None, None, None), ("u1", None)),
+        ];
+        for (u, want) in cases {
+            assert_eq!(first_last(&u), want, "{:?}", u.name);
+        }
+    }
+
+    #[test]
+    fn username_is_the_users_else_the_email() {
+        let ada = Some("ada@example.com");
+        assert_eq!(login_name(&user(None, Some("al"), ada)), "al");
+        assert_eq!(login_name(&user(None, None, ada)), "ada@example.com");
+        assert_eq!(login_name(&user(None, None, None)), "u1");
+    }
 }

@@ -520,6 +520,9 @@ fn clients_tenants_keys_signing_keys_and_mail_through_the_api() {
     assert!(c["client_secret"].as_str().unwrap().len() > 20);
     let got = s.get_auth(&format!("/admin/clients/{cid}"), &admin);
     assert!(!got.body.contains("secret"), "{}", got.body);
+    // Its number, AuthUser's authClientId.
+    assert!(c["num"].is_i64(), "{c}");
+    assert_eq!(got.json()["num"], c["num"]);
     let r = s.send_auth(
         "POST",
         "/admin/clients",

@@ -105,6 +105,10 @@ fn an_operator_sets_up_and_signs_in_end_to_end() {
     assert!(ok, "{err}");
     let client_id = value(&out, "client_id").to_string();
     let secret = value(&out, "client_secret").to_string();
+    // The listing ends with the client's number (AuthUser's authClientId).
+    let (ok, out, _) = run(d, &["client", "list"], None);
+    assert!(ok);
+    assert_eq!(out.trim(), format!("{client_id}\tweb\tconfidential\t1"));
     let (ok, out, _) = run(d, &["tenant", "add", "acme"], None);
     assert!(ok);
     assert!(!value(&out, "tenant_id").is_empty());

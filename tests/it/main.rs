@@ -7,6 +7,7 @@ mod support;
 mod activity;
 mod admin;
 mod cli;
+mod conformance;
 mod dialects;
 mod emailed;
 mod fakeidp;

@@ -162,6 +162,7 @@ fn meta_native_and_yat_answers_match_the_document() {
             &json!({"client_id": cid, "client_secret": secret, "key": "ann"}),
         ),
     );
+    spec.check("POST", "/auth/saml", &s.post("/auth/saml", &json!({})));
 
     // yat: password sign-in on the shared path, refresh, magic link, errors.
     let yat = s.post(

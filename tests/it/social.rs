@@ -443,7 +443,7 @@ fn a_provider_found_by_discovery_signs_a_new_user_in_end_to_end() {
     let who = me(&w, &code);
     assert_eq!(who["email"], "nora@example.com");
     assert_eq!(who["name"], "Nora New");
-    assert_eq!(who["authClientId"], w.client.client_id.as_str());
+    assert_eq!(who["authClientId"], w.client.num);
     assert_eq!(users(&w.s), 1);
 
     // Signing in again is the same account, and the discovery document
