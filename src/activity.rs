@@ -80,6 +80,8 @@ pub static TABLE: Table = Table {
     fields: &FIELDS,
     default_order: "login_time DESC",
     tiebreak: "rowid",
+    // SourceLoop's LoginActivity (19.2.2) allows no other properties.
+    on_request: &["clientId", "outcome"],
 };
 
 const COLS: &str = "id, actor, tenant_id, client_id, login_time, login_type, outcome, \
@@ -379,7 +381,7 @@ fn active_users_from(
             .join(", ")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let all: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+    let all: Vec<&str> = TABLE.default_fields();
     let mut out = Map::new();
     for (key, from, to) in buckets {
         // Whole days [d0, d1) from the rollup; [from, x) and [y, to) from

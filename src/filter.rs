@@ -51,11 +51,24 @@ pub struct Table {
     pub default_order: &'static str,
     /// Appended to every order so that pages are stable (`rowid`).
     pub tiebreak: &'static str,
+    /// Fields answered only when a filter's `fields` names them: ours,
+    /// beyond the original's model, whose generated clients refuse
+    /// properties they do not know. They can always be filtered on.
+    pub on_request: &'static [&'static str],
 }
 
 impl Table {
     fn field(&self, name: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The fields answered when a filter names none.
+    pub fn default_fields(&self) -> Vec<&'static str> {
+        self.fields
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| !self.on_request.contains(n))
+            .collect()
     }
 
     fn known(&self) -> String {
@@ -334,7 +347,7 @@ fn fields(table: &Table, v: Option<&Value>, part: &str) -> Result<Vec<&'static s
         })
     };
     match v {
-        None | Some(Value::Null) => Ok(all()),
+        None | Some(Value::Null) => Ok(table.default_fields()),
         Some(Value::Array(a)) => {
             let mut want = Vec::new();
             for item in a {
@@ -360,7 +373,12 @@ fn fields(table: &Table, v: Option<&Value>, part: &str) -> Result<Vec<&'static s
                     _ => return Err(bad(&format!("{part}.{k}"), "must be true or false")),
                 }
             }
-            Ok(all()
+            let from = if on.is_empty() {
+                table.default_fields()
+            } else {
+                all()
+            };
+            Ok(from
                 .into_iter()
                 .filter(|n| {
                     if on.is_empty() {
@@ -680,6 +698,7 @@ mod tests {
         fields: &FIELDS,
         default_order: "login_time DESC",
         tiebreak: "rowid",
+        on_request: &[],
     };
 
     fn refusal(v: Value) -> String {

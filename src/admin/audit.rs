@@ -183,6 +183,7 @@ pub static TABLE: Table = Table {
     fields: &FIELDS,
     default_order: "at DESC",
     tiebreak: "id",
+    on_request: &[],
 };
 
 /// GET /admin/audit?filter=…: the rows a LoopBack filter selects (where,

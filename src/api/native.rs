@@ -304,7 +304,11 @@ fn reset_password(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, E
 fn signup_create_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let email = body.str("email", 254)?;
-    client(cx, &body)?;
+    // 19.2.2's SignupRequestDto is {email, data}: its clients send no
+    // client; one that is sent is checked.
+    if either(&body, "client_id", "clientId")?.is_some() {
+        client(cx, &body)?;
+    }
     let inviter = signup::inviter(cx, req.bearer())?;
     signup::create_signup_token(cx, &inviter, &email, &peer(req))?;
     Ok(Response::empty(204))
@@ -646,7 +650,12 @@ pub fn openapi() -> Vec<Op> {
         &["refreshToken"],
         json!({ "refreshToken": s(), "tenantId": s() }),
     );
-    let create_token = client(&["email"], json!({ "email": s() }));
+    // The client is optional here (19.2.2's SignupRequestDto is {email, data}).
+    let create_token = obj(
+        &["email"],
+        json!({ "email": s(), "data": { "type": "object" },
+                "client_id": s(), "client_secret": s() }),
+    );
     let create_user = obj(
         &["email", "password"],
         json!({ "email": s(), "password": s(), "name": s(), "username": s() }),

@@ -144,15 +144,13 @@ fn every_dialect_writes_rows_and_every_operator_finds_them() {
         ["ACCESS", "LOGOUT", "FAILED", "RELOGIN", "ACCESS", "ACCESS"]
     );
     for r in &all {
-        for f in [
-            "id",
-            "loginTime",
-            "loginType",
-            "tokenPayload",
-            "ipAddress",
-            "outcome",
-        ] {
+        for f in ["id", "loginTime", "loginType", "tokenPayload", "ipAddress"] {
             assert!(r.get(f).is_some(), "{f} missing in {r}");
+        }
+        // Ours, beyond SourceLoop's model (which allows no other
+        // properties): only when a filter's `fields` asks for them.
+        for f in ["outcome", "clientId"] {
+            assert!(r.get(f).is_none(), "{f} unasked in {r}");
         }
         let payload: Value = serde_json::from_str(r["tokenPayload"].as_str().unwrap()).unwrap();
         assert!(
@@ -164,7 +162,20 @@ fn every_dialect_writes_rows_and_every_operator_finds_them() {
             "no token in {r}"
         );
     }
-    assert_eq!(all[2]["outcome"], "invalid_credentials");
+    let asked = list(
+        &s,
+        &root,
+        json!({"fields": ["id", "outcome", "clientId", "loginType"]}),
+    );
+    assert_eq!(asked[2]["outcome"], "invalid_credentials");
+    assert!(
+        asked.iter().any(|r| r["clientId"].is_string()),
+        "the native sign-in's client: {asked:?}"
+    );
+    let off = list(&s, &root, json!({"fields": {"deviceInfo": false}}));
+    assert!(off[0].get("outcome").is_none() && off[0].get("deviceInfo").is_none());
+    let on = list(&s, &root, json!({"fields": {"outcome": true}}));
+    assert_eq!(on[2]["outcome"], "invalid_credentials");
     assert_eq!(all[2]["actor"], ann.id.as_str());
 
     let ids = |rows: Vec<Value>| -> Vec<String> {

@@ -77,6 +77,8 @@ ALLOWED_EXTRA = {
                       "seed AuthUser audit field (19.2.2: createdOn)"),
         "updatedAt": ({"type": "string", "format": "date-time"},
                       "seed AuthUser audit field (19.2.2: modifiedOn)"),
+        # The seed's AuthUser has `name` (shared/API.md §1); 19.2.2 dropped it.
+        "name": ({"type": "string"}, "seed AuthUser field, absent from 19.2.2"),
     },
 }
 
