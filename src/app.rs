@@ -374,3 +374,84 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
     std::fs::write(path, data)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db;
+
+    /// A config for a database in `dir`, its key from the key file beside it.
+    fn config(dir: &Path) -> Config {
+        let mut c = Config::defaults();
+        c.db = dir.join("h.db");
+        c.master_key_file = dir.join("h.db.key");
+        c
+    }
+
+    /// The key opens each kind of sealed value, sealed by its owner: the
+    /// purposes `first_sealed` rebuilds are the ones jwt.rs, totp.rs and
+    /// mail/outbox.rs seal with.
+    #[test]
+    fn each_kind_of_sealed_value_tells_the_right_key_from_a_wrong_one() {
+        type Seal = fn(&mut Connection, &MasterKey);
+        let seal: [(&str, Seal); 3] = [
+            ("signing keys", |conn, key| {
+                let source = crate::jwt::KeySource::Generate(crate::jwt::Alg::Es256);
+                crate::jwt::ensure_current(conn, key, &source, 60, 0).unwrap();
+            }),
+            ("TOTP secrets", |conn, key| {
+                conn.execute(
+                    "INSERT INTO users (id, created_at, updated_at) VALUES ('u', 0, 0)",
+                    [],
+                )
+                .unwrap();
+                db::immediate(conn, |tx| {
+                    crate::totp::enroll(tx, key, "u", "hallpass", "ann", false, 0)
+                })
+                .unwrap();
+            }),
+            ("mail bodies", |conn, key| {
+                let m = crate::mail::outbox::Message {
+                    kind: "test",
+                    to: "ann@example.com",
+                    subject: "s",
+                    text: "t",
+                    html: None,
+                };
+                crate::mail::outbox::enqueue(conn, key, &m, 0).unwrap();
+            }),
+        ];
+        for (what, seal) in seal {
+            let dir = tempfile::tempdir().unwrap();
+            let c = config(dir.path());
+            let mut conn = db::open_and_migrate(&c.db).unwrap();
+            assert!(first_sealed(&c.db).unwrap().is_none());
+            let right = MasterKey::generate().unwrap();
+            seal(&mut conn, &right);
+            assert_eq!(first_sealed(&c.db).unwrap().unwrap().what, what);
+            verify_master_key(&c, &right).unwrap();
+            let err = verify_master_key(&c, &MasterKey::generate().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(what), "{err}");
+            assert!(err.contains("h.db.key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_made_only_while_nothing_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let mut conn = db::open_and_migrate(&c.db).unwrap();
+        let key = load_master_key(&c).unwrap();
+        assert!(c.master_key_file.exists());
+        let source = crate::jwt::KeySource::Generate(crate::jwt::Alg::Es256);
+        crate::jwt::ensure_current(&mut conn, &key, &source, 60, 0).unwrap();
+        std::fs::remove_file(&c.master_key_file).unwrap();
+        let err = load_master_key(&c).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+        assert!(!c.master_key_file.exists(), "no new key over sealed values");
+        let err = check_master_key(&c).unwrap_err().to_string();
+        assert!(err.contains("restore the key file"), "{err}");
+    }
+}
