@@ -3,8 +3,9 @@
 //!
 //! Two stages, as in ripgrep: `RawConfig` mirrors the file and only parses;
 //! `Config` is the validated, ready-to-use result. Every default is stated
-//! next to its field. The names here are a public interface (DESIGN.md, "The
-//! names users (and scripts) rely on"): keep them stable.
+//! next to its field. The names here are a public interface (the README's
+//! Configuration section; ARCHITECTURE.md, "Where to add: a setting"): keep
+//! them stable.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
