@@ -283,6 +283,15 @@ fn hallpass(bin: &Path, dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `hallpass init`: only init and serve create the database.
+fn cli_init(bin: &Path, dir: &Path) {
+    let status = hallpass(bin, dir, &["init"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success(), "hallpass init");
+}
+
 /// `hallpass user add ARGS --password-stdin` with PASSWORD, as an
 /// operator would; `iterations` overrides the hash cost for set-up only.
 fn cli_user(bin: &Path, dir: &Path, args: &[&str], iterations: Option<&str>) {
@@ -459,10 +468,11 @@ fn main() {
     .expect("config");
 
     // Set-up through the CLI, as an operator would.
+    cli_init(&bin, d);
     let (client_id, secret) = cli_client(&bin, d);
     cli_user(&bin, d, &["ada@example.com"], None);
 
-    // First start creates the signing key; the measured start is the second.
+    // The first start warms the caches; the measured start is the second.
     let (mut child, _, _) = start(&bin, d);
     child.kill().ok();
     child.wait().ok();
@@ -611,6 +621,7 @@ fn enumeration_timing(bin: &Path) {
          [mail]\ncommand = [\"true\"]\n",
     )
     .expect("config");
+    cli_init(bin, d);
     for i in 0..EACH {
         // The users' password hashes play no part here: keep set-up quick.
         cli_user(bin, d, &[&format!("known{i}@example.com")], Some("1000"));
@@ -671,6 +682,7 @@ fn mail_drain(bin: &Path) {
         ),
     )
     .expect("config");
+    cli_init(bin, d);
     cli_user(bin, d, &["ada@example.com"], None);
     let (client_id, client_secret) = cli_client(bin, d);
     let login = json!({"client_id": client_id, "client_secret": client_secret,
@@ -801,6 +813,7 @@ fn activity_setup(bin: &Path, d: &Path) -> (String, String) {
          token_burst = 1e9\ntoken_per_minute = 1e9\n",
     )
     .expect("config");
+    cli_init(bin, d);
     cli_user(bin, d, &["ada@example.com"], None);
     cli_user(bin, d, &["root@example.com", "--admin"], None);
     cli_client(bin, d)

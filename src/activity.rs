@@ -20,7 +20,7 @@ use crate::clock::iso8601;
 use crate::error::Error;
 use crate::filter::{self, Field, Kind, Query, Table};
 
-/// The fields of LoginActivity a filter may name (API.md §1, plus
+/// The fields of LoginActivity a filter may name (README, "Login activity", plus
 /// `clientId` and `outcome`, ours), in the order they are written.
 pub static FIELDS: [Field; 10] = [
     Field {

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use crate::auth::{RotateJob, Rotated};
 use crate::batch::Batcher;
@@ -149,25 +149,194 @@ impl Ctx {
     }
 }
 
-/// The master key: `HALLPASS_MASTER_KEY` when set, else the key file,
-/// created (mode 0600) with a fresh random key on first start.
+/// The master key: `HALLPASS_MASTER_KEY` when set, else the key file.
+///
+/// A missing key file is created (mode 0600, a fresh random key) only while
+/// the database holds nothing sealed: once it does, a new key could never
+/// open it (a database restored without its key file), so that is an error
+/// that says to restore the file. A key that does not open what the
+/// database holds is refused, naming where it came from.
 pub fn load_master_key(config: &Config) -> Result<MasterKey, Error> {
-    if let Some(text) = &config.master_key {
-        return MasterKey::parse(text);
+    if let Some(key) = read_master_key(config)? {
+        verify_master_key(config, &key)?;
+        return Ok(key);
     }
-    let path: &Path = &config.master_key_file;
-    match std::fs::read_to_string(path) {
-        Ok(text) => MasterKey::parse(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = MasterKey::generate()?;
-            write_private(path, format!("{}\n", key.to_base64()).as_bytes())?;
-            Ok(key)
+    if let Some(sealed) = first_sealed(&config.db)? {
+        return Err(missing_key(config, &sealed));
+    }
+    let key = MasterKey::generate()?;
+    write_private(
+        &config.master_key_file,
+        format!("{}\n", key.to_base64()).as_bytes(),
+    )?;
+    Ok(key)
+}
+
+/// What `load_master_key` checks, creating nothing: for `check-config`.
+/// Says where the key is (or will be made).
+pub fn check_master_key(config: &Config) -> Result<String, Error> {
+    match read_master_key(config)? {
+        Some(key) => {
+            verify_master_key(config, &key)?;
+            Ok(format!("master key: {} (well-formed)", key_origin(config)))
+        }
+        None => match first_sealed(&config.db)? {
+            Some(sealed) => Err(missing_key(config, &sealed)),
+            None => Ok(format!(
+                "master key: {} does not exist yet; init or serve will create it",
+                key_origin(config)
+            )),
+        },
+    }
+}
+
+/// Where the key comes from, as messages name it.
+fn key_origin(config: &Config) -> String {
+    match &config.master_key {
+        Some(_) => "HALLPASS_MASTER_KEY".into(),
+        None => format!(
+            "the key file {}",
+            crate::db::absolute(&config.master_key_file).display()
+        ),
+    }
+}
+
+const KEY_FORMAT: &str = "64 hex digits, or 32 bytes in base64 (44 characters)";
+
+/// The configured key, or None when there is no key file; an error for a
+/// malformed key or a file that cannot be read. Creates nothing.
+fn read_master_key(config: &Config) -> Result<Option<MasterKey>, Error> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::parse(text).map(Some).map_err(|_| {
+            Error::BadRequest(format!(
+                "HALLPASS_MASTER_KEY is not a master key: it must be {KEY_FORMAT}"
+            ))
+        });
+    }
+    let path = crate::db::absolute(&config.master_key_file);
+    match std::fs::read(&path) {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| MasterKey::parse(text).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "the master key file {} does not hold a master key: it must hold {KEY_FORMAT}",
+                    path.display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(Error::Internal(format!(
+                "cannot read the master key file {}: permission denied (hallpass needs read \
+                 permission on it for the user it runs as{})",
+                path.display(),
+                crate::db::owner_note(&path)
+            )))
         }
         Err(e) => Err(Error::Internal(format!(
             "cannot read the master key file {}: {e}",
             path.display()
         ))),
     }
+}
+
+/// One value the database holds sealed under the master key: what it is,
+/// the purpose it was sealed for (as its owner seals it: jwt.rs, totp.rs,
+/// mail/outbox.rs, social/flow.rs) and the sealed bytes.
+struct Sealed {
+    what: &'static str,
+    purpose: String,
+    bytes: Vec<u8>,
+}
+
+/// The first sealed value in the database at `db`, if the file exists and
+/// holds one. Opening it needs an existing file: nothing is created.
+fn first_sealed(db: &Path) -> Result<Option<Sealed>, Error> {
+    if db.as_os_str() == ":memory:" || !db.exists() {
+        return Ok(None);
+    }
+    let conn = crate::db::open_existing(db)?;
+    type Row = (&'static str, &'static str, &'static str);
+    // (table, query, what): each query gives (purpose, sealed bytes).
+    const SEALED: [Row; 4] = [
+        (
+            "signing_keys",
+            "SELECT 'signing-key', sealed_private FROM signing_keys LIMIT 1",
+            "signing keys",
+        ),
+        (
+            "totp_factors",
+            "SELECT 'totp:' || user_id, sealed_secret FROM totp_factors LIMIT 1",
+            "TOTP secrets",
+        ),
+        (
+            "mail_outbox",
+            "SELECT 'mail-body:' || id || ':' || to_addr, sealed_body FROM mail_outbox
+              WHERE sealed_body IS NOT NULL LIMIT 1",
+            "mail bodies",
+        ),
+        (
+            "identities",
+            "SELECT 'social-upstream:' || provider || ':' || subject, upstream FROM identities
+              WHERE upstream IS NOT NULL LIMIT 1",
+            "upstream provider tokens",
+        ),
+    ];
+    for (table, query, what) in SEALED {
+        let exists: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            continue;
+        }
+        let found = conn
+            .query_row(query, [], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((purpose, bytes)) = found {
+            return Ok(Some(Sealed {
+                what,
+                purpose,
+                bytes,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses a key that does not open what the database holds sealed.
+fn verify_master_key(config: &Config, key: &MasterKey) -> Result<(), Error> {
+    let Some(sealed) = first_sealed(&config.db)? else {
+        return Ok(());
+    };
+    if key.open(&sealed.purpose, &sealed.bytes).is_ok() {
+        return Ok(());
+    }
+    let fix = match &config.master_key {
+        Some(_) => "set HALLPASS_MASTER_KEY to the key backed up with this database",
+        None => "restore the key file that was backed up with this database",
+    };
+    Err(Error::Internal(format!(
+        "the master key from {} does not open the {} in {}: it is not the key this \
+         database was sealed with; {fix}",
+        key_origin(config),
+        sealed.what,
+        crate::db::absolute(&config.db).display()
+    )))
+}
+
+fn missing_key(config: &Config, sealed: &Sealed) -> Error {
+    Error::Internal(format!(
+        "the master key file {} is missing, but the database {} holds {} sealed under \
+         a master key: restore the key file together with the database (or set \
+         HALLPASS_MASTER_KEY to that key); no new key file was made, as a new key \
+         could not open them",
+        crate::db::absolute(&config.master_key_file).display(),
+        crate::db::absolute(&config.db).display(),
+        sealed.what
+    ))
 }
 
 #[cfg(unix)]
@@ -180,10 +349,20 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| {
-            Error::Internal(format!(
-                "cannot create the master key file {}: {e}",
-                path.display()
-            ))
+            let path = crate::db::absolute(path);
+            match (e.kind(), path.parent()) {
+                (std::io::ErrorKind::PermissionDenied, Some(dir)) => Error::Internal(format!(
+                    "cannot create the master key file {}: permission denied: its directory \
+                     {} needs write permission for the user hallpass runs as{}",
+                    path.display(),
+                    dir.display(),
+                    crate::db::owner_note(dir)
+                )),
+                _ => Error::Internal(format!(
+                    "cannot create the master key file {}: {e}",
+                    path.display()
+                )),
+            }
         })?;
     f.write_all(data)?;
     f.sync_all()?;
@@ -194,4 +373,85 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
 fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
     std::fs::write(path, data)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db;
+
+    /// A config for a database in `dir`, its key from the key file beside it.
+    fn config(dir: &Path) -> Config {
+        let mut c = Config::defaults();
+        c.db = dir.join("h.db");
+        c.master_key_file = dir.join("h.db.key");
+        c
+    }
+
+    /// The key opens each kind of sealed value, sealed by its owner: the
+    /// purposes `first_sealed` rebuilds are the ones jwt.rs, totp.rs and
+    /// mail/outbox.rs seal with.
+    #[test]
+    fn each_kind_of_sealed_value_tells_the_right_key_from_a_wrong_one() {
+        type Seal = fn(&mut Connection, &MasterKey);
+        let seal: [(&str, Seal); 3] = [
+            ("signing keys", |conn, key| {
+                let source = crate::jwt::KeySource::Generate(crate::jwt::Alg::Es256);
+                crate::jwt::ensure_current(conn, key, &source, 60, 0).unwrap();
+            }),
+            ("TOTP secrets", |conn, key| {
+                conn.execute(
+                    "INSERT INTO users (id, created_at, updated_at) VALUES ('u', 0, 0)",
+                    [],
+                )
+                .unwrap();
+                db::immediate(conn, |tx| {
+                    crate::totp::enroll(tx, key, "u", "hallpass", "ann", false, 0)
+                })
+                .unwrap();
+            }),
+            ("mail bodies", |conn, key| {
+                let m = crate::mail::outbox::Message {
+                    kind: "test",
+                    to: "ann@example.com",
+                    subject: "s",
+                    text: "t",
+                    html: None,
+                };
+                crate::mail::outbox::enqueue(conn, key, &m, 0).unwrap();
+            }),
+        ];
+        for (what, seal) in seal {
+            let dir = tempfile::tempdir().unwrap();
+            let c = config(dir.path());
+            let mut conn = db::open_and_migrate(&c.db).unwrap();
+            assert!(first_sealed(&c.db).unwrap().is_none());
+            let right = MasterKey::generate().unwrap();
+            seal(&mut conn, &right);
+            assert_eq!(first_sealed(&c.db).unwrap().unwrap().what, what);
+            verify_master_key(&c, &right).unwrap();
+            let err = verify_master_key(&c, &MasterKey::generate().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(what), "{err}");
+            assert!(err.contains("h.db.key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_made_only_while_nothing_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let mut conn = db::open_and_migrate(&c.db).unwrap();
+        let key = load_master_key(&c).unwrap();
+        assert!(c.master_key_file.exists());
+        let source = crate::jwt::KeySource::Generate(crate::jwt::Alg::Es256);
+        crate::jwt::ensure_current(&mut conn, &key, &source, 60, 0).unwrap();
+        std::fs::remove_file(&c.master_key_file).unwrap();
+        let err = load_master_key(&c).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+        assert!(!c.master_key_file.exists(), "no new key over sealed values");
+        let err = check_master_key(&c).unwrap_err().to_string();
+        assert!(err.contains("restore the key file"), "{err}");
+    }
 }

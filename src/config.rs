@@ -3,8 +3,9 @@
 //!
 //! Two stages, as in ripgrep: `RawConfig` mirrors the file and only parses;
 //! `Config` is the validated, ready-to-use result. Every default is stated
-//! next to its field. The names here are a public interface (DESIGN.md, "The
-//! names users (and scripts) rely on"): keep them stable.
+//! next to its field. The names here are a public interface (the README's
+//! Configuration section; ARCHITECTURE.md, "Where to add: a setting"): keep
+//! them stable.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -641,6 +642,18 @@ impl Config {
                     "public_url must start with http:// or https://: {u}"
                 ));
             }
+            // Links in mail and redirects are built on it: a host, and
+            // nothing a path cannot follow.
+            let host = u
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+                .unwrap_or_default();
+            if host.is_empty() || u.contains(['?', '#']) || u.chars().any(char::is_whitespace) {
+                return bad(format!(
+                    "public_url must be an http(s) URL with a host and no query or fragment, \
+                     e.g. https://auth.example.com: {u:?}"
+                ));
+            }
         }
         for p in &self.trusted_proxies {
             if p.parse::<std::net::IpAddr>().is_err() {
@@ -685,6 +698,22 @@ impl Config {
             return bad("limits: free_failures and account_failures_per_hour must be >= 1".into());
         }
         Ok(())
+    }
+
+    /// The listen address, resolved as `serve` resolves it before binding
+    /// (check-config and serve check it before anything is opened).
+    pub fn check_listen(&self) -> Result<(), Error> {
+        use std::net::ToSocketAddrs;
+        let why = match self.listen.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => "it resolves to no address".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(Error::BadRequest(format!(
+            "listen = {:?} is not an address to listen on ({why}): give HOST:PORT, e.g. \
+             127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080",
+            self.listen
+        )))
     }
 
     /// True when `dialect` is switched on.
@@ -796,7 +825,74 @@ impl Config {
 fn read_raw(path: &Path) -> Result<RawConfig, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::BadRequest(format!("cannot read config {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Error::BadRequest(format!("config {}: {e}", path.display())))
+    toml::from_str(&text).map_err(|e| Error::BadRequest(toml_error(path, &text, &e)))
+}
+
+/// A TOML error in the operator's terms: the file and line, and for a key
+/// hallpass does not know, "unknown key `x` in [section]" with the nearest
+/// known key and the list of them (toml's own words are "unknown field").
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    // The text before the error (a span off a char boundary gives none).
+    let before = e.span().and_then(|s| text.get(..s.start));
+    let at = match before {
+        Some(b) => format!(
+            "config {}, line {}",
+            path.display(),
+            b.matches('\n').count() + 1
+        ),
+        None => format!("config {}", path.display()),
+    };
+    let msg = e.message().trim();
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return format!("{at}: {msg}");
+    };
+    let key = rest.split('`').next().unwrap_or_default();
+    // "expected one of `a`, `b`" or "expected `a`": the names in backquotes.
+    let known: Vec<&str> = rest
+        .split_once("expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    // The table the key is in: the last [header] above it.
+    let section = before
+        .and_then(|b| {
+            b.lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|h| h.split('#').next().unwrap_or(h).trim().to_string())
+        })
+        .unwrap_or_else(|| "the top level".into());
+    let hint = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    let list = if known.is_empty() {
+        String::new()
+    } else {
+        format!("; the keys there are {}", known.join(", "))
+    };
+    format!("{at}: unknown key `{key}` in {section}{hint}{list}")
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn set<T>(slot: &mut T, v: Option<T>) {
@@ -1259,12 +1355,41 @@ mod tests {
         };
         let err = Config::load(&flags, &|_| None).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+        assert!(
+            err.contains("line 1: unknown key `lisen` in the top level (did you mean `listen`?)"),
+            "{err}"
+        );
+        assert!(!err.contains("parse error"), "{err}");
         let err = Config::load(&Flags::default(), &|k| {
             (k == "HALLPASS_SIGNUP").then(|| "maybe".into())
         })
         .unwrap_err()
         .to_string();
         assert!(err.contains("signup"), "{err}");
+    }
+
+    /// Regression test for issue 12: toml's "unknown field" said as an
+    /// unknown key, in the table where it was written.
+    #[test]
+    fn an_unknown_key_is_named_with_its_table_and_the_nearest_known_key() {
+        let err =
+            load_toml("[mail]\nfrom = \"a@example.com\"\ncomand = [\"x\"]\n", &[]).unwrap_err();
+        assert!(
+            err.contains("line 3: unknown key `comand` in [mail] (did you mean `command`?)"),
+            "{err}"
+        );
+        assert!(err.contains("the keys there are command, from"), "{err}");
+        let err = load_toml(
+            "[providers.google] # ours\nclient_id = \"x\"\nsecret = \"y\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("unknown key `secret` in [providers.google]"),
+            "{err}"
+        );
+        let err = load_toml("listen = 5\n", &[]).unwrap_err();
+        assert!(err.contains("line 1: invalid type"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::Error;
 
@@ -53,18 +53,111 @@ const MIGRATIONS: &[&str] = &[
 pub const LATEST: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// Opens (creating with mode 0600 if needed) and configures a connection,
-/// without migrating.
+/// without migrating. Only `init` and `serve` create a database; every
+/// other command opens with `open_existing`.
 pub fn open(path: &Path) -> Result<Connection, Error> {
     create_private(path)?;
-    let conn = Connection::open(path)?;
-    configure(&conn)?;
+    connect(path, true)
+}
+
+/// Opens and migrates, creating the file if needed: what `init` and
+/// `serve` call once.
+pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
+    let mut conn = open(path)?;
+    migrate(&mut conn).map_err(|e| explain(path, e))?;
     Ok(conn)
 }
 
-/// Opens and migrates: what `serve` and every CLI command call once.
-pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
-    let mut conn = open(path)?;
-    migrate(&mut conn)?;
+/// Opens a database that must exist already, without migrating: a command
+/// run in the wrong directory, or with a mistyped `--db`, is refused rather
+/// than given a new, empty database it would "succeed" in.
+pub fn open_existing(path: &Path) -> Result<Connection, Error> {
+    if !is_memory(path) && std::fs::symlink_metadata(path).is_err() {
+        return Err(Error::NotFound(format!(
+            "no database at {}: point at yours with --db PATH, HALLPASS_DB=PATH or \
+             `db = \"PATH\"` in the config file (--config FILE or HALLPASS_CONFIG); \
+             `hallpass init` creates a new one",
+            absolute(path).display()
+        )));
+    }
+    connect(path, false)
+}
+
+/// What `serve` would meet opening `path`, found without creating anything
+/// (for `check-config`): an existing file must open, read and write, and be
+/// no newer than this build; a missing one needs a directory to be made in.
+pub fn check(path: &Path) -> Result<String, Error> {
+    if is_memory(path) {
+        return Ok("database: in memory".into());
+    }
+    let abs = absolute(path);
+    if std::fs::symlink_metadata(path).is_ok() {
+        let conn = open_existing(path)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| explain(path, e.into()))?;
+        if version > LATEST {
+            return Err(Error::Internal(format!(
+                "the database {} has schema version {version}, newer than this hallpass \
+                 ({LATEST}); serve would refuse it",
+                abs.display()
+            )));
+        }
+        let upgrade = if version < LATEST && version > 0 {
+            format!(", migrated to {LATEST} at the next start")
+        } else {
+            String::new()
+        };
+        return Ok(format!(
+            "database: {} (schema version {version}{upgrade})",
+            abs.display()
+        ));
+    }
+    if let Some(dir) = abs.parent().filter(|d| !d.is_dir()) {
+        return Err(Error::Internal(format!(
+            "the database's directory {} does not exist",
+            dir.display()
+        )));
+    }
+    match directory_problem(path) {
+        Some(problem) => Err(Error::Internal(problem)),
+        None => Ok(format!(
+            "database: {} does not exist yet; init or serve will create it",
+            abs.display()
+        )),
+    }
+}
+
+/// True when `path` is SQLite's in-memory database (tests).
+fn is_memory(path: &Path) -> bool {
+    path.as_os_str() == ":memory:"
+}
+
+/// `path` made absolute against the current directory, for messages: the
+/// operator sees which file was looked for, wherever the command ran.
+pub fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Opens the file (creating it only when `create`) and configures the
+/// connection. Permissions are checked first, so that a read-only file is
+/// said at once, not at the first write.
+fn connect(path: &Path, create: bool) -> Result<Connection, Error> {
+    if !is_memory(path) {
+        if let Some(problem) = access_problem(path) {
+            return Err(Error::Internal(problem));
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | if create || is_memory(path) {
+            OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::empty()
+        };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| explain(path, e.into()))?;
+    configure(&conn).map_err(|e| explain(path, e))?;
     Ok(conn)
 }
 
@@ -76,10 +169,109 @@ fn configure(conn: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
+/// An error met while opening `path`, replaced by what is wrong in the
+/// operator's terms when a permission explains it (SQLite only says
+/// "unable to open database file" or "attempt to write a readonly
+/// database"); otherwise the error, with the path.
+fn explain(path: &Path, e: Error) -> Error {
+    if is_memory(path) {
+        return e;
+    }
+    if let Some(problem) = access_problem(path).or_else(|| directory_problem(path)) {
+        return Error::Internal(problem);
+    }
+    match e {
+        Error::Internal(m) if !m.contains(&path.display().to_string()) => {
+            Error::Internal(format!("database {}: {m}", absolute(path).display()))
+        }
+        other => other,
+    }
+}
+
+/// The database file, or its -wal or -shm file where one exists, that
+/// this process may not read or write.
+fn access_problem(path: &Path) -> Option<String> {
+    let db = absolute(path);
+    let mut files = vec![(db.clone(), "the database")];
+    for (suffix, what) in [
+        ("-wal", "the database's write-ahead log"),
+        ("-shm", "the database's shared-memory index"),
+    ] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let p = std::path::PathBuf::from(name);
+        if p.exists() {
+            files.push((p, what));
+        }
+    }
+    for (p, what) in files {
+        let denied = |r: std::io::Result<std::fs::File>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied);
+        let lacks = if denied(std::fs::File::open(&p)) {
+            "read"
+        } else if denied(std::fs::OpenOptions::new().write(true).open(&p)) {
+            "write"
+        } else {
+            continue;
+        };
+        return Some(format!(
+            "cannot {lacks} {what} {}: permission denied (hallpass needs read and write \
+             permission on it for the user it runs as{})",
+            p.display(),
+            owner_note(&p)
+        ));
+    }
+    None
+}
+
+/// The database's directory, when this process may not create files in
+/// it: SQLite makes the -wal and -shm files beside the database.
+fn directory_problem(path: &Path) -> Option<String> {
+    let db = absolute(path);
+    let dir = db.parent()?;
+    let name = db.file_name()?.to_string_lossy().into_owned();
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+            "cannot create files in {}, the database's directory: permission denied \
+             (SQLite keeps {name}-wal and {name}-shm beside the database, so the directory \
+             needs write permission for the user hallpass runs as{})",
+            dir.display(),
+            owner_note(dir)
+        )),
+        Err(_) => None,
+    }
+}
+
+/// "; it is owned by uid N, mode 0nnn": what the operator needs to fix a
+/// permission (also for the master key file, app.rs).
+pub fn owner_note(p: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(p) {
+            return format!(
+                "; it is owned by uid {}, mode {:04o}",
+                m.uid(),
+                m.mode() & 0o7777
+            );
+        }
+    }
+    let _ = p;
+    String::new()
+}
+
 #[cfg(unix)]
 fn create_private(path: &Path) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
-    if path.as_os_str() == ":memory:" || path.exists() {
+    if is_memory(path) || path.exists() {
         return Ok(());
     }
     std::fs::OpenOptions::new()
@@ -90,9 +282,14 @@ fn create_private(path: &Path) -> Result<(), Error> {
         .map(|_| ())
         .or_else(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Ok(()),
+            std::io::ErrorKind::PermissionDenied => {
+                Err(Error::Internal(directory_problem(path).unwrap_or_else(
+                    || format!("cannot create database {}: {e}", absolute(path).display()),
+                )))
+            }
             _ => Err(Error::Internal(format!(
                 "cannot create database {}: {e}",
-                path.display()
+                absolute(path).display()
             ))),
         })
 }

@@ -43,7 +43,7 @@ use crate::softlock;
 use crate::totp::{self, State};
 use crate::url::percent_encode;
 
-/// Lifetimes (API.md §6) in seconds.
+/// Lifetimes in seconds (the README's endpoint tables give them).
 pub const MAGIC_LINK_TTL: i64 = 900;
 pub const CODE_TTL: i64 = 600;
 pub const RESET_TTL: i64 = 1800;

@@ -1,4 +1,4 @@
-//! The LoopBack filter language (the subset shared/API.md §1 lists), turned
+//! The LoopBack filter language (the subset the README's "Login activity" lists), turned
 //! into parameterised SQL over a fixed whitelist of fields.
 //!
 //! A filter is JSON: `{"where": …, "order": …, "limit": n, "skip": n,

@@ -100,7 +100,7 @@ pub struct Claims {
     #[serde(default)]
     pub amr: Vec<String>,
     /// AuthUser's `id` (= `sub`): SourceLoop apps read the user from the
-    /// token's AuthUser claims (API.md §1). Only the identifying fields
+    /// token's AuthUser claims (README, "native"). Only the identifying fields
     /// are carried, to keep tokens small; the rest is GET /auth/me.
     #[serde(default)]
     pub id: String,

@@ -3,7 +3,7 @@
 //!
 //! The core (accounts, passwords, tokens, sessions, limits, audit) knows
 //! nothing of HTTP; `api/` holds thin dialect adapters over it, and
-//! `server` runs them on the HTTP engine (`engine`, hyper). See shared/DESIGN.md for the picture.
+//! `server` runs them on the HTTP engine (`engine`, hyper). See ARCHITECTURE.md for the picture.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -527,12 +527,73 @@ struct ActivityCmd {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let args: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => {
+            eprintln!(
+                "hallpass: an argument is not UTF-8: {}",
+                bad.to_string_lossy()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hallpass: {}", describe(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Parses argv with argh, adding what argh does not know: `--version` and
+/// `-V`, and `-h` for `--help`, on every command. argh reads the line
+/// first, so a `-h` given as an option's value (`--name -h`) stays a value;
+/// only a line argh refuses is read again with each `-h` before `--` as
+/// `--help`. Help goes to stdout (exit 0), a refusal to stderr (exit 1).
+fn parse(args: &[String]) -> Result<Cli, ExitCode> {
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let flags = rest.iter().position(|a| *a == "--").unwrap_or(rest.len());
+    let mut early = match Cli::from_args(&["hallpass"], &rest) {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if early.status.is_err() {
+        let before_dashes = rest.get(..flags).unwrap_or_default();
+        if before_dashes
+            .iter()
+            .any(|a| *a == "--version" || *a == "-V")
+        {
+            println!("hallpass {}", env!("CARGO_PKG_VERSION"));
+            return Err(ExitCode::SUCCESS);
+        }
+        if before_dashes.contains(&"-h") {
+            let help: Vec<&str> = rest
+                .iter()
+                .enumerate()
+                .map(|(i, a)| if i < flags && *a == "-h" { "--help" } else { a })
+                .collect();
+            match Cli::from_args(&["hallpass"], &help) {
+                Ok(cli) => return Ok(cli),
+                Err(e) => early = e,
+            }
+        }
+    }
+    match early.status {
+        Ok(()) => {
+            println!("{}", early.output);
+            Err(ExitCode::SUCCESS)
+        }
+        Err(()) => {
+            eprintln!(
+                "{}\nRun hallpass --help for more information.",
+                early.output
+            );
+            Err(ExitCode::from(1))
         }
     }
 }
@@ -601,10 +662,115 @@ fn load(config: Option<PathBuf>, db: Option<PathBuf>, more: Flags) -> Result<Con
 }
 
 /// The configuration and a migrated connection, for the admin commands.
+/// The database must exist: only `init` and `serve` create one.
 fn open(config: Option<PathBuf>, db: Option<PathBuf>) -> Result<(Config, Connection), Error> {
     let cfg = load(config, db, Flags::default())?;
-    let conn = db::open_and_migrate(&cfg.db)?;
+    let mut conn = db::open_existing(&cfg.db)?;
+    db::migrate(&mut conn)?;
     Ok((cfg, conn))
+}
+
+/// The files `init` and `serve` may create, noted before they start: the
+/// database, its -wal and -shm, the master key file and the mail lock.
+/// A start that fails removes the ones it made, but only when it made the
+/// database: an existing database may already hold values sealed under a
+/// key file just made, and its -wal may hold its last writes.
+struct NewFiles {
+    db_was_new: bool,
+    absent: Vec<PathBuf>,
+}
+
+impl NewFiles {
+    fn note(cfg: &Config) -> NewFiles {
+        let with = |suffix: &str| {
+            let mut name = cfg.db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let mut files = vec![
+            cfg.db.clone(),
+            with("-wal"),
+            with("-shm"),
+            with("-journal"),
+            mail::worker::lock_path(&cfg.db),
+        ];
+        if cfg.master_key.is_none() {
+            files.push(cfg.master_key_file.clone());
+        }
+        let absent: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_err())
+            .collect();
+        NewFiles {
+            db_was_new: cfg.db.as_os_str() != ":memory:" && absent.contains(&cfg.db),
+            absent,
+        }
+    }
+
+    /// Removes what was made since `note`, when the database was new.
+    fn remove(&self) {
+        if self.db_was_new {
+            for p in &self.absent {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// What `serve` would refuse, found before anything is opened or created:
+/// each a line to say, or an error. `check-config` says them all; `serve`
+/// stops at the first error.
+fn preflight(cfg: &Config) -> Vec<Result<String, Error>> {
+    let mut out = vec![
+        cfg.check_listen()
+            .map(|()| format!("listen: {}", cfg.listen)),
+        db::check(&cfg.db),
+        app::check_master_key(cfg),
+        mail::Templates::load(cfg.mail_templates.as_deref()).map(|_| match &cfg.mail_templates {
+            Some(d) => format!("mail templates: {} (they parse)", d.display()),
+            None => "mail templates: the built-in ones".into(),
+        }),
+    ];
+    if cfg.algorithm == jwt::Alg::Rs256 {
+        let file = cfg
+            .rsa_key_file
+            .as_deref()
+            .map(db::absolute)
+            .unwrap_or_default();
+        out.push(
+            server::key_source(cfg)
+                .map(|_| format!("tokens: RS256 with the key in {}", file.display()))
+                .map_err(|e| {
+                    Error::BadRequest(format!(
+                        "tokens.rsa_key_file {}: {}",
+                        file.display(),
+                        describe(&e)
+                    ))
+                }),
+        );
+    }
+    out
+}
+
+/// The mail command, found as `serve` will run it: the first word on PATH
+/// (or a path), executable. Err says why mail would not go out.
+fn check_mail_command(cfg: &Config) -> Result<String, String> {
+    let Some(argv0) = cfg.mail_command.first() else {
+        return Ok("mail: no command: the log mailer prints mail to stderr".into());
+    };
+    match mail::command::locate(argv0) {
+        Some(p) if mail::command::is_executable(&p) => {
+            Ok(format!("mail: command {} is executable", p.display()))
+        }
+        Some(p) => Err(format!(
+            "mail: command {} exists but is not executable: mail would not be sent",
+            p.display()
+        )),
+        None => Err(format!(
+            "mail: command {argv0:?} is not found (PATH is searched for a bare name): \
+             mail would not be sent"
+        )),
+    }
 }
 
 fn now() -> i64 {
@@ -619,7 +785,17 @@ fn serve(c: Serve) -> Result<(), Error> {
         ..Flags::default()
     };
     let cfg = load(c.config, c.db, more)?;
-    let running = hallpass::serve(cfg, Clock::System)?;
+    // Everything serve would refuse, before it creates a file.
+    for check in preflight(&cfg) {
+        check?;
+    }
+    // Not refused: mail waits in the outbox (retried for 24 h) while the
+    // command is installed.
+    if let Err(warning) = check_mail_command(&cfg) {
+        eprintln!("warning: {warning}");
+    }
+    let made = NewFiles::note(&cfg);
+    let running = hallpass::serve(cfg, Clock::System).inspect_err(|_| made.remove())?;
     println!("listening on http://{}", running.addr);
     let _ = std::io::stdout().flush();
     // While serving, stderr lines go through the server's log thread: a
@@ -653,10 +829,17 @@ fn serve(c: Serve) -> Result<(), Error> {
 }
 
 fn init(c: Init) -> Result<(), Error> {
-    let (cfg, mut conn) = open(c.config, c.db)?;
-    let master = app::load_master_key(&cfg)?;
-    let keep = server::key_keep_secs(&conn, cfg.access_ttl)?;
-    jwt::ensure_current(&mut conn, &master, &server::key_source(&cfg)?, keep, now())?;
+    let cfg = load(c.config, c.db, Flags::default())?;
+    let source = server::key_source(&cfg)?;
+    app::check_master_key(&cfg)?;
+    let made = NewFiles::note(&cfg);
+    let create = || -> Result<(), Error> {
+        let mut conn = db::open_and_migrate(&cfg.db)?;
+        let master = app::load_master_key(&cfg)?;
+        let keep = server::key_keep_secs(&conn, cfg.access_ttl)?;
+        jwt::ensure_current(&mut conn, &master, &source, keep, now()).map(|_| ())
+    };
+    create().inspect_err(|_| made.remove())?;
     println!("database: {}", cfg.db.display());
     if cfg.master_key.is_none() {
         println!("master key file: {}", cfg.master_key_file.display());
@@ -671,36 +854,34 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
         ..Flags::default()
     };
     let cfg = load(c.config, c.db, more)?;
-    if cfg.algorithm == jwt::Alg::Rs256 {
-        server::key_source(&cfg)?;
-    }
-    // The same check `serve` makes: a template that does not parse, or
-    // puts a code in a subject, is refused.
-    mail::Templates::load(cfg.mail_templates.as_deref())?;
     print!("{}", cfg.describe());
-    // Said, not refused: the command may be installed after the config is
-    // written, and mail waits in the outbox meanwhile (retried for 24 h).
-    match cfg.mail_command.first() {
-        None => eprintln!("mail: no command: the log mailer prints mail to stderr"),
-        Some(argv0) => match mail::command::locate(argv0) {
-            Some(p) if mail::command::is_executable(&p) => {
-                eprintln!("mail: command {} is executable", p.display())
-            }
-            Some(p) => eprintln!(
-                "warning: mail: command {} exists but is not executable: mail will not be sent",
-                p.display()
-            ),
-            None => eprintln!(
-                "warning: mail: command {argv0:?} is not found (PATH is searched for a bare \
-                 name): mail will not be sent"
-            ),
-        },
+    // What was checked goes to stderr: stdout stays a file that parses.
+    let mut problems: Vec<String> = Vec::new();
+    for check in preflight(&cfg) {
+        match check {
+            Ok(line) => eprintln!("{line}"),
+            Err(e) => problems.push(describe(&e)),
+        }
     }
-    // Said on stderr, as the mail lines: stdout stays a file that parses.
+    match check_mail_command(&cfg) {
+        Ok(line) => eprintln!("{line}"),
+        Err(problem) => problems.push(problem),
+    }
     for line in hallpass::social::kinds::setup_lines(cfg.public_url.as_deref(), &cfg.providers) {
         eprintln!("{line}");
     }
-    Ok(())
+    // One cause (an unreadable database) can fail two checks alike.
+    problems.dedup();
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    match problems.len() {
+        0 => Ok(()),
+        n => Err(Error::BadRequest(format!(
+            "{n} problem{} in this configuration (above)",
+            if n == 1 { "" } else { "s" }
+        ))),
+    }
 }
 
 /// A new password: the first line of stdin with --password-stdin, else a

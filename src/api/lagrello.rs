@@ -2,7 +2,7 @@
 //! tenant API key as bearer. Users are named by the app's own `userId`
 //! (the membership's external id in the key's tenant). A missing or wrong
 //! key, or one without the needed scope, is 403. Errors as
-//! `{"message": "...", "errorType": "NOT_FOUND"}`. Fields: shared/API.md §4.
+//! `{"message": "...", "errorType": "NOT_FOUND"}`. Fields: the README's "lagrello" section.
 
 use serde_json::json;
 

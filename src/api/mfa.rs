@@ -1,5 +1,5 @@
 //! mfa: ShellHub's password sign-in and its MfaApi under /api/user/mfa.
-//! Errors as `{"message": "...", "fields": {...}}`. Fields: shared/API.md §3.
+//! Errors as `{"message": "...", "fields": {...}}`. Fields: the README's "mfa" section.
 //!
 //! Every sign-in answer carries `X-Account-Lockout` (unix seconds at which
 //! the soft lock ends for the caller's own source, 0 when there is none;

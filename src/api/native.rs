@@ -1,6 +1,6 @@
 //! native: the SourceLoop "Authentication Service v1.0.0" API, hallpass's
 //! main dialect. camelCase responses, client credentials in the body,
-//! LoopBack error envelopes. Fields: shared/API.md §1.
+//! LoopBack error envelopes. Fields: the README's "native" section.
 
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! Social sign-in routes of the native dialect (shared/API.md §1, "Social
+//! Social sign-in routes of the native dialect (the README's "Social
 //! sign-in"): the eight seed providers' start and callback routes, and
 //! `/auth/oidc/NAME[/callback]` for every configured provider. Parameters
 //! come from the query (GET) or a form (POST; Apple posts its callback).

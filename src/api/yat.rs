@@ -1,7 +1,7 @@
 //! yat: the Yat UserAuthenticationApi: password sign-in, refresh and the
 //! second factor (a sign-in that owes one gets a limited pair and
 //! `requires_2fa`; /auth/2fa completes it). snake_case bodies; errors as `{"error": "...", "fields": {...}}`.
-//! Fields: shared/API.md §2.
+//! Fields: the README's "yat" section.
 
 use serde_json::json;
 
@@ -70,7 +70,7 @@ fn refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     }
 }
 
-/// Always 200 and `"Active"`, known address or not (API.md §2, ours).
+/// Always 200 and `"Active"`, known address or not (README, "yat"; ours).
 fn magic_link(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     let body = req.json()?;
     let email = body.opt_str("email", 320)?;

@@ -183,7 +183,7 @@ pub const GIVE_UP_SECS: i64 = 86_400;
 pub const ERROR_KEEP: usize = 4096;
 
 /// The wait after the `failures`-th failed try (1-based): 30 s, 60 s,
-/// 120 s, ... at most an hour (API.md §6).
+/// 120 s, ... at most an hour (README, "Mail").
 pub fn backoff(failures: i64) -> i64 {
     let doublings = failures.clamp(1, 16) - 1;
     (FIRST_RETRY_SECS << doublings).min(MAX_RETRY_SECS)

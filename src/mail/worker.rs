@@ -15,7 +15,7 @@
 //! * At most `[mail] concurrency` commands run at once, each killed after
 //!   `[mail] timeout_secs`. Exit 0 = sent: the body is erased as the row
 //!   is marked. Anything else is retried: first after 30 s, then the wait
-//!   doubles up to an hour, for 24 hours from queuing (API.md §6); then
+//!   doubles up to an hour, for 24 hours from queuing (README, "Mail"); then
 //!   the row is `failed`, its body erased too, with the command's stderr
 //!   (a few KB, never the body) in `last_error`.
 //! * With no command, the log mailer writes the message to stderr (through

@@ -20,6 +20,7 @@ TOML
 export HALLPASS_DB="$dir/h.db"
 export HALLPASS_CONFIG="$dir/h.toml"
 export HALLPASS_MAIL_COMMAND=
+"$bin" init >/dev/null  # only init and serve create the database (issue 12)
 "$bin" client add schemathesis >/dev/null
 echo "correct-horse-battery-9" | "$bin" user add eve@example.com --username eve --admin --password-stdin >/dev/null
 scopes=()

@@ -89,6 +89,7 @@ for alg in ES256 EdDSA RS256; do
     else
         unset HALLPASS_CONFIG || true
     fi
+    "$bin" init >/dev/null  # only init and serve create the database (issue 12)
     out=$("$bin" client add interop)
     client_id=$(echo "$out" | sed -n 's/^client_id: //p')
     client_secret=$(echo "$out" | sed -n 's/^client_secret: //p')
@@ -132,6 +133,7 @@ TOML
 export HALLPASS_DB="$dir/h.db"
 export HALLPASS_CONFIG="$dir/h.toml"
 unset HALLPASS_MAIL_COMMAND
+"$bin" init >/dev/null
 echo "correct-horse-battery-9" | "$bin" user add cea@example.com --username cea --password-stdin >/dev/null
 echo "correct-horse-battery-9" | "$bin" user add dee@example.com --username dee --password-stdin >/dev/null
 mail_client=$("$bin" client add mail-web)

@@ -369,6 +369,7 @@ client_id = "hp-kc"
 client_secret = "{secret['hp-kc']}"
 ''')
     run("check-config")
+    run("init")  # only init and serve create the database (issue 12)
     out = run("client", "add", "social-app", "--redirect-url", APP_REDIRECT)
     client_id = [l.split(": ", 1)[1] for l in out.splitlines()
                  if l.startswith("client_id: ")][0]

@@ -628,6 +628,7 @@ fn the_cli_writes_the_audit_trail_too() {
         assert!(ok, "{err}");
         out
     };
+    run(&["init"], None);
     run(&["tenant", "add", "acme"], None);
     run(
         &[

@@ -435,14 +435,14 @@ fn mail_list_retry_and_test_on_the_cli() {
     let (ok, _, err) = run(d, &good, &["mail", "test", "ops@example.com\r\nBcc: x@y"]);
     assert!(!ok && err.contains("not an email address"), "{err}");
 
-    // check-config: the command is found, or not.
+    // check-config: the command is found, or not (then it fails: issue 12).
     let (ok, _, err) = run(d, &good, &["check-config"]);
     assert!(ok && err.contains("is executable"), "{err}");
     let missing = d.join("missing.toml");
     write_config(&missing, &["/nonexistent/sendmail".into()], "");
     let (ok, _, err) = run(d, &missing, &["check-config"]);
     assert!(
-        ok && err.contains("warning") && err.contains("not found"),
+        !ok && err.contains("error: mail: command") && err.contains("not found"),
         "{err}"
     );
 
