@@ -62,13 +62,15 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     // A template that does not parse stops the start, before anything
     // listens (check-config runs the same check).
     let templates = mail::Templates::load(config.mail_templates.as_deref())?;
+    // Bound before any file is made: a busy port leaves no new database
+    // or key file behind.
+    let listener = listen(&config.listen)?;
     let mut conn = db::open_and_migrate(&config.db)?;
     let master = load_master_key(&config)?;
     let keep = key_keep_secs(&conn, config.access_ttl)?;
     jwt::ensure_current(&mut conn, &master, &key_source(&config)?, keep, now)?;
     let keys = KeySet::load(&conn, &master, now)?;
 
-    let listener = listen(&config.listen)?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;

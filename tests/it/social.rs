@@ -1772,6 +1772,8 @@ fn the_cli_shows_and_unlinks_a_users_identities() {
         c.args(args);
         crate::cli::run_command(c, Some("a-long-enough-password-1\n"))
     };
+    let (ok, _, err) = run(&["init"]);
+    assert!(ok, "{err}");
     let (ok, _, err) = run(&["user", "add", "cli@example.com", "--password-stdin"]);
     assert!(ok, "{err}");
     let conn = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
