@@ -7,6 +7,7 @@
 //! names users (and scripts) rely on"): keep them stable.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -83,6 +84,92 @@ impl Default for Connections {
             max_connections: 1024,
             header_timeout_secs: 20,
             body_timeout_secs: 10,
+        }
+    }
+}
+
+/// A `trusted_proxies` entry: one address (`10.0.0.1`) or a CIDR range
+/// (`10.0.0.0/8`, `fd00::/8`), parsed once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The network's first address, in canonical form (an IPv4-mapped
+    /// IPv6 range is stored as the IPv4 range it maps).
+    net: IpAddr,
+    /// Leading bits that must match: 0..=32 for IPv4, 0..=128 for IPv6.
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `ADDR` or `ADDR/PREFIX`. A range with host bits set
+    /// (`10.0.0.1/8`) is refused with the network it probably means, as
+    /// Python's `ipaddress` does: silently widening it could trust more
+    /// than was meant.
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let t = text.trim();
+        let (addr, prefix) = match t.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (t, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or a CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix must be 0..={max}")),
+            },
+        };
+        let net = mask(addr, prefix);
+        if net != addr {
+            return Err(format!(
+                "{text:?} has bits set after the /{prefix} prefix; the network is \"{net}/{prefix}\""
+            ));
+        }
+        // ::ffff:a.b.c.d/96+n is the IPv4 range a.b.c.d/n.
+        Ok(match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => IpRange {
+                    net: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                },
+                None => IpRange { net, prefix },
+            },
+            _ => IpRange { net, prefix },
+        })
+    }
+
+    /// True when `ip` is in the range. An IPv4-mapped IPv6 address (a
+    /// dual-stack listener's view of an IPv4 peer) matches IPv4 ranges.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+/// `addr` with every bit after the first `prefix` cleared.
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    /// As written: a bare address for a single host, else `net/prefix`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let max = if self.net.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.net)
+        } else {
+            write!(f, "{}/{}", self.net, self.prefix)
         }
     }
 }
@@ -284,8 +371,9 @@ pub struct Config {
     pub activity_retention_days: i64,
     /// Enabled dialects.
     pub dialects: Vec<String>,
-    /// Peers whose `X-Forwarded-For` is believed. Default none.
-    pub trusted_proxies: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
+    /// ranges. Default none.
+    pub trusted_proxies: Vec<IpRange>,
     /// One log line per request on stderr. Default true.
     pub access_log: bool,
     /// Master key text (from `HALLPASS_MASTER_KEY`); None = the key file.
@@ -509,7 +597,15 @@ impl Config {
             self.signup = parse_signup(&s)?;
         }
         set(&mut self.workers, r.workers);
-        set(&mut self.trusted_proxies, r.trusted_proxies);
+        if let Some(list) = r.trusted_proxies {
+            self.trusted_proxies = list
+                .iter()
+                .map(|p| {
+                    IpRange::parse(p)
+                        .map_err(|e| Error::BadRequest(format!("trusted_proxies: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
         set(&mut self.access_log, r.access_log);
         set(&mut self.master_key_file, r.master_key_file);
         if let Some(p) = r.password {
@@ -642,11 +738,6 @@ impl Config {
                 ));
             }
         }
-        for p in &self.trusted_proxies {
-            if p.parse::<std::net::IpAddr>().is_err() {
-                return bad(format!("trusted_proxies: {p:?} is not an IP address"));
-            }
-        }
         let c = &self.connections;
         if c.max_connections == 0 {
             return bad("connections.max_connections must be at least 1".into());
@@ -733,7 +824,16 @@ impl Config {
             opt("issuer", &self.issuer, "the public URL"),
             format!("signup = {}", q(signup)),
             format!("workers = {}", self.workers),
-            format!("trusted_proxies = {}", list(&self.trusted_proxies)),
+            format!(
+                "trusted_proxies = {}",
+                list(
+                    &self
+                        .trusted_proxies
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                )
+            ),
             format!("access_log = {}", self.access_log),
             key,
             String::new(),
@@ -1824,5 +1924,40 @@ domain = "x.auth.eu-west-1.amazoncognito.com"
         // loads to the same providers.
         let again = load_toml(&described, &vars).unwrap();
         assert_eq!(again.providers, c.providers);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_cidr_ranges() {
+        let c = load_toml(
+            r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::ffff:192.168.0.0/112"]"#,
+            &[],
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusts = |s: &str| c.trusted_proxies.iter().any(|r| r.contains(ip(s)));
+        assert!(trusts("127.0.0.1") && !trusts("127.0.0.2"));
+        assert!(trusts("10.255.0.1") && trusts("::ffff:10.1.2.3"));
+        assert!(!trusts("11.0.0.1"));
+        assert!(trusts("fd12:3456::1") && !trusts("fe80::1"));
+        // A mapped IPv6 range is the IPv4 range it maps.
+        assert!(trusts("192.168.7.7") && !trusts("192.169.0.1"));
+        // describe() writes them back as they parse.
+        let again = load_toml(&c.describe(), &[]).unwrap();
+        assert_eq!(again.trusted_proxies, c.trusted_proxies);
+        assert!(c.describe().contains(
+            r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "192.168.0.0/16"]"#
+        ));
+        for (bad, says) in [
+            ("10.0.0.1/8", r#"the network is "10.0.0.0/8""#),
+            ("10.0.0.0/33", "0..=32"),
+            ("fd00::/129", "0..=128"),
+            ("proxy.local", "not an IP address or a CIDR range"),
+        ] {
+            let e = load_toml(&format!("trusted_proxies = [{bad:?}]"), &[]).unwrap_err();
+            assert!(
+                e.contains("trusted_proxies") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -105,8 +105,8 @@ pub struct Hooks {
     pub failed: Box<dyn Fn(String) + Send + Sync>,
     /// Where the engine's own warnings go.
     pub log: Arc<Logger>,
-    /// Peers whose X-Forwarded-For is believed.
-    pub trusted_proxies: Vec<String>,
+    /// Peers whose X-Forwarded-For is believed (addresses and ranges).
+    pub trusted_proxies: Vec<crate::config::IpRange>,
 }
 
 /// The running engine.
