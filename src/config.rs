@@ -88,6 +88,46 @@ impl Default for Connections {
     }
 }
 
+/// The access log (`access_log`): one line per request on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// None (`false`).
+    Off,
+    /// `TIME IP METHOD PATH STATUS DURATIONms USER` (`true`, the default).
+    Text,
+    /// One JSON object per line, for log shippers (`"json"`).
+    Json,
+}
+
+impl AccessLog {
+    /// From the file's value: true, false, "text", "json" or "off".
+    fn parse(v: &toml::Value) -> Result<AccessLog, Error> {
+        match v {
+            toml::Value::Boolean(true) => Ok(AccessLog::Text),
+            toml::Value::Boolean(false) => Ok(AccessLog::Off),
+            toml::Value::String(s) if s == "text" => Ok(AccessLog::Text),
+            toml::Value::String(s) if s == "json" => Ok(AccessLog::Json),
+            toml::Value::String(s) if s == "off" => Ok(AccessLog::Off),
+            other => Err(Error::BadRequest(format!(
+                "access_log must be true, false, \"text\" or \"json\", not {}",
+                match other {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    v => format!("a value of type {}", v.type_str()),
+                }
+            ))),
+        }
+    }
+
+    /// As the file writes it (describe()).
+    fn describe(self) -> &'static str {
+        match self {
+            AccessLog::Off => "false",
+            AccessLog::Text => "true",
+            AccessLog::Json => "\"json\"",
+        }
+    }
+}
+
 /// A `trusted_proxies` entry: one address (`10.0.0.1`) or a CIDR range
 /// (`10.0.0.0/8`, `fd00::/8`), parsed once at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,8 +414,9 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
     /// ranges. Default none.
     pub trusted_proxies: Vec<IpRange>,
-    /// One log line per request on stderr. Default true.
-    pub access_log: bool,
+    /// One log line per request on stderr, as text or JSON. Default
+    /// text (`true`).
+    pub access_log: AccessLog,
     /// Master key text (from `HALLPASS_MASTER_KEY`); None = the key file.
     pub master_key: Option<String>,
     /// Where the master key file lives when no key is given. Default
@@ -397,7 +438,8 @@ struct RawConfig {
     signup: Option<String>,
     workers: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
-    access_log: Option<bool>,
+    /// true, false, "text" or "json" (AccessLog::parse).
+    access_log: Option<toml::Value>,
     master_key_file: Option<PathBuf>,
     password: Option<RawPassword>,
     tokens: Option<RawTokens>,
@@ -542,7 +584,7 @@ impl Config {
             activity_retention_days: 180,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
-            access_log: true,
+            access_log: AccessLog::Text,
             master_key: None,
             master_key_file: PathBuf::from("./hallpass.db.key"),
             providers: Vec::new(),
@@ -606,7 +648,9 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        set(&mut self.access_log, r.access_log);
+        if let Some(v) = &r.access_log {
+            self.access_log = AccessLog::parse(v)?;
+        }
         set(&mut self.master_key_file, r.master_key_file);
         if let Some(p) = r.password {
             set(&mut self.pbkdf2_iterations, p.pbkdf2_iterations);
@@ -834,7 +878,7 @@ impl Config {
                         .collect::<Vec<_>>()
                 )
             ),
-            format!("access_log = {}", self.access_log),
+            format!("access_log = {}", self.access_log.describe()),
             key,
             String::new(),
             "[password]".into(),
@@ -1957,6 +2001,28 @@ domain = "x.auth.eu-west-1.amazoncognito.com"
             assert!(
                 e.contains("trusted_proxies") && e.contains(says),
                 "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn access_log_is_true_false_or_json() {
+        for (text, want) in [
+            ("", AccessLog::Text),
+            ("access_log = true", AccessLog::Text),
+            ("access_log = false", AccessLog::Off),
+            (r#"access_log = "json""#, AccessLog::Json),
+            (r#"access_log = "text""#, AccessLog::Text),
+        ] {
+            let c = load_toml(text, &[]).unwrap();
+            assert_eq!(c.access_log, want, "{text}");
+            assert_eq!(load_toml(&c.describe(), &[]).unwrap().access_log, want);
+        }
+        for bad in [r#"access_log = "yes""#, "access_log = 1"] {
+            let e = load_toml(bad, &[]).unwrap_err();
+            assert!(
+                e.contains(r#"access_log must be true, false, "text" or "json""#),
+                "{e}"
             );
         }
     }

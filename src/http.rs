@@ -3,6 +3,7 @@
 //! body reader (capped at `MAX_BODY`); this is the only JSON field reader
 //! and the only responder.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 pub use crate::url::{percent_decode, percent_encode};
@@ -30,6 +31,10 @@ pub struct Request {
     pub ip: String,
     /// The body bytes (at most `MAX_BODY`).
     pub body: Vec<u8>,
+    /// The user a handler's bearer check proved (`api::bearer`), for the
+    /// access log: set at most once, by the worker, read when the answer
+    /// goes back.
+    pub user: OnceCell<String>,
 }
 
 impl Request {
@@ -50,6 +55,7 @@ impl Request {
             headers: Vec::new(),
             ip: "127.0.0.1".into(),
             body: Vec::new(),
+            user: OnceCell::new(),
         }
     }
 

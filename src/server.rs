@@ -18,12 +18,13 @@ use std::time::Duration;
 use crate::api::{self, Dialect};
 use crate::app::{load_master_key, App, Ctx};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AccessLog, Config};
 use crate::db;
 use crate::engine::{self, Engine, Hooks, Queue, Served};
 use crate::error::Error;
 use crate::jwt::{self, KeySet, KeySource};
 use crate::limits::HashGate;
+use crate::log;
 use crate::{accounts, mail, password, sessions};
 
 /// A server that is running.
@@ -237,17 +238,14 @@ fn hooks(app: &Arc<App>) -> Hooks {
         render: |e| api::render(api::native::render, e),
         served: Box::new(move |s: &Served| {
             served.metrics.request(s.route, s.status);
-            if served.config.access_log {
-                // The path only (queries can carry tokens and codes), cut
-                // short by the engine.
-                served.log.line(format!(
-                    "{} {} {} {} {:.1}ms",
-                    if s.ip.is_empty() { "-" } else { s.ip },
-                    s.method,
-                    s.path,
-                    s.status,
-                    s.elapsed.as_secs_f64() * 1000.0
-                ));
+            // The path only (queries can carry tokens and codes), cut short
+            // by the engine.
+            let format = served.config.access_log;
+            if format != AccessLog::Off {
+                let time = log::timestamp(served.clock.now());
+                if let Some(line) = log::access_line(format, &time, s) {
+                    served.log.line(line);
+                }
             }
         }),
         failed: Box::new(move |why| failed.listener_failed(why)),

@@ -92,6 +92,8 @@ pub struct Served<'a> {
     pub status: u16,
     pub route: &'static str,
     pub elapsed: Duration,
+    /// The user id a handler proved from the request's bearer token.
+    pub user: Option<&'a str>,
 }
 
 /// How the engine talks to the rest of the server.
@@ -369,6 +371,7 @@ async fn run(
                     status: 503,
                     route: "refused",
                     elapsed: Duration::ZERO,
+                    user: None,
                 });
                 continue; // dropping `stream` closes it
             }
@@ -500,6 +503,7 @@ async fn connection(
         status,
         route: "unparsed",
         elapsed: Duration::ZERO,
+        user: None,
     });
 }
 
