@@ -88,6 +88,18 @@ impl Default for Connections {
     }
 }
 
+/// Who may read `/metrics` (`[metrics]`). Default: anyone who reaches the
+/// main listener.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsConfig {
+    /// A bearer token the scraper must send (`Authorization: Bearer …`);
+    /// without it, or with another, 401. Default none (`HALLPASS_METRICS_TOKEN`).
+    pub token: Option<String>,
+    /// A second listener serving only `/metrics` and `/healthz`; the main
+    /// listener then answers 404 for `/metrics`. Default none.
+    pub listen: Option<String>,
+}
+
 /// The access log (`access_log`): one line per request on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessLog {
@@ -394,6 +406,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connection limits.
     pub connections: Connections,
+    /// Who may read `/metrics`, and where.
+    pub metrics: MetricsConfig,
     /// Mail command argv; empty = the log mailer.
     pub mail_command: Vec<String>,
     /// Mail sender (`From:`). Default `hallpass <hallpass@localhost>`.
@@ -445,6 +459,7 @@ struct RawConfig {
     tokens: Option<RawTokens>,
     limits: Option<RawLimits>,
     connections: Option<RawConnections>,
+    metrics: Option<RawMetrics>,
     mail: Option<RawMail>,
     activity: Option<RawActivity>,
     api: Option<RawApi>,
@@ -518,6 +533,13 @@ struct RawConnections {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMetrics {
+    token: Option<String>,
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMail {
     command: Option<Vec<String>>,
     from: Option<String>,
@@ -575,6 +597,7 @@ impl Config {
             auth_code_ttl: 180,
             limits: Limits::default(),
             connections: Connections::default(),
+            metrics: MetricsConfig::default(),
             mail_command: Vec::new(),
             mail_from: "hallpass <hallpass@localhost>".into(),
             mail_product: "hallpass".into(),
@@ -683,6 +706,10 @@ impl Config {
             );
             set(&mut self.connections.body_timeout_secs, c.body_timeout_secs);
         }
+        if let Some(m) = r.metrics {
+            self.metrics.token = m.token.or(self.metrics.token.take());
+            self.metrics.listen = m.listen.or(self.metrics.listen.take());
+        }
         if let Some(m) = r.mail {
             set(&mut self.mail_command, m.command);
             set(&mut self.mail_from, m.from);
@@ -734,6 +761,9 @@ impl Config {
         if let Some(v) = env("HALLPASS_MAIL_FROM") {
             self.mail_from = v;
         }
+        if let Some(v) = env("HALLPASS_METRICS_TOKEN") {
+            self.metrics.token = Some(v);
+        }
         if let Some(v) = env("HALLPASS_MASTER_KEY") {
             self.master_key = Some(v);
         }
@@ -780,6 +810,30 @@ impl Config {
                 return bad(format!(
                     "public_url must start with http:// or https://: {u}"
                 ));
+            }
+        }
+        if let Some(t) = &self.metrics.token {
+            // It travels in a header: printable ASCII without spaces.
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad(
+                    "metrics.token must be at least 16 printable characters without spaces \
+                     (e.g. the output of `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(a) = &self.metrics.listen {
+            use std::net::ToSocketAddrs;
+            if a.to_socket_addrs()
+                .map_or(true, |mut it| it.next().is_none())
+            {
+                return bad(format!(
+                    "metrics.listen: {a:?} is not an address to listen on (e.g. \"127.0.0.1:9090\")"
+                ));
+            }
+            // (Port 0 is any free port: two of them differ.)
+            if *a == self.listen && !a.ends_with(":0") {
+                return bad(format!("metrics.listen must differ from listen ({a})"));
             }
         }
         let c = &self.connections;
@@ -909,6 +963,17 @@ impl Config {
                 self.connections.header_timeout_secs
             ),
             format!("body_timeout_secs = {}", self.connections.body_timeout_secs),
+            String::new(),
+            "[metrics]".into(),
+            match &self.metrics.token {
+                Some(_) => "# token: ******** (a scraper sends it as a bearer)".to_string(),
+                None => "# token: unset, so /metrics needs no token".to_string(),
+            },
+            opt(
+                "listen",
+                &self.metrics.listen,
+                "/metrics is served on the main listener",
+            ),
             String::new(),
             "[mail]".into(),
             mail,
@@ -2024,6 +2089,37 @@ domain = "x.auth.eu-west-1.amazoncognito.com"
                 e.contains(r#"access_log must be true, false, "text" or "json""#),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn metrics_takes_a_token_and_a_listener_of_its_own() {
+        let c = load_toml(
+            "[metrics]\ntoken = \"0123456789abcdef0123\"\nlisten = \"127.0.0.1:9090\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9090"));
+        // The token is never described; the environment gives one too.
+        assert!(!c.describe().contains("0123456789abcdef"));
+        let env = load_toml("", &[("HALLPASS_METRICS_TOKEN", "fedcba9876543210")]).unwrap();
+        assert_eq!(env.metrics.token.as_deref(), Some("fedcba9876543210"));
+        assert_eq!(Config::defaults().metrics, MetricsConfig::default());
+        for (bad, says) in [
+            ("[metrics]\ntoken = \"short\"", "at least 16"),
+            (
+                "[metrics]\ntoken = \"has a space in it, long\"",
+                "without spaces",
+            ),
+            ("[metrics]\nlisten = \"nonsense\"", "not an address"),
+            (
+                "listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"",
+                "must differ",
+            ),
+        ] {
+            let e = load_toml(bad, &[]).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 }

@@ -17,5 +17,6 @@ mod mail;
 mod native;
 mod openapi;
 mod second_factor;
+mod service;
 mod social;
 mod tokens;
