@@ -8,6 +8,7 @@
 //! them stable.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -84,6 +85,144 @@ impl Default for Connections {
             max_connections: 1024,
             header_timeout_secs: 20,
             body_timeout_secs: 10,
+        }
+    }
+}
+
+/// Who may read `/metrics` (`[metrics]`). Default: anyone who reaches the
+/// main listener.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsConfig {
+    /// A bearer token the scraper must send (`Authorization: Bearer …`);
+    /// without it, or with another, 401. Default none (`HALLPASS_METRICS_TOKEN`).
+    pub token: Option<String>,
+    /// A second listener serving only `/metrics` and `/healthz`; the main
+    /// listener then answers 404 for `/metrics`. Default none.
+    pub listen: Option<String>,
+}
+
+/// The access log (`access_log`): one line per request on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// None (`false`).
+    Off,
+    /// `TIME IP METHOD PATH STATUS DURATIONms USER` (`true`, the default).
+    Text,
+    /// One JSON object per line, for log shippers (`"json"`).
+    Json,
+}
+
+impl AccessLog {
+    /// From the file's value: true, false, "text", "json" or "off".
+    fn parse(v: &toml::Value) -> Result<AccessLog, Error> {
+        match v {
+            toml::Value::Boolean(true) => Ok(AccessLog::Text),
+            toml::Value::Boolean(false) => Ok(AccessLog::Off),
+            toml::Value::String(s) if s == "text" => Ok(AccessLog::Text),
+            toml::Value::String(s) if s == "json" => Ok(AccessLog::Json),
+            toml::Value::String(s) if s == "off" => Ok(AccessLog::Off),
+            other => Err(Error::BadRequest(format!(
+                "access_log must be true, false, \"text\" or \"json\", not {}",
+                match other {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    v => format!("a value of type {}", v.type_str()),
+                }
+            ))),
+        }
+    }
+
+    /// As the file writes it (describe()).
+    fn describe(self) -> &'static str {
+        match self {
+            AccessLog::Off => "false",
+            AccessLog::Text => "true",
+            AccessLog::Json => "\"json\"",
+        }
+    }
+}
+
+/// A `trusted_proxies` entry: one address (`10.0.0.1`) or a CIDR range
+/// (`10.0.0.0/8`, `fd00::/8`), parsed once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The network's first address, in canonical form (an IPv4-mapped
+    /// IPv6 range is stored as the IPv4 range it maps).
+    net: IpAddr,
+    /// Leading bits that must match: 0..=32 for IPv4, 0..=128 for IPv6.
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `ADDR` or `ADDR/PREFIX`. A range with host bits set
+    /// (`10.0.0.1/8`) is refused with the network it probably means, as
+    /// Python's `ipaddress` does: silently widening it could trust more
+    /// than was meant.
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let t = text.trim();
+        let (addr, prefix) = match t.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (t, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or a CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix must be 0..={max}")),
+            },
+        };
+        let net = mask(addr, prefix);
+        if net != addr {
+            return Err(format!(
+                "{text:?} has bits set after the /{prefix} prefix; the network is \"{net}/{prefix}\""
+            ));
+        }
+        // ::ffff:a.b.c.d/96+n is the IPv4 range a.b.c.d/n.
+        Ok(match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => IpRange {
+                    net: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                },
+                None => IpRange { net, prefix },
+            },
+            _ => IpRange { net, prefix },
+        })
+    }
+
+    /// True when `ip` is in the range. An IPv4-mapped IPv6 address (a
+    /// dual-stack listener's view of an IPv4 peer) matches IPv4 ranges.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+/// `addr` with every bit after the first `prefix` cleared.
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    /// As written: a bare address for a single host, else `net/prefix`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let max = if self.net.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.net)
+        } else {
+            write!(f, "{}/{}", self.net, self.prefix)
         }
     }
 }
@@ -268,6 +407,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connection limits.
     pub connections: Connections,
+    /// Who may read `/metrics`, and where.
+    pub metrics: MetricsConfig,
     /// Mail command argv; empty = the log mailer.
     pub mail_command: Vec<String>,
     /// Mail sender (`From:`). Default `hallpass <hallpass@localhost>`.
@@ -285,10 +426,12 @@ pub struct Config {
     pub activity_retention_days: i64,
     /// Enabled dialects.
     pub dialects: Vec<String>,
-    /// Peers whose `X-Forwarded-For` is believed. Default none.
-    pub trusted_proxies: Vec<String>,
-    /// One log line per request on stderr. Default true.
-    pub access_log: bool,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
+    /// ranges. Default none.
+    pub trusted_proxies: Vec<IpRange>,
+    /// One log line per request on stderr, as text or JSON. Default
+    /// text (`true`).
+    pub access_log: AccessLog,
     /// Master key text (from `HALLPASS_MASTER_KEY`); None = the key file.
     pub master_key: Option<String>,
     /// Where the master key file lives when no key is given. Default
@@ -310,12 +453,14 @@ struct RawConfig {
     signup: Option<String>,
     workers: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
-    access_log: Option<bool>,
+    /// true, false, "text" or "json" (AccessLog::parse).
+    access_log: Option<toml::Value>,
     master_key_file: Option<PathBuf>,
     password: Option<RawPassword>,
     tokens: Option<RawTokens>,
     limits: Option<RawLimits>,
     connections: Option<RawConnections>,
+    metrics: Option<RawMetrics>,
     mail: Option<RawMail>,
     activity: Option<RawActivity>,
     api: Option<RawApi>,
@@ -389,6 +534,13 @@ struct RawConnections {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMetrics {
+    token: Option<String>,
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMail {
     command: Option<Vec<String>>,
     from: Option<String>,
@@ -446,6 +598,7 @@ impl Config {
             auth_code_ttl: 180,
             limits: Limits::default(),
             connections: Connections::default(),
+            metrics: MetricsConfig::default(),
             mail_command: Vec::new(),
             mail_from: "hallpass <hallpass@localhost>".into(),
             mail_product: "hallpass".into(),
@@ -455,7 +608,7 @@ impl Config {
             activity_retention_days: 180,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
-            access_log: true,
+            access_log: AccessLog::Text,
             master_key: None,
             master_key_file: PathBuf::from("./hallpass.db.key"),
             providers: Vec::new(),
@@ -510,8 +663,18 @@ impl Config {
             self.signup = parse_signup(&s)?;
         }
         set(&mut self.workers, r.workers);
-        set(&mut self.trusted_proxies, r.trusted_proxies);
-        set(&mut self.access_log, r.access_log);
+        if let Some(list) = r.trusted_proxies {
+            self.trusted_proxies = list
+                .iter()
+                .map(|p| {
+                    IpRange::parse(p)
+                        .map_err(|e| Error::BadRequest(format!("trusted_proxies: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = &r.access_log {
+            self.access_log = AccessLog::parse(v)?;
+        }
         set(&mut self.master_key_file, r.master_key_file);
         if let Some(p) = r.password {
             set(&mut self.pbkdf2_iterations, p.pbkdf2_iterations);
@@ -543,6 +706,10 @@ impl Config {
                 c.header_timeout_secs,
             );
             set(&mut self.connections.body_timeout_secs, c.body_timeout_secs);
+        }
+        if let Some(m) = r.metrics {
+            self.metrics.token = m.token.or(self.metrics.token.take());
+            self.metrics.listen = m.listen.or(self.metrics.listen.take());
         }
         if let Some(m) = r.mail {
             set(&mut self.mail_command, m.command);
@@ -594,6 +761,9 @@ impl Config {
         }
         if let Some(v) = env("HALLPASS_MAIL_FROM") {
             self.mail_from = v;
+        }
+        if let Some(v) = env("HALLPASS_METRICS_TOKEN") {
+            self.metrics.token = Some(v);
         }
         if let Some(v) = env("HALLPASS_MASTER_KEY") {
             self.master_key = Some(v);
@@ -655,9 +825,28 @@ impl Config {
                 ));
             }
         }
-        for p in &self.trusted_proxies {
-            if p.parse::<std::net::IpAddr>().is_err() {
-                return bad(format!("trusted_proxies: {p:?} is not an IP address"));
+        if let Some(t) = &self.metrics.token {
+            // It travels in a header: printable ASCII without spaces.
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad(
+                    "metrics.token must be at least 16 printable characters without spaces \
+                     (e.g. the output of `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(a) = &self.metrics.listen {
+            use std::net::ToSocketAddrs;
+            if a.to_socket_addrs()
+                .map_or(true, |mut it| it.next().is_none())
+            {
+                return bad(format!(
+                    "metrics.listen: {a:?} is not an address to listen on (e.g. \"127.0.0.1:9090\")"
+                ));
+            }
+            // (Port 0 is any free port: two of them differ.)
+            if *a == self.listen && !a.ends_with(":0") {
+                return bad(format!("metrics.listen must differ from listen ({a})"));
             }
         }
         let c = &self.connections;
@@ -762,8 +951,17 @@ impl Config {
             opt("issuer", &self.issuer, "the public URL"),
             format!("signup = {}", q(signup)),
             format!("workers = {}", self.workers),
-            format!("trusted_proxies = {}", list(&self.trusted_proxies)),
-            format!("access_log = {}", self.access_log),
+            format!(
+                "trusted_proxies = {}",
+                list(
+                    &self
+                        .trusted_proxies
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                )
+            ),
+            format!("access_log = {}", self.access_log.describe()),
             key,
             String::new(),
             "[password]".into(),
@@ -794,6 +992,17 @@ impl Config {
                 self.connections.header_timeout_secs
             ),
             format!("body_timeout_secs = {}", self.connections.body_timeout_secs),
+            String::new(),
+            "[metrics]".into(),
+            match &self.metrics.token {
+                Some(_) => "# token: ******** (a scraper sends it as a bearer)".to_string(),
+                None => "# token: unset, so /metrics needs no token".to_string(),
+            },
+            opt(
+                "listen",
+                &self.metrics.listen,
+                "/metrics is served on the main listener",
+            ),
             String::new(),
             "[mail]".into(),
             mail,
@@ -1949,5 +2158,93 @@ domain = "x.auth.eu-west-1.amazoncognito.com"
         // loads to the same providers.
         let again = load_toml(&described, &vars).unwrap();
         assert_eq!(again.providers, c.providers);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_cidr_ranges() {
+        let c = load_toml(
+            r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::ffff:192.168.0.0/112"]"#,
+            &[],
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusts = |s: &str| c.trusted_proxies.iter().any(|r| r.contains(ip(s)));
+        assert!(trusts("127.0.0.1") && !trusts("127.0.0.2"));
+        assert!(trusts("10.255.0.1") && trusts("::ffff:10.1.2.3"));
+        assert!(!trusts("11.0.0.1"));
+        assert!(trusts("fd12:3456::1") && !trusts("fe80::1"));
+        // A mapped IPv6 range is the IPv4 range it maps.
+        assert!(trusts("192.168.7.7") && !trusts("192.169.0.1"));
+        // describe() writes them back as they parse.
+        let again = load_toml(&c.describe(), &[]).unwrap();
+        assert_eq!(again.trusted_proxies, c.trusted_proxies);
+        assert!(c.describe().contains(
+            r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "192.168.0.0/16"]"#
+        ));
+        for (bad, says) in [
+            ("10.0.0.1/8", r#"the network is "10.0.0.0/8""#),
+            ("10.0.0.0/33", "0..=32"),
+            ("fd00::/129", "0..=128"),
+            ("proxy.local", "not an IP address or a CIDR range"),
+        ] {
+            let e = load_toml(&format!("trusted_proxies = [{bad:?}]"), &[]).unwrap_err();
+            assert!(
+                e.contains("trusted_proxies") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn access_log_is_true_false_or_json() {
+        for (text, want) in [
+            ("", AccessLog::Text),
+            ("access_log = true", AccessLog::Text),
+            ("access_log = false", AccessLog::Off),
+            (r#"access_log = "json""#, AccessLog::Json),
+            (r#"access_log = "text""#, AccessLog::Text),
+        ] {
+            let c = load_toml(text, &[]).unwrap();
+            assert_eq!(c.access_log, want, "{text}");
+            assert_eq!(load_toml(&c.describe(), &[]).unwrap().access_log, want);
+        }
+        for bad in [r#"access_log = "yes""#, "access_log = 1"] {
+            let e = load_toml(bad, &[]).unwrap_err();
+            assert!(
+                e.contains(r#"access_log must be true, false, "text" or "json""#),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_takes_a_token_and_a_listener_of_its_own() {
+        let c = load_toml(
+            "[metrics]\ntoken = \"0123456789abcdef0123\"\nlisten = \"127.0.0.1:9090\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9090"));
+        // The token is never described; the environment gives one too.
+        assert!(!c.describe().contains("0123456789abcdef"));
+        let env = load_toml("", &[("HALLPASS_METRICS_TOKEN", "fedcba9876543210")]).unwrap();
+        assert_eq!(env.metrics.token.as_deref(), Some("fedcba9876543210"));
+        assert_eq!(Config::defaults().metrics, MetricsConfig::default());
+        for (bad, says) in [
+            ("[metrics]\ntoken = \"short\"", "at least 16"),
+            (
+                "[metrics]\ntoken = \"has a space in it, long\"",
+                "without spaces",
+            ),
+            ("[metrics]\nlisten = \"nonsense\"", "not an address"),
+            (
+                "listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"",
+                "must differ",
+            ),
+        ] {
+            let e = load_toml(bad, &[]).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

@@ -3,12 +3,14 @@
 //! body reader (capped at `MAX_BODY`); this is the only JSON field reader
 //! and the only responder.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 pub use crate::url::{percent_decode, percent_encode};
 
 use serde_json::{Map, Value};
 
+use crate::config::IpRange;
 use crate::error::Error;
 
 /// The largest request body accepted.
@@ -29,6 +31,10 @@ pub struct Request {
     pub ip: String,
     /// The body bytes (at most `MAX_BODY`).
     pub body: Vec<u8>,
+    /// The user a handler's bearer check proved (`api::bearer`), for the
+    /// access log: set at most once, by the worker, read when the answer
+    /// goes back.
+    pub user: OnceCell<String>,
 }
 
 impl Request {
@@ -49,12 +55,13 @@ impl Request {
             headers: Vec::new(),
             ip: "127.0.0.1".into(),
             body: Vec::new(),
+            user: OnceCell::new(),
         }
     }
 
     /// Sets the client's address from the peer and, behind a trusted
     /// proxy, X-Forwarded-For (the headers must be set first).
-    pub fn set_peer(&mut self, peer: IpAddr, trusted_proxies: &[String]) {
+    pub fn set_peer(&mut self, peer: IpAddr, trusted_proxies: &[IpRange]) {
         let xff = self.header_all("x-forwarded-for");
         self.ip = client_ip(Some(peer), xff.as_deref(), trusted_proxies);
     }
@@ -198,21 +205,19 @@ impl Json {
 }
 
 /// The client IP: the peer, or, walking X-Forwarded-For from the right
-/// while the hop we stand on is a trusted proxy, the first untrusted hop.
-/// A hop that does not parse stops the walk at the proxy (fail closed).
-fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[String]) -> String {
+/// while the hop we stand on is in a trusted proxy's range, the first
+/// untrusted hop. A hop that does not parse stops the walk at the proxy
+/// (fail closed).
+fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpRange]) -> String {
     let Some(peer) = peer else {
         return "unknown".into();
     };
     // Canonical forms throughout: on a dual-stack listener an IPv4 proxy
     // arrives as ::ffff:a.b.c.d and must still match its configured
-    // a.b.c.d, or every client would be counted as the proxy.
+    // a.b.c.d (or 10.0.0.0/8), or every client would be counted as the
+    // proxy. IpRange::contains canonicalises too.
     let peer = peer.to_canonical();
-    let is_trusted = |ip: &IpAddr| {
-        trusted
-            .iter()
-            .any(|t| t.parse::<IpAddr>().ok().map(|t| t.to_canonical()) == Some(*ip))
-    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.contains(*ip));
     let mut current = peer;
     let mut hops = xff
         .unwrap_or("")
@@ -344,7 +349,7 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let trusted = vec!["10.0.0.1".to_string()];
+        let trusted = vec![IpRange::parse("10.0.0.1").unwrap()];
         assert_eq!(
             client_ip(Some(proxy), Some("1.2.3.4, 10.0.0.1"), &trusted),
             "1.2.3.4"
@@ -361,6 +366,38 @@ mod tests {
             "203.0.113.9"
         );
         assert_eq!(client_ip(Some(mapped), None, &[]), "10.0.0.1");
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_peers_in_a_trusted_range() {
+        let ranges: Vec<IpRange> = ["10.0.0.0/8", "fd00::/8"]
+            .iter()
+            .map(|r| IpRange::parse(r).unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_ip(Some(ip("10.200.3.4")), Some("198.51.100.7"), &ranges),
+            "198.51.100.7"
+        );
+        // Every hop inside the ranges is walked over.
+        assert_eq!(
+            client_ip(Some(ip("fd12::1")), Some("198.51.100.7, 10.1.1.1"), &ranges),
+            "198.51.100.7"
+        );
+        // Outside: the header is not believed.
+        assert_eq!(
+            client_ip(Some(ip("11.0.0.1")), Some("198.51.100.7"), &ranges),
+            "11.0.0.1"
+        );
+        assert_eq!(
+            client_ip(Some(ip("fe00::1")), Some("198.51.100.7"), &ranges),
+            "fe00::1"
+        );
+        // An IPv4 peer on a dual-stack listener matches the IPv4 range.
+        assert_eq!(
+            client_ip(Some(ip("::ffff:10.9.9.9")), Some("198.51.100.7"), &ranges),
+            "198.51.100.7"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Lines for stderr (the access log, connection warnings), written by a
-//! thread of their own through a bounded queue.
+//! thread of their own through a bounded queue; and the access log's two
+//! line formats.
 //!
 //! The HTTP engine answers every connection from one thread: if it wrote
 //! to stderr itself, a stderr nobody reads (a paused terminal, a full pipe,
@@ -12,6 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::AccessLog;
+use crate::engine::Served;
 
 /// Lines waiting for stderr at most.
 const QUEUE: usize = 4096;
@@ -68,6 +74,63 @@ impl Logger {
     }
 }
 
+/// Unix seconds as an RFC 3339 UTC timestamp to the second
+/// (`2025-06-01T12:00:00Z`): requests are logged when answered, and the
+/// duration carries the finer grain.
+pub fn timestamp(secs: i64) -> String {
+    let t = crate::clock::iso8601(secs);
+    match t.strip_suffix(".000Z") {
+        Some(s) => format!("{s}Z"),
+        None => t,
+    }
+}
+
+/// One access-log line for an answered request, `None` when the log is
+/// off. The path never has its query (it can carry tokens and codes).
+///
+/// Text: `TIME CLIENT METHOD PATH STATUS DURATIONms USER`, `-` for what is
+/// unknown. JSON: one object with `time`, `client`, `method`, `path`,
+/// `route`, `status`, `duration_ms` and `user_id` (null when unknown).
+pub fn access_line(format: AccessLog, time: &str, s: &Served) -> Option<String> {
+    let client = if s.ip.is_empty() { "-" } else { s.ip };
+    let ms = s.elapsed.as_secs_f64() * 1000.0;
+    match format {
+        AccessLog::Off => None,
+        AccessLog::Text => Some(format!(
+            "{time} {client} {} {} {} {ms:.1}ms {}",
+            s.method,
+            s.path,
+            s.status,
+            s.user.unwrap_or("-")
+        )),
+        AccessLog::Json => {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                time: &'a str,
+                client: &'a str,
+                method: &'a str,
+                path: &'a str,
+                route: &'a str,
+                status: u16,
+                duration_ms: f64,
+                user_id: Option<&'a str>,
+            }
+            serde_json::to_string(&Line {
+                time,
+                client,
+                method: s.method,
+                path: s.path,
+                route: s.route,
+                status: s.status,
+                // To the microsecond: 0.153, not 0.15300000000000002.
+                duration_ms: (ms * 1000.0).round() / 1000.0,
+                user_id: s.user,
+            })
+            .ok()
+        }
+    }
+}
+
 fn write_lines(rx: Receiver<Msg>, dropped: &AtomicU64) {
     while let Ok(msg) = rx.recv() {
         let mut err = std::io::stderr().lock();
@@ -103,5 +166,46 @@ mod tests {
             log.line(format!("line {i}"));
         }
         assert_eq!(log.dropped.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn access_lines_carry_a_utc_timestamp_as_text_or_json() {
+        let served = Served {
+            ip: "203.0.113.9",
+            method: "GET",
+            path: "/auth/me",
+            status: 200,
+            route: "/auth/me",
+            elapsed: Duration::from_micros(1534),
+            user: Some("u-1"),
+        };
+        let time = timestamp(1_795_000_000);
+        assert_eq!(time, "2026-11-18T11:06:40Z");
+        assert_eq!(
+            access_line(AccessLog::Text, &time, &served).unwrap(),
+            "2026-11-18T11:06:40Z 203.0.113.9 GET /auth/me 200 1.5ms u-1"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&access_line(AccessLog::Json, &time, &served).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "time": "2026-11-18T11:06:40Z", "client": "203.0.113.9", "method": "GET",
+                "path": "/auth/me", "route": "/auth/me", "status": 200,
+                "duration_ms": 1.534, "user_id": "u-1",
+            })
+        );
+        let anonymous = Served {
+            ip: "",
+            user: None,
+            ..served
+        };
+        assert!(access_line(AccessLog::Text, &time, &anonymous)
+            .unwrap()
+            .ends_with(" 200 1.5ms -"));
+        assert!(access_line(AccessLog::Json, &time, &anonymous)
+            .unwrap()
+            .contains(r#""client":"-","#));
+        assert!(access_line(AccessLog::Off, &time, &anonymous).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Counters for GET /metrics, in the Prometheus text format: requests by
 //! route pattern and status, sign-ins by outcome, refresh-token reuse, and
-//! mail (sent, retried, failed; pending as a gauge).
+//! mail (sent, retried, failed; pending as a gauge). And who may read
+//! them (`[metrics] token`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -62,6 +63,23 @@ impl Metrics {
         self.mail_pending.store(n, Ordering::Relaxed);
     }
 
+    /// True when a scraper presenting `presented` (its bearer token) may
+    /// read the metrics: always without a configured token, else only
+    /// with that token. Compared as SHA-256 digests in constant time, so
+    /// the time taken tells nothing of the token, not even its length.
+    pub fn may_scrape(configured: Option<&str>, presented: Option<&str>) -> bool {
+        let Some(want) = configured else {
+            return true;
+        };
+        let Some(got) = presented else {
+            return false;
+        };
+        crate::crypto::ct_eq(
+            &crate::crypto::sha256(want.as_bytes()),
+            &crate::crypto::sha256(got.as_bytes()),
+        )
+    }
+
     /// The Prometheus exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -119,5 +137,22 @@ impl Metrics {
             self.mail_pending.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_token_must_be_presented_exactly() {
+        assert!(Metrics::may_scrape(None, None));
+        assert!(Metrics::may_scrape(None, Some("anything")));
+        let t = Some("0123456789abcdef");
+        assert!(Metrics::may_scrape(t, Some("0123456789abcdef")));
+        assert!(!Metrics::may_scrape(t, None));
+        assert!(!Metrics::may_scrape(t, Some("0123456789abcdeF")));
+        assert!(!Metrics::may_scrape(t, Some("0123456789abcdef0")));
+        assert!(!Metrics::may_scrape(t, Some("")));
     }
 }

@@ -3,6 +3,10 @@
 //! (WAL checkpoints, key reload, rate-bucket saves, expiry sweep) and the
 //! mail worker (mail/worker.rs: delivers the outbox off the request path).
 //!
+//! With `[metrics] listen`, a second engine on that address serves only
+//! `/metrics` and `/healthz`, answered by a worker of its own, so that a
+//! scraper never takes a turn from a sign-in (nor a sign-in from it).
+//!
 //! The engine hands workers only complete requests, so a worker never
 //! waits on a client. Shutdown stops the engine first (no new requests;
 //! those in progress are answered), then closes the queue: each worker
@@ -18,18 +22,21 @@ use std::time::Duration;
 use crate::api::{self, Dialect};
 use crate::app::{load_master_key, App, Ctx};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AccessLog, Config};
 use crate::db;
 use crate::engine::{self, Engine, Hooks, Queue, Served};
 use crate::error::Error;
 use crate::jwt::{self, KeySet, KeySource};
 use crate::limits::HashGate;
+use crate::log;
 use crate::{accounts, mail, password, sessions};
 
 /// A server that is running.
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The metrics listener's bound address, with `[metrics] listen`.
+    pub metrics_addr: Option<SocketAddr>,
     /// The shared state (tests read the clock and config from it).
     pub app: Arc<App>,
     engine: Engine,
@@ -37,7 +44,18 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     background: Option<(Sender<()>, JoinHandle<()>)>,
     mail: Option<mail::worker::Worker>,
+    metrics: Option<MetricsListener>,
 }
+
+/// The metrics listener: its engine, queue and worker.
+struct MetricsListener {
+    engine: Engine,
+    queue: Arc<Queue>,
+    worker: JoinHandle<()>,
+}
+
+/// Connections the metrics listener keeps open at most: a few scrapers.
+const METRICS_CONNECTIONS: usize = 16;
 
 /// How long retired keys stay published: the longest access-token lifetime
 /// any client has, plus the verification leeway.
@@ -74,6 +92,10 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let metrics_listener = match &config.metrics.listen {
+        Some(a) => Some(listen(a)?),
+        None => None,
+    };
     let public_url = config
         .public_url
         .clone()
@@ -102,8 +124,12 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     app.limiter.load(&conn)?;
 
     // Each SQLite connection holds up to three descriptors (database,
-    // WAL, shared memory): the workers' and the background thread's.
-    let reserved_fds = 3 * (app.config.workers + 1);
+    // WAL, shared memory): the workers' and the background thread's; and
+    // the metrics listener's worker, socket and connections.
+    let mut reserved_fds = 3 * (app.config.workers + 1);
+    if metrics_listener.is_some() {
+        reserved_fds += 3 + 1 + METRICS_CONNECTIONS;
+    }
     // At most one request per open connection waits for a worker.
     let queue = Arc::new(Queue::new(engine::connection_cap(
         &app.config.connections,
@@ -134,6 +160,17 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         hooks(&app),
     )?;
 
+    let metrics = match metrics_listener {
+        Some(l) => Some(start_metrics_listener(&app, l)?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|m| m.engine.addr);
+    if let Some(a) = metrics_addr {
+        app.log.line(format!(
+            "metrics: listening on http://{a} (/metrics, /healthz)"
+        ));
+    }
+
     let (stop, stopped) = channel::<()>();
     let mut bg = Ctx {
         conn,
@@ -163,12 +200,58 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
 
     Ok(Running {
         addr,
+        metrics_addr,
         app,
         engine,
         queue,
         workers,
         background: Some((stop, background)),
         mail: Some(mail),
+        metrics,
+    })
+}
+
+/// Starts the metrics listener's worker (its own SQLite connection, for
+/// /healthz) and engine, on the shared hooks: its requests are counted and
+/// logged like any other.
+fn start_metrics_listener(
+    app: &Arc<App>,
+    listener: std::net::TcpListener,
+) -> Result<MetricsListener, Error> {
+    let limits = crate::config::Connections {
+        max_connections: METRICS_CONNECTIONS,
+        ..app.config.connections.clone()
+    };
+    let queue = Arc::new(Queue::new(METRICS_CONNECTIONS));
+    let conn = db::open(&app.config.db)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let cx = Ctx {
+        conn,
+        app: app.clone(),
+    };
+    let tables = vec![Dialect {
+        name: "metrics",
+        routes: api::meta::metrics_listener_routes(),
+        render: api::native::render,
+        openapi: Vec::new,
+    }];
+    let q = queue.clone();
+    let worker = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || work(cx, &q, &tables))
+        .map_err(|e| Error::Internal(format!("cannot start the metrics worker: {e}")))?;
+    let engine = match engine::start(listener, &limits, 0, queue.clone(), hooks(app)) {
+        Ok(e) => e,
+        Err(e) => {
+            queue.close();
+            let _ = worker.join();
+            return Err(e);
+        }
+    };
+    Ok(MetricsListener {
+        engine,
+        queue,
+        worker,
     })
 }
 
@@ -239,17 +322,14 @@ fn hooks(app: &Arc<App>) -> Hooks {
         render: |e| api::render(api::native::render, e),
         served: Box::new(move |s: &Served| {
             served.metrics.request(s.route, s.status);
-            if served.config.access_log {
-                // The path only (queries can carry tokens and codes), cut
-                // short by the engine.
-                served.log.line(format!(
-                    "{} {} {} {} {:.1}ms",
-                    if s.ip.is_empty() { "-" } else { s.ip },
-                    s.method,
-                    s.path,
-                    s.status,
-                    s.elapsed.as_secs_f64() * 1000.0
-                ));
+            // The path only (queries can carry tokens and codes), cut short
+            // by the engine.
+            let format = served.config.access_log;
+            if format != AccessLog::Off {
+                let time = log::timestamp(served.clock.now());
+                if let Some(line) = log::access_line(format, &time, s) {
+                    served.log.line(line);
+                }
             }
         }),
         failed: Box::new(move |why| failed.listener_failed(why)),
@@ -292,6 +372,11 @@ impl Running {
         // still run), then the queue closes and the workers leave.
         self.engine.shutdown();
         self.queue.close();
+        if let Some(mut m) = self.metrics.take() {
+            m.engine.shutdown();
+            m.queue.close();
+            let _ = m.worker.join();
+        }
         self.app.log.flush();
         for w in self.workers.drain(..) {
             let _ = w.join();

@@ -1,4 +1,6 @@
-//! hallpass's own routes: health, metrics, the JWKS and the OpenAPI document.
+//! hallpass's own routes: health, metrics, the JWKS and the OpenAPI document;
+//! and the metrics listener's table (`[metrics] listen`), health and metrics
+//! only.
 
 use serde_json::json;
 
@@ -7,6 +9,7 @@ use super::{Params, Route};
 use crate::app::Ctx;
 use crate::error::Error;
 use crate::http::{Request, Response};
+use crate::metrics::Metrics;
 
 /// The meta route table (always on).
 pub fn routes() -> Vec<Route> {
@@ -18,6 +21,15 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The table of the metrics listener (`[metrics] listen`): nothing but
+/// health and metrics, so that the port a scraper reaches serves no sign-in.
+pub fn metrics_listener_routes() -> Vec<Route> {
+    vec![
+        Route::new("GET", "/healthz", healthz),
+        Route::new("GET", "/metrics", scrape),
+    ]
+}
+
 fn healthz(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     cx.conn
         .prepare_cached("SELECT 1")?
@@ -25,7 +37,20 @@ fn healthz(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     Ok(Response::ok(&json!({ "status": "ok" })))
 }
 
-fn metrics(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+/// On the main listener: 404, as for any unknown path, when the metrics
+/// have a listener of their own.
+fn metrics(cx: &mut Ctx, req: &Request, params: &Params) -> Result<Response, Error> {
+    if cx.app.config.metrics.listen.is_some() {
+        return Err(Error::RouteNotFound);
+    }
+    scrape(cx, req, params)
+}
+
+/// 401 without the configured `[metrics] token` as the bearer.
+fn scrape(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    if !Metrics::may_scrape(cx.app.config.metrics.token.as_deref(), req.bearer()) {
+        return Err(Error::Unauthenticated);
+    }
     Ok(Response::text(
         200,
         "text/plain; version=0.0.4",
@@ -58,7 +83,10 @@ pub fn openapi() -> Vec<Op> {
                 obj(&["status"], json!({ "status": { "const": "ok" } })),
             )
             .errors("NativeError", &[500]),
-        op("GET", "/metrics", "Prometheus metrics").json_text(200, "text/plain"),
+        op("GET", "/metrics", "Prometheus metrics")
+            .json_text(200, "text/plain")
+            // 401: `[metrics] token` is set and was not sent as the bearer.
+            .errors("NativeError", &[401]),
         op("GET", "/.well-known/jwks.json", "The public signing keys").json(
             200,
             "A JWK set",

@@ -212,10 +212,13 @@ pub fn peer(req: &Request) -> Peer {
     }
 }
 
-/// The bearer's claims and user; 401 without a valid, live token.
+/// The bearer's claims and user; 401 without a valid, live token. The
+/// user is noted on the request for the access log.
 pub fn bearer(cx: &Ctx, req: &Request) -> Result<(Arc<Claims>, User), Error> {
     let token = req.bearer().ok_or(Error::Unauthenticated)?;
-    auth::authenticate(cx, token)
+    let (claims, user) = auth::authenticate(cx, token)?;
+    let _ = req.user.set(user.id.clone());
+    Ok((claims, user))
 }
 
 #[cfg(test)]

@@ -92,6 +92,8 @@ pub struct Served<'a> {
     pub status: u16,
     pub route: &'static str,
     pub elapsed: Duration,
+    /// The user id a handler proved from the request's bearer token.
+    pub user: Option<&'a str>,
 }
 
 /// How the engine talks to the rest of the server.
@@ -105,8 +107,8 @@ pub struct Hooks {
     pub failed: Box<dyn Fn(String) + Send + Sync>,
     /// Where the engine's own warnings go.
     pub log: Arc<Logger>,
-    /// Peers whose X-Forwarded-For is believed.
-    pub trusted_proxies: Vec<String>,
+    /// Peers whose X-Forwarded-For is believed (addresses and ranges).
+    pub trusted_proxies: Vec<crate::config::IpRange>,
 }
 
 /// The running engine.
@@ -369,6 +371,7 @@ async fn run(
                     status: 503,
                     route: "refused",
                     elapsed: Duration::ZERO,
+                    user: None,
                 });
                 continue; // dropping `stream` closes it
             }
@@ -500,6 +503,7 @@ async fn connection(
         status,
         route: "unparsed",
         elapsed: Duration::ZERO,
+        user: None,
     });
 }
 

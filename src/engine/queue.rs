@@ -10,11 +10,20 @@ use tokio::sync::oneshot;
 
 use crate::http::{Request, Response};
 
+/// A worker's answer, as the I/O thread receives it.
+pub(super) struct Answer {
+    /// The matched route pattern (metrics).
+    pub route: &'static str,
+    pub response: Response,
+    /// The user the request's bearer proved, if a handler checked one.
+    pub user: Option<String>,
+}
+
 /// A complete request waiting for a worker, and where its answer goes.
 pub struct Job {
     /// The request, body included.
     pub request: Request,
-    pub(super) reply: oneshot::Sender<(&'static str, Response)>,
+    pub(super) reply: oneshot::Sender<Answer>,
     /// Set when a worker takes it: from then on its connection is not
     /// evicted (a queued job's connection may be, dropping the job).
     pub(super) taken: Arc<AtomicBool>,
@@ -27,10 +36,15 @@ impl Job {
         self.reply.is_closed()
     }
 
-    /// Sends the answer (and the route name for metrics) back to the
-    /// connection. A client that has gone meanwhile is no error.
+    /// Sends the answer (with the route name for metrics and the user
+    /// the handler proved, for the access log) back to the connection. A
+    /// client that has gone meanwhile is no error.
     pub fn answer(self, route: &'static str, response: Response) {
-        let _ = self.reply.send((route, response));
+        let _ = self.reply.send(Answer {
+            route,
+            response,
+            user: self.request.user.into_inner(),
+        });
     }
 }
 

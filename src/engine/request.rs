@@ -13,6 +13,7 @@ use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::oneshot;
 
+use super::queue::Answer;
 use super::{Job, Served, Shared};
 use crate::error::Error;
 use crate::http::{Request, Response, MAX_BODY};
@@ -30,9 +31,9 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn finish(&mut self, route: &'static str, status: u16) {
+    fn finish(&mut self, route: &'static str, status: u16, user: Option<&str>) {
         self.done = true;
-        self.log(route, status);
+        self.log(route, status, user);
         self.shared.update(self.id, |c| {
             c.at_worker = None;
             c.answered += 1;
@@ -40,7 +41,7 @@ impl InFlight {
         });
     }
 
-    fn log(&self, route: &'static str, status: u16) {
+    fn log(&self, route: &'static str, status: u16, user: Option<&str>) {
         (self.shared.hooks.served)(&Served {
             ip: &self.ip,
             method: &self.method,
@@ -48,6 +49,7 @@ impl InFlight {
             status,
             route,
             elapsed: self.started.elapsed(),
+            user,
         });
     }
 }
@@ -55,7 +57,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.log("gone", 499);
+            self.log("gone", 499, None);
         }
     }
 }
@@ -101,7 +103,7 @@ pub(super) async fn handle(
         Ok(body) => body,
         Err(e) => {
             let response = (shared.hooks.render)(&e);
-            flight.finish("unmatched", response.status);
+            flight.finish("unmatched", response.status, None);
             return to_hyper(response, true);
         }
     };
@@ -122,8 +124,12 @@ pub(super) async fn handle(
         Err(Error::RateLimited { retry_after: 1 })
     };
     match answer {
-        Ok((route, response)) => {
-            flight.finish(route, response.status);
+        Ok(Answer {
+            route,
+            response,
+            user,
+        }) => {
+            flight.finish(route, response.status, user.as_deref());
             to_hyper(response, false)
         }
         Err(e) => {
@@ -131,7 +137,7 @@ pub(super) async fn handle(
                 shared.hooks.log.line(format!("error: {detail}"));
             }
             let response = (shared.hooks.render)(&e);
-            flight.finish("unavailable", response.status);
+            flight.finish("unavailable", response.status, None);
             to_hyper(response, true)
         }
     }

@@ -18,5 +18,6 @@ mod native;
 mod openapi;
 mod operability;
 mod second_factor;
+mod service;
 mod social;
 mod tokens;

@@ -136,7 +136,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     c.master_key_file = dir.path().join("hallpass.db.key");
     c.pbkdf2_iterations = ITERATIONS;
     c.workers = 4;
-    c.access_log = false;
+    c.access_log = hallpass::config::AccessLog::Off;
     let mail = dir.path().join("mail");
     std::fs::create_dir_all(&mail).unwrap();
     c.mail_command = mail_command(&mail);
