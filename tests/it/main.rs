@@ -16,6 +16,7 @@ mod limits;
 mod mail;
 mod native;
 mod openapi;
+mod recovery;
 mod second_factor;
 mod social;
 mod tokens;
