@@ -111,14 +111,27 @@ fn set_up(dir: &Path) -> (Client, String) {
     must(dir, &["init"], None);
     let out = must(
         dir,
-        &["client", "add", "web", "--redirect-url", "https://app.example/cb"],
+        &[
+            "client",
+            "add",
+            "web",
+            "--redirect-url",
+            "https://app.example/cb",
+        ],
         None,
     );
     let client = Client {
         id: value(&out, "client_id"),
         secret: value(&out, "client_secret"),
     };
-    let user = ["user", "add", "ada@example.com", "--username", "ada", "--password-stdin"];
+    let user = [
+        "user",
+        "add",
+        "ada@example.com",
+        "--username",
+        "ada",
+        "--password-stdin",
+    ];
     let out = must(dir, &user, Some(&format!("{PASSWORD}\n")));
     (client, value(&out, "user_id"))
 }
@@ -421,7 +434,9 @@ fn revoked(conn: &Connection, family: &str) -> bool {
 /// present in one family, each rotated into the next (used, and the
 /// next's parent), the last one unused unless `last_used`.
 fn assert_chain(conn: &Connection, pairs: &[Pair], last_used: bool) {
-    let family = row(conn, &pairs[0].refresh).expect("the first token").family;
+    let family = row(conn, &pairs[0].refresh)
+        .expect("the first token")
+        .family;
     for (i, p) in pairs.iter().enumerate() {
         let r = row(conn, &p.refresh)
             .unwrap_or_else(|| panic!("token {i} of {} is unknown", pairs.len()));
@@ -534,7 +549,10 @@ fn a_backup_taken_under_refresh_load_restores_into_a_consistent_server() {
             }
             for (i, p) in c.pairs.iter().enumerate() {
                 if p.received < started {
-                    assert!(i <= last, "token {i} was acknowledged before the backup began");
+                    assert!(
+                        i <= last,
+                        "token {i} was acknowledged before the backup began"
+                    );
                 }
                 if p.sent > ended {
                     assert!(i > last, "token {i} was asked for after the backup ended");
@@ -696,7 +714,11 @@ fn a_server_killed_under_refresh_load_restarts_knowing_every_acknowledged_token(
         let (status, body) = refresh(&a, &s2, &last.refresh);
         let t1 = now();
         match status {
-            200 => checks.push((Some(body["refreshToken"].as_str().unwrap().to_string()), t0, t1)),
+            200 => checks.push((
+                Some(body["refreshToken"].as_str().unwrap().to_string()),
+                t0,
+                t1,
+            )),
             // Only if rotated by a request whose answer was lost, past its
             // grace (checked below).
             401 if c.unanswered.is_some() => {
