@@ -1661,6 +1661,33 @@ mod tests {
         assert_eq!(c.connections, d.connections);
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.activity_retention_days, d.activity_retention_days);
+        assert_eq!(c.web_session_idle_secs, d.web_session_idle_secs);
+        assert_eq!(c.web_session_max_secs, d.web_session_max_secs);
+    }
+
+    #[test]
+    fn web_session_lifetimes_are_read_and_bounded() {
+        let c = load_toml(
+            "[web]\nsession_idle_secs = 3600\nsession_max_secs = 86400\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.web_session_idle_secs, c.web_session_max_secs),
+            (3600, 86_400)
+        );
+        let raw: RawConfig = toml::from_str(&c.describe()).unwrap();
+        let mut again = Config::defaults();
+        again.apply_raw(raw).unwrap();
+        assert_eq!(again.web_session_idle_secs, 3600);
+        for bad in [
+            "session_idle_secs = 90000\nsession_max_secs = 86400",
+            "session_idle_secs = 10",
+            "session_max_secs = 0",
+        ] {
+            let e = load_toml(&format!("[web]\n{bad}\n"), &[]).unwrap_err();
+            assert!(e.contains("session_idle_secs"), "{bad}: {e}");
+        }
     }
 
     #[test]
