@@ -17,6 +17,7 @@ mod mail;
 mod native;
 mod openapi;
 mod operability;
+mod recovery;
 mod second_factor;
 mod service;
 mod social;
