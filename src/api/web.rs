@@ -193,6 +193,9 @@ impl Form {
     }
 }
 
+/// The longest login name looked up (an email address's RFC 5321 limit).
+const MAX_LOGIN: usize = 320;
+
 fn csrf_refused() -> Error {
     Error::Forbidden("csrf".into())
 }
@@ -276,8 +279,17 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
             view.login_error = Some("Enter your email address or username.");
             return signin_page(cx, req, 422, view);
         }
+        if login.chars().count() > MAX_LOGIN {
+            view.login = "";
+            view.login_error = Some("That is longer than any email address or username.");
+            return signin_page(cx, req, 422, view);
+        }
         if password.is_empty() {
             view.password_error = Some("Enter your password.");
+            return signin_page(cx, req, 422, view);
+        }
+        if password.chars().count() > crate::password::MAX_LEN {
+            view.password_error = Some("That is longer than any password here.");
             return signin_page(cx, req, 422, view);
         }
         let old = req.cookie(session::cookie_name(&public));

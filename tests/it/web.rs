@@ -549,3 +549,39 @@ fn sessions_end_when_the_user_is_disabled_or_their_password_changes() {
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(b.get("/account").status, 303, "new password: signed out");
 }
+
+#[test]
+fn a_session_ends_after_its_idle_time_and_at_its_absolute_expiry() {
+    let s = TestServer::start_with(|c| {
+        c.web_session_idle_secs = 3600;
+        c.web_session_max_secs = 3 * 3600;
+    });
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    // In use, it outlives the idle time...
+    for _ in 0..3 {
+        s.advance(3000);
+        assert_eq!(b.get("/account").status, 200);
+    }
+    // ... but not its absolute lifetime.
+    s.advance(3000);
+    assert_eq!(b.get("/account").status, 303);
+    // Unused for the idle time, a fresh one ends too.
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    s.advance(3601);
+    assert_eq!(b.get("/account").status, 303);
+}
+
+#[test]
+fn over_long_fields_are_named_not_looked_up() {
+    let s = TestServer::start();
+    let b = Browser::new(&s);
+    let long = "a".repeat(321);
+    let r = b.sign_in(None, &long, PASSWORD);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"login-error\""));
+    let r = b.sign_in(None, "ann", &"p".repeat(1025));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"password-error\""));
+}
