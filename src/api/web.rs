@@ -294,7 +294,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         }
         let old = req.cookie(session::cookie_name(&public));
         match signin::password(cx, login, password, old, &peer(req)) {
-            Ok(PasswordStep::Done(id)) => Ok(signed_in(&public, return_to, &id)),
+            Ok(PasswordStep::Done(id)) => Ok(signed_in(cx, return_to, &id)),
             Ok(PasswordStep::SecondFactor(token)) => {
                 let to = format!(
                     "/signin/second-factor?return_to={}",
@@ -332,27 +332,21 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
     })
 }
 
-/// 303 to `return_to` with the new session's cookie; the pre-session and
-/// pending cookies are done with.
-fn signed_in(public: &str, return_to: &str, id: &str) -> Response {
+/// 303 to `return_to` with the new session's cookie, kept by the browser
+/// as long as the session can live at most (the server ends it sooner when
+/// idle); the pre-session and pending cookies are done with.
+fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
+    let public = cx.app.public_url.as_str();
+    let max_age = cx.app.config.web_session_max_secs;
     let clear = |name: &str| session::set_cookie(public, name, "", 0);
     see_other(return_to)
         .with_header(
             "Set-Cookie",
-            &session::set_cookie(
-                public,
-                session::cookie_name(public),
-                id,
-                SESSION_COOKIE_SECS,
-            ),
+            &session::set_cookie(public, session::cookie_name(public), id, max_age),
         )
         .with_header("Set-Cookie", &clear(session::csrf_cookie_name(public)))
         .with_header("Set-Cookie", &clear(session::pending_cookie_name(public)))
 }
-
-/// The session cookie's Max-Age: the browser may keep it as long as any
-/// session could live; the server decides when it ends.
-const SESSION_COOKIE_SECS: i64 = 366 * 86_400;
 
 // --- second factor -----------------------------------------------------------
 
@@ -406,7 +400,7 @@ fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
         }
         let old = req.cookie(session::cookie_name(&public));
         match signin::second_factor(cx, pending, code, old, &peer(req)) {
-            Ok(id) => Ok(signed_in(&public, return_to, &id)),
+            Ok(id) => Ok(signed_in(cx, return_to, &id)),
             Err(Error::OtpInvalid) if signin::pending_live(cx, pending)? => second_factor_page(
                 cx,
                 401,

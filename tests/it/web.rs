@@ -165,6 +165,10 @@ fn sign_in_sets_the_session_cookie_with_its_flags_and_a_new_id_every_time() {
         assert!(c.contains(flag), "{c}");
     }
     assert!(!c.contains("Secure"), "plain http: {c}");
+    assert!(
+        c.contains("Max-Age=2592000"),
+        "the longest a session lives: {c}"
+    );
     let first = b.cookie("hallpass").unwrap();
     assert_eq!(first.len(), 43, "256 bits, base64url");
     // Only its hash is stored.
