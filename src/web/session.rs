@@ -31,7 +31,8 @@ pub struct BrowserSession {
     /// SHA-256 hex of the cookie's session id.
     pub id_hash: String,
     pub user_id: String,
-    /// ["pwd"] or ["pwd","otp"] (RFC 8176).
+    /// ["pwd"], or ["pwd","otp"] / ["pwd","recovery"] after the second
+    /// factor (RFC 8176 names).
     pub amr: Vec<String>,
     /// Unix seconds of the sign-in.
     pub auth_time: i64,
