@@ -182,11 +182,40 @@ pub fn check_master_key(config: &Config) -> Result<String, Error> {
         }
         None => match first_sealed(&config.db)? {
             Some(sealed) => Err(missing_key(config, &sealed)),
-            None => Ok(format!(
-                "master key: {} does not exist yet; init or serve will create it",
-                key_origin(config)
-            )),
+            None => {
+                key_dir_problem(&config.master_key_file)?;
+                Ok(format!(
+                    "master key: {} does not exist yet; init or serve will create it",
+                    key_origin(config)
+                ))
+            }
         },
+    }
+}
+
+/// A key file that `serve` would have to create: its directory must exist
+/// and take new files (found by creating and removing a probe file).
+fn key_dir_problem(file: &Path) -> Result<(), Error> {
+    let file = crate::db::absolute(file);
+    let Some(dir) = file.parent() else {
+        return Ok(());
+    };
+    let probe = dir.join(format!(".hallpass-key-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Internal(format!(
+            "the master key file {} would be created, but its directory {} cannot take it: {e}{}",
+            file.display(),
+            dir.display(),
+            crate::db::owner_note(dir)
+        ))),
     }
 }
 

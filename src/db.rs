@@ -75,7 +75,11 @@ pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
 /// run in the wrong directory, or with a mistyped `--db`, is refused rather
 /// than given a new, empty database it would "succeed" in.
 pub fn open_existing(path: &Path) -> Result<Connection, Error> {
-    if !is_memory(path) && std::fs::symlink_metadata(path).is_err() {
+    // An empty file (`touch typo.db`) is no database either.
+    let found = std::fs::metadata(path)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
+    if !is_memory(path) && !found {
         return Err(Error::NotFound(format!(
             "no database at {}: point at yours with --db PATH, HALLPASS_DB=PATH or \
              `db = \"PATH\"` in the config file (--config FILE or HALLPASS_CONFIG); \

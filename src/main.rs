@@ -564,9 +564,17 @@ fn parse(args: &[String]) -> Result<Cli, ExitCode> {
     };
     if early.status.is_err() {
         let before_dashes = rest.get(..flags).unwrap_or_default();
-        if before_dashes
-            .iter()
-            .any(|a| *a == "--version" || *a == "-V")
+        // Only when argh stopped at the version flag itself: `user add
+        // --name -V` is a missing email, not a version request (review).
+        let at_version = ["-V", "--version"].iter().any(|f| {
+            early
+                .output
+                .contains(&format!("Unrecognized argument: {f}"))
+        });
+        if at_version
+            && before_dashes
+                .iter()
+                .any(|a| *a == "--version" || *a == "-V")
         {
             println!("hallpass {}", env!("CARGO_PKG_VERSION"));
             return Err(ExitCode::SUCCESS);
@@ -678,10 +686,19 @@ fn open(config: Option<PathBuf>, db: Option<PathBuf>) -> Result<(Config, Connect
 struct NewFiles {
     db_was_new: bool,
     absent: Vec<PathBuf>,
+    /// An exclusive lock on the database's directory, held from `note` to
+    /// the end of the start: two starts at once take turns, so the one
+    /// that fails never removes files the other one made (review).
+    _turn: Option<std::fs::File>,
 }
 
 impl NewFiles {
     fn note(cfg: &Config) -> NewFiles {
+        let dir = match cfg.db.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let turn = std::fs::File::open(&dir).ok().filter(|f| f.lock().is_ok());
         let with = |suffix: &str| {
             let mut name = cfg.db.as_os_str().to_owned();
             name.push(suffix);
@@ -704,6 +721,7 @@ impl NewFiles {
         NewFiles {
             db_was_new: cfg.db.as_os_str() != ":memory:" && absent.contains(&cfg.db),
             absent,
+            _turn: turn,
         }
     }
 
@@ -796,6 +814,7 @@ fn serve(c: Serve) -> Result<(), Error> {
     }
     let made = NewFiles::note(&cfg);
     let running = hallpass::serve(cfg, Clock::System).inspect_err(|_| made.remove())?;
+    drop(made);
     println!("listening on http://{}", running.addr);
     let _ = std::io::stdout().flush();
     // While serving, stderr lines go through the server's log thread: a
@@ -840,6 +859,7 @@ fn init(c: Init) -> Result<(), Error> {
         jwt::ensure_current(&mut conn, &master, &source, keep, now()).map(|_| ())
     };
     create().inspect_err(|_| made.remove())?;
+    drop(made);
     println!("database: {}", cfg.db.display());
     if cfg.master_key.is_none() {
         println!("master key file: {}", cfg.master_key_file.display());

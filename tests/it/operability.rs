@@ -343,8 +343,10 @@ fn permission_problems_name_the_path_and_the_permission() {
     for args in [&["init"][..], &["serve", "--listen", "127.0.0.1:0"]] {
         let (ok, _, err) = as_user.run(&ro, args);
         assert!(!ok, "{args:?}");
+        // The database's directory, or (found first) the key file's.
         let want = format!("cannot create files in {}", real(&ro).display());
-        assert!(err.contains(&want), "{args:?}: {err}");
+        let or = format!("its directory {} cannot take it", real(&ro).display());
+        assert!(err.contains(&want) || err.contains(&or), "{args:?}: {err}");
         assert_eq!(files(&ro), Vec::<String>::new());
     }
 }
@@ -553,4 +555,57 @@ fn version_and_short_help_work_on_every_command() {
     assert!(ok, "{err}");
     let (ok, out, _) = run(d, &["user", "show", "ann@example.com"]);
     assert!(ok && out.contains("name: -h"), "{out}");
+}
+
+#[test]
+fn review_fixes_empty_files_version_flags_key_directories_and_racing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An empty file is no database (`touch typo.db`).
+    std::fs::write(d.join("typo.db"), b"").unwrap();
+    let (ok, _, err) = run(d, &["user", "list", "--db", "typo.db"]);
+    assert!(!ok && err.contains("no database at"), "{err}");
+    assert_eq!(std::fs::metadata(d.join("typo.db")).unwrap().len(), 0);
+    // -V as a value is not a version request: the real error is shown.
+    let (ok, out, err) = run(d, &["user", "add", "--name", "-V"]);
+    assert!(!ok, "{out}");
+    assert!(!out.contains("hallpass 0."), "{out}");
+    assert!(err.contains("email") || out.contains("email"), "{out}{err}");
+    // A key file whose directory cannot take it fails check-config.
+    let cfg = config(d, "master_key_file = \"/nonexistent-dir/k\"\n");
+    let (ok, _, err) = run(d, &["check-config", "--config", &cfg]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("/nonexistent-dir"), "{err}");
+    // Two starts at once on one port and one new database: the one that
+    // cannot bind removes nothing the other made.
+    let fresh = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        hallpass(fresh.path())
+            .args(["serve", "--listen", &listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (start(), start());
+    let ended = |c: &mut std::process::Child| c.try_wait().unwrap().is_some();
+    let t0 = std::time::Instant::now();
+    while !(ended(&mut a) || ended(&mut b)) && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let names = files(fresh.path());
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(
+        names.contains(&"h.db".to_string()) && names.contains(&"h.db.key".to_string()),
+        "the running server's files are all there: {names:?}"
+    );
 }
