@@ -58,6 +58,18 @@ pub fn check_password(
     password: &str,
     peer: &Peer,
 ) -> Result<User, Error> {
+    check_password_as(cx, login, password, peer, "password")
+}
+
+/// `check_password`, its refusals logged with `method` (the sign-in pages
+/// log theirs as "web").
+pub fn check_password_as(
+    cx: &mut Ctx,
+    login: &str,
+    password: &str,
+    peer: &Peer,
+    method: &str,
+) -> Result<User, Error> {
     let now = cx.now();
     if let Err(e) = cx.app.limiter.take(Family::Login, &peer.ip, now) {
         cx.app.metrics.login("rate_limited");
@@ -105,7 +117,7 @@ pub fn check_password(
         cx.write(|tx| {
             audit::record(
                 tx,
-                &failed(actor.as_deref(), "password", "invalid_credentials", peer),
+                &failed(actor.as_deref(), method, "invalid_credentials", peer),
                 now,
             )
         })?;
@@ -117,7 +129,7 @@ pub fn check_password(
             softlock::clear(tx, &lock, Some(counted), now)?;
             audit::record(
                 tx,
-                &failed(Some(&user.id), "password", "user_inactive", peer),
+                &failed(Some(&user.id), method, "user_inactive", peer),
                 now,
             )
         })?;

@@ -41,6 +41,10 @@ pub const SIGNUP: &str = "signup";
 /// A link confirming an address for an account; `data` = the address.
 pub const VERIFY_EMAIL: &str = "verify_email";
 
+/// A sign-in at the pages between its password and its second factor
+/// (web/signin.rs): a token in a short-lived cookie.
+pub const WEB_SECOND_FACTOR: &str = "web_second_factor";
+
 /// The alphabet of emailed sign-in codes.
 pub const DIGITS: &[u8] = b"0123456789";
 

@@ -424,6 +424,11 @@ pub struct Config {
     pub mail_concurrency: usize,
     /// Days login_activity rows are kept; 0 keeps them forever. Default 180.
     pub activity_retention_days: i64,
+    /// A browser session of the sign-in pages ends after this many seconds
+    /// without a request. Default 7 days.
+    pub web_session_idle_secs: i64,
+    /// ... and this many seconds after its sign-in, whatever. Default 30 days.
+    pub web_session_max_secs: i64,
     /// Enabled dialects.
     pub dialects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
@@ -463,6 +468,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     mail: Option<RawMail>,
     activity: Option<RawActivity>,
+    web: Option<RawWeb>,
     api: Option<RawApi>,
     providers: Option<BTreeMap<String, RawProvider>>,
 }
@@ -558,6 +564,13 @@ struct RawActivity {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawWeb {
+    session_idle_secs: Option<i64>,
+    session_max_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawApi {
     dialects: Option<Vec<String>>,
 }
@@ -606,6 +619,8 @@ impl Config {
             mail_timeout_secs: 30,
             mail_concurrency: 2,
             activity_retention_days: 180,
+            web_session_idle_secs: 7 * 86_400,
+            web_session_max_secs: 30 * 86_400,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
             access_log: AccessLog::Text,
@@ -721,6 +736,10 @@ impl Config {
         }
         if let Some(a) = r.activity {
             set(&mut self.activity_retention_days, a.retention_days);
+        }
+        if let Some(w) = r.web {
+            set(&mut self.web_session_idle_secs, w.session_idle_secs);
+            set(&mut self.web_session_max_secs, w.session_max_secs);
         }
         if let Some(a) = r.api {
             set(&mut self.dialects, a.dialects);
@@ -875,6 +894,13 @@ impl Config {
         if !(0..=36_500).contains(&self.activity_retention_days) {
             return bad("activity.retention_days must be 0..=36500 (0 keeps rows forever)".into());
         }
+        let (idle, max) = (self.web_session_idle_secs, self.web_session_max_secs);
+        if !(60..=366 * 86_400).contains(&max) || !(60..=max).contains(&idle) {
+            return bad(format!(
+                "web: session_max_secs must be 60..=31622400 and session_idle_secs 60..=session_max_secs \
+                 (now {idle} and {max})"
+            ));
+        }
         let l = &self.limits;
         if l.login_burst < 1.0
             || l.token_burst < 1.0
@@ -1017,6 +1043,10 @@ impl Config {
             String::new(),
             "[activity]".into(),
             format!("retention_days = {}", self.activity_retention_days),
+            String::new(),
+            "[web]".into(),
+            format!("session_idle_secs = {}", self.web_session_idle_secs),
+            format!("session_max_secs = {}", self.web_session_max_secs),
             String::new(),
             "[api]".into(),
             format!("dialects = {}", list(&self.dialects)),
@@ -1631,6 +1661,33 @@ mod tests {
         assert_eq!(c.connections, d.connections);
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.activity_retention_days, d.activity_retention_days);
+        assert_eq!(c.web_session_idle_secs, d.web_session_idle_secs);
+        assert_eq!(c.web_session_max_secs, d.web_session_max_secs);
+    }
+
+    #[test]
+    fn web_session_lifetimes_are_read_and_bounded() {
+        let c = load_toml(
+            "[web]\nsession_idle_secs = 3600\nsession_max_secs = 86400\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.web_session_idle_secs, c.web_session_max_secs),
+            (3600, 86_400)
+        );
+        let raw: RawConfig = toml::from_str(&c.describe()).unwrap();
+        let mut again = Config::defaults();
+        again.apply_raw(raw).unwrap();
+        assert_eq!(again.web_session_idle_secs, 3600);
+        for bad in [
+            "session_idle_secs = 90000\nsession_max_secs = 86400",
+            "session_idle_secs = 10",
+            "session_max_secs = 0",
+        ] {
+            let e = load_toml(&format!("[web]\n{bad}\n"), &[]).unwrap_err();
+            assert!(e.contains("session_idle_secs"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -47,6 +47,9 @@ const MIGRATIONS: &[&str] = &[
     // 10 -> 11: clients.num, AuthUser's authClientId (issue 15), and the
     // sequences that give it.
     include_str!("migrations/011_client_numbers.sql"),
+    // 11 -> 12: web_sessions, the browsers signed in at the sign-in pages
+    // (issue 13).
+    include_str!("migrations/012_web_sessions.sql"),
 ];
 
 /// The schema version this build writes.

@@ -103,6 +103,17 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A cookie's value from the Cookie header(s); the first of that name.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+    }
+
     /// The User-Agent header.
     pub fn user_agent(&self) -> Option<&str> {
         self.header("user-agent")

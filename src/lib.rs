@@ -40,6 +40,7 @@ pub mod social;
 pub mod softlock;
 pub mod totp;
 pub mod url;
+pub mod web;
 
 pub use clock::Clock;
 pub use config::Config;

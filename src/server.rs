@@ -305,6 +305,7 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
             crate::totp::sweep(tx, now)?;
             crate::softlock::sweep(tx, now)?;
             crate::social::sweep(tx, now)?;
+            crate::web::session::sweep(tx, now)?;
             crate::codes::sweep(tx, now)
         })?;
     }

@@ -303,7 +303,8 @@ pub fn revoke_family(
     Ok(())
 }
 
-/// Revokes every family of a user, but `keep`.
+/// Revokes every family of a user, but `keep`, and ends all their browser
+/// sessions (web/session.rs).
 pub fn revoke_user_families(
     tx: &Connection,
     user_id: &str,
@@ -311,6 +312,10 @@ pub fn revoke_user_families(
     reason: &str,
     now: i64,
 ) -> Result<usize, Error> {
+    // The browser sessions of the sign-in pages end with them, every one
+    // (`keep` names a token family, never a browser): a disabled user, a
+    // new password, sessions ended by an admin.
+    crate::web::session::end_user(tx, user_id)?;
     Ok(tx.execute(
         "UPDATE token_families SET revoked_at = ?2, revoked_reason = ?3
           WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4",

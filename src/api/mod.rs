@@ -21,6 +21,7 @@ pub mod mfa;
 pub mod native;
 pub mod openapi;
 pub mod social;
+pub mod web;
 pub mod yat;
 
 /// A handler: decode, call the core, encode. Errors are rendered by dispatch.
@@ -89,6 +90,14 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
             openapi: admin::openapi,
             render: native::render,
         },
+        // The sign-in pages (HTML), always on: the OpenID Provider sends
+        // browsers to them whatever dialects are served.
+        Dialect {
+            name: "web",
+            routes: web::routes(),
+            openapi: web::openapi,
+            render: web::render,
+        },
         Dialect {
             name: "yat",
             routes: yat::routes(),
@@ -123,7 +132,7 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
     ];
     all.into_iter()
         .filter(|d| match d.name {
-            "meta" | "admin" => true,
+            "meta" | "admin" | "web" => true,
             "social" => enabled("native"),
             name => enabled(name),
         })

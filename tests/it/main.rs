@@ -22,3 +22,4 @@ mod second_factor;
 mod service;
 mod social;
 mod tokens;
+mod web;

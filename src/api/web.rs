@@ -1,0 +1,562 @@
+//! The sign-in pages' routes (always on, like meta and admin): thin
+//! handlers over web/ that read the form and cookies, call one flow, and
+//! answer with a page or a 303. Every answer carries the pages' security
+//! headers (`secure`); a handler's error becomes the error page here,
+//! with the product name, rather than a JSON envelope.
+//!
+//! Forms: `application/x-www-form-urlencoded` bodies, each with its `csrf`
+//! field (web/session.rs explains the tokens). The sign-in form's token is
+//! bound to a pre-session cookie set when the form is shown; the second
+//! factor's to its pending cookie; sign-out's to the session itself. A
+//! missing or wrong token is a 403 page, before anything else is read.
+//!
+//! `return_to` (a query parameter, then a hidden field) is followed only
+//! when it is a path on this server: it starts with one `/`, has no `\`,
+//! and is printable ASCII without spaces (see `safe_return_to`). Anything
+//! else goes to /account.
+
+use super::openapi::{op, string, Op};
+use super::{peer, Params, Route};
+use crate::app::Ctx;
+use crate::error::Error;
+use crate::http::{parse_form, percent_encode, Request, Response};
+use crate::web::pages::{Page, STYLESHEET};
+use crate::web::session::{self, BrowserSession};
+use crate::web::signin::{self, PasswordStep, PENDING_TTL};
+
+/// The pages' route table.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("GET", "/signin", signin_form),
+        Route::new("POST", "/signin", signin_post),
+        Route::new("GET", "/signin/second-factor", second_factor_form),
+        Route::new("POST", "/signin/second-factor", second_factor_post),
+        Route::new("GET", "/signout", signout_form),
+        Route::new("POST", "/signout", signout_post),
+        Route::new("GET", "/account", account),
+        Route::new("GET", "/assets/hallpass.css", stylesheet),
+    ]
+}
+
+/// The CSP of every page: no script at all, styles from our stylesheet
+/// only, forms posting only to us, never framed.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The browser session named by the request's cookie, if live.
+pub fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
+    match req.cookie(session::cookie_name(&cx.app.public_url)) {
+        Some(v) => session::current(&cx.conn, v, cx.now()),
+        None => Ok(None),
+    }
+}
+
+/// The headers every answer of the pages carries.
+fn secure(resp: Response) -> Response {
+    resp.with_header("Content-Security-Policy", CSP)
+        .with_header("X-Frame-Options", "DENY")
+        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("X-Content-Type-Options", "nosniff")
+}
+
+/// An HTML page (never cached: it may name the user or carry a token).
+fn html(status: u16, body: String) -> Response {
+    secure(
+        Response::text(status, "text/html; charset=utf-8", body)
+            .with_header("Cache-Control", "no-store"),
+    )
+}
+
+/// 303 See Other: after a form, the browser GETs `location`.
+fn see_other(location: &str) -> Response {
+    secure(
+        Response::empty(303)
+            .with_header("Location", location)
+            .with_header("Cache-Control", "no-store"),
+    )
+}
+
+fn product(cx: &Ctx) -> &str {
+    &cx.app.config.mail_product
+}
+
+/// The error page for `e`, in words for a person; internal detail is
+/// logged, never shown.
+fn error_page(cx: &Ctx, e: &Error) -> Response {
+    if let Error::Internal(detail) = e {
+        cx.app.log.line(format!("error: {detail}"));
+    }
+    let (status, title, message) = match e {
+        Error::Forbidden(_) => (
+            403,
+            "Form expired",
+            "This form has expired or did not come from this site. Go back, reload the page \
+             and try again."
+                .to_string(),
+        ),
+        Error::RateLimited { retry_after } => (
+            429,
+            "Too many attempts",
+            format!(
+                "Too many attempts. Wait {} and try again.",
+                wait(*retry_after)
+            ),
+        ),
+        Error::BadRequest(_) | Error::Validation { .. } => (
+            400,
+            "Bad request",
+            "The form could not be read. Go back and try again.".to_string(),
+        ),
+        Error::Internal(_) => (
+            500,
+            "Something went wrong",
+            "Something went wrong on our side. Try again in a moment.".to_string(),
+        ),
+        other => (other.status(), "Error", other.public_message()),
+    };
+    let mut resp = match Page::new(product(cx), title)
+        .set("message", message)
+        .render("error.html")
+    {
+        Ok(body) => html(status, body),
+        Err(_) => html(500, "Internal Server Error".into()),
+    };
+    if let Error::RateLimited { retry_after } = e {
+        resp = resp.with_header("Retry-After", &retry_after.to_string());
+    }
+    resp
+}
+
+/// The renderer `api::dispatch` uses should a handler fail anyway (every
+/// handler here renders its own errors through `error_page`).
+pub fn render(e: &Error) -> Response {
+    let body = Page::new("hallpass", "Error")
+        .set("message", e.public_message())
+        .render("error.html")
+        .unwrap_or_else(|_| "Error".into());
+    html(e.status(), body)
+}
+
+/// Runs a handler body; an error becomes the error page.
+fn guard(
+    cx: &mut Ctx,
+    req: &Request,
+    f: fn(&mut Ctx, &Request) -> Result<Response, Error>,
+) -> Result<Response, Error> {
+    Ok(f(cx, req).unwrap_or_else(|e| error_page(cx, &e)))
+}
+
+/// "N seconds" / "N minutes", rounded up.
+fn wait(secs: u64) -> String {
+    match secs {
+        0..=1 => "a second".into(),
+        2..=90 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+/// `return_to` when it is a path on this server, else `/account`: a
+/// single leading `/` (not `//`, which a browser reads as another host),
+/// no `\` (which browsers read as `/`), and only printable ASCII (no
+/// scheme can hide behind a tab or newline a browser would strip).
+pub fn safe_return_to(v: Option<&str>) -> &str {
+    match v {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= 4096
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p
+        }
+        _ => "/account",
+    }
+}
+
+/// The decoded fields of a form body.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn read(req: &Request) -> Result<Form, Error> {
+        let text = std::str::from_utf8(&req.body)
+            .map_err(|_| Error::BadRequest("the form is not UTF-8".into()))?;
+        Ok(Form(parse_form(text)))
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// The longest login name looked up (an email address's RFC 5321 limit).
+const MAX_LOGIN: usize = 320;
+
+fn csrf_refused() -> Error {
+    Error::Forbidden("csrf".into())
+}
+
+// --- sign-in ---------------------------------------------------------------
+
+fn signin_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let return_to = safe_return_to(req.query("return_to"));
+        signin_page(cx, req, 200, SigninView::blank(return_to))
+    })
+}
+
+/// What the sign-in form shows besides its fields.
+struct SigninView<'a> {
+    return_to: &'a str,
+    login: &'a str,
+    login_error: Option<&'a str>,
+    password_error: Option<&'a str>,
+    notice: Option<String>,
+}
+
+impl<'a> SigninView<'a> {
+    fn blank(return_to: &'a str) -> SigninView<'a> {
+        SigninView {
+            return_to,
+            login: "",
+            login_error: None,
+            password_error: None,
+            notice: None,
+        }
+    }
+}
+
+/// The sign-in form, with its CSRF cookie: the browser's own when it holds
+/// a usable one (so a form re-shown after a mistake keeps working), else a
+/// new one.
+fn signin_page(cx: &Ctx, req: &Request, status: u16, v: SigninView) -> Result<Response, Error> {
+    let name = session::csrf_cookie_name(&cx.app.public_url);
+    let (value, fresh) = match session::usable_csrf_value(req.cookie(name)) {
+        Some(v) => (v.to_string(), false),
+        None => (session::new_csrf_value()?, true),
+    };
+    let mut page = Page::new(product(cx), "Sign in")
+        .set("csrf", session::csrf_token(&cx.app.master, &value))
+        .set("return_to", v.return_to)
+        .set("login", v.login);
+    if let Some(e) = v.login_error {
+        page = page.set("login_error", e);
+    }
+    if let Some(e) = v.password_error {
+        page = page.set("password_error", e);
+    }
+    if let Some(n) = v.notice {
+        page = page.set("notice", n);
+    }
+    let mut resp = html(status, page.render("signin.html")?);
+    if fresh {
+        resp = resp.with_header(
+            "Set-Cookie",
+            &session::set_cookie(&cx.app.public_url, name, &value, session::CSRF_COOKIE_SECS),
+        );
+    }
+    Ok(resp)
+}
+
+fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let form = Form::read(req)?;
+        let public = cx.app.public_url.clone();
+        let csrf = req.cookie(session::csrf_cookie_name(&public));
+        if !session::csrf_ok(&cx.app.master, csrf, form.get("csrf")) {
+            return Err(csrf_refused());
+        }
+        let return_to = safe_return_to(Some(form.get("return_to")));
+        let login = form.get("login").trim();
+        let password = form.get("password");
+        let mut view = SigninView::blank(return_to);
+        view.login = login;
+        if login.is_empty() {
+            view.login_error = Some("Enter your email address or username.");
+            return signin_page(cx, req, 422, view);
+        }
+        if login.chars().count() > MAX_LOGIN {
+            view.login = "";
+            view.login_error = Some("That is longer than any email address or username.");
+            return signin_page(cx, req, 422, view);
+        }
+        if password.is_empty() {
+            view.password_error = Some("Enter your password.");
+            return signin_page(cx, req, 422, view);
+        }
+        if password.chars().count() > crate::password::MAX_LEN {
+            view.password_error = Some("That is longer than any password here.");
+            return signin_page(cx, req, 422, view);
+        }
+        let old = req.cookie(session::cookie_name(&public));
+        match signin::password(cx, login, password, old, &peer(req)) {
+            Ok(PasswordStep::Done(id)) => Ok(signed_in(cx, return_to, &id)),
+            Ok(PasswordStep::SecondFactor(token)) => {
+                let to = format!(
+                    "/signin/second-factor?return_to={}",
+                    percent_encode(return_to)
+                );
+                Ok(see_other(&to).with_header(
+                    "Set-Cookie",
+                    &session::set_cookie(
+                        &public,
+                        session::pending_cookie_name(&public),
+                        &token,
+                        PENDING_TTL,
+                    ),
+                ))
+            }
+            Err(Error::InvalidCredentials) => {
+                // The same words for an unknown name and a wrong password.
+                view.password_error = Some("The email, username or password is not right.");
+                signin_page(cx, req, 401, view)
+            }
+            Err(Error::UserInactive) => {
+                view.notice = Some("This account is disabled. Ask your administrator.".into());
+                signin_page(cx, req, 403, view)
+            }
+            Err(Error::RateLimited { retry_after }) => {
+                view.notice = Some(format!(
+                    "Too many attempts. Wait {} and try again.",
+                    wait(retry_after)
+                ));
+                Ok(signin_page(cx, req, 429, view)?
+                    .with_header("Retry-After", &retry_after.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// 303 to `return_to` with the new session's cookie, kept by the browser
+/// as long as the session can live at most (the server ends it sooner when
+/// idle); the pre-session and pending cookies are done with.
+fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
+    let public = cx.app.public_url.as_str();
+    let max_age = cx.app.config.web_session_max_secs;
+    let clear = |name: &str| session::set_cookie(public, name, "", 0);
+    see_other(return_to)
+        .with_header(
+            "Set-Cookie",
+            &session::set_cookie(public, session::cookie_name(public), id, max_age),
+        )
+        .with_header("Set-Cookie", &clear(session::csrf_cookie_name(public)))
+        .with_header("Set-Cookie", &clear(session::pending_cookie_name(public)))
+}
+
+// --- second factor -----------------------------------------------------------
+
+fn second_factor_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let return_to = safe_return_to(req.query("return_to"));
+        let pending = req.cookie(session::pending_cookie_name(&cx.app.public_url));
+        match pending {
+            Some(p) if signin::pending_live(cx, p)? => {
+                second_factor_page(cx, 200, p, return_to, None)
+            }
+            _ => Ok(expired_sign_in(return_to)),
+        }
+    })
+}
+
+/// Back to the start: the half-done sign-in is gone.
+fn expired_sign_in(return_to: &str) -> Response {
+    see_other(&format!("/signin?return_to={}", percent_encode(return_to)))
+}
+
+fn second_factor_page(
+    cx: &Ctx,
+    status: u16,
+    pending: &str,
+    return_to: &str,
+    code_error: Option<&str>,
+) -> Result<Response, Error> {
+    let mut page = Page::new(product(cx), "Two-factor authentication")
+        .set("csrf", session::csrf_token(&cx.app.master, pending))
+        .set("return_to", return_to);
+    if let Some(e) = code_error {
+        page = page.set("code_error", e);
+    }
+    Ok(html(status, page.render("second_factor.html")?))
+}
+
+fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let form = Form::read(req)?;
+        let public = cx.app.public_url.clone();
+        let pending = req.cookie(session::pending_cookie_name(&public));
+        if !session::csrf_ok(&cx.app.master, pending, form.get("csrf")) {
+            return Err(csrf_refused());
+        }
+        let pending = pending.unwrap_or_default();
+        let return_to = safe_return_to(Some(form.get("return_to")));
+        let code = form.get("code");
+        if code.trim().is_empty() {
+            return second_factor_page(cx, 422, pending, return_to, Some("Enter a code."));
+        }
+        let old = req.cookie(session::cookie_name(&public));
+        match signin::second_factor(cx, pending, code, old, &peer(req)) {
+            Ok(id) => Ok(signed_in(cx, return_to, &id)),
+            Err(Error::OtpInvalid) if signin::pending_live(cx, pending)? => second_factor_page(
+                cx,
+                401,
+                pending,
+                return_to,
+                Some("That code is not right. Try the current code."),
+            ),
+            Err(Error::Validation { .. }) => second_factor_page(
+                cx,
+                422,
+                pending,
+                return_to,
+                Some("Enter the 6-digit code or a recovery code."),
+            ),
+            // Too many wrong codes, or the five minutes are over.
+            Err(Error::OtpInvalid | Error::TokenInvalid) => Ok(expired_sign_in(return_to)),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+// --- sign-out and account ------------------------------------------------------
+
+fn signout_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let mut page = Page::new(product(cx), "Sign out");
+        if let Some((value, s)) = signed_in_as(cx, req)? {
+            page = page
+                .set("csrf", session::csrf_token(&cx.app.master, &value))
+                .set("who", who(cx, &s)?);
+        }
+        Ok(html(200, page.render("signout.html")?))
+    })
+}
+
+/// The session cookie's value and its live session.
+fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSession)>, Error> {
+    let Some(value) = req.cookie(session::cookie_name(&cx.app.public_url)) else {
+        return Ok(None);
+    };
+    Ok(session::current(&cx.conn, value, cx.now())?.map(|s| (value.to_string(), s)))
+}
+
+/// How the page names the signed-in user.
+fn who(cx: &Ctx, s: &BrowserSession) -> Result<String, Error> {
+    let user = crate::accounts::get_user(&cx.conn, &s.user_id)?
+        .ok_or_else(|| Error::Internal("session of a missing user".into()))?;
+    Ok(user.display_name().to_string())
+}
+
+fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let form = Form::read(req)?;
+        let public = cx.app.public_url.clone();
+        let name = session::cookie_name(&public);
+        let value = req.cookie(name);
+        if !session::csrf_ok(&cx.app.master, value, form.get("csrf")) {
+            return Err(csrf_refused());
+        }
+        signin::sign_out(cx, value.unwrap_or_default(), &peer(req))?;
+        Ok(see_other("/signin")
+            .with_header("Set-Cookie", &session::set_cookie(&public, name, "", 0)))
+    })
+}
+
+fn account(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let Some((value, s)) = signed_in_as(cx, req)? else {
+            return Ok(see_other("/signin?return_to=%2Faccount"));
+        };
+        let user = crate::accounts::get_user(&cx.conn, &s.user_id)?
+            .ok_or_else(|| Error::Internal("session of a missing user".into()))?;
+        let methods = if s.amr.iter().any(|a| a == "otp" || a == "recovery") {
+            "Password and a second factor"
+        } else {
+            "Password"
+        };
+        let mut page = Page::new(product(cx), "Your account")
+            .set("csrf", session::csrf_token(&cx.app.master, &value))
+            .set("who", user.display_name())
+            .set("methods", methods);
+        if let Some(e) = &user.email {
+            page = page.set("email", e.as_str());
+        }
+        Ok(html(200, page.render("account.html")?))
+    })
+}
+
+fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    Ok(secure(
+        Response::text(200, "text/css; charset=utf-8", STYLESHEET.to_string())
+            .with_header("Cache-Control", "public, max-age=3600"),
+    ))
+}
+
+/// The pages' operations (HTML, not JSON; listed so that the document
+/// names every route served).
+pub fn openapi() -> Vec<Op> {
+    let page = |method: &'static str, path: &'static str, summary: &str| {
+        op(method, path, summary).json_text(200, "text/html")
+    };
+    let form = |path: &'static str, summary: &str| {
+        op("POST", path, summary)
+            .empty(303, "On to the next page (Location)")
+            .json_text(401, "text/html")
+            .json_text(403, "text/html")
+            .json_text(429, "text/html")
+    };
+    vec![
+        page("GET", "/signin", "The sign-in page").query("return_to", false, string()),
+        form(
+            "/signin",
+            "Signs in with a login name and password (a form)",
+        ),
+        page(
+            "GET",
+            "/signin/second-factor",
+            "The second-factor page of a half-done sign-in",
+        )
+        .query("return_to", false, string()),
+        form(
+            "/signin/second-factor",
+            "Finishes a sign-in with a TOTP or recovery code (a form)",
+        ),
+        page("GET", "/signout", "Asks to confirm signing out"),
+        op("POST", "/signout", "Ends the browser session (a form)")
+            .empty(303, "To /signin")
+            .json_text(403, "text/html"),
+        page("GET", "/account", "The signed-in user's account page")
+            .empty(303, "To /signin when not signed in"),
+        op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_is_followed_only_to_paths_on_this_server() {
+        for ok in ["/account", "/oauth2/authorize?client_id=a&state=x%2Fy", "/"] {
+            assert_eq!(safe_return_to(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "javascript:alert(1)",
+            "/\t/evil.example",
+            "/a b",
+            "",
+            "evil",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/account", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
+    }
+}

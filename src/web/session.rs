@@ -1,0 +1,318 @@
+//! Browser sessions of the sign-in pages (the `web_sessions` table), their
+//! cookie and the CSRF tokens of the forms. Core: no HTTP types; callers
+//! pass the cookie value and form fields as text.
+//!
+//! * The cookie carries a 256-bit random id (base64url). Only its SHA-256
+//!   (hex) is stored, so a copy of the database signs no browser in. Every
+//!   sign-in draws a new id (no fixation): `start` never reuses one.
+//! * A session ends at sign-out (`end`), when its user is disabled,
+//!   deleted or their password changes (`end_user`, called wherever token
+//!   families are revoked: `sessions::revoke_user_families`), after its
+//!   idle lifetime without a request, and at its absolute expiry. `current`
+//!   checks all of these itself (and that the user is active), so a row the
+//!   background sweep has not reached yet is already dead.
+//! * CSRF, signed double submit: a form carries `csrf`, an HMAC-SHA256
+//!   (key derived from the master key for this purpose alone) of a value
+//!   the browser holds in an HttpOnly cookie: before sign-in, a random
+//!   pre-session value in its own short-lived cookie (`csrf_cookie_name`);
+//!   once signed in, the session id itself. A cross-site page can make the
+//!   browser send the cookie, but cannot read it, nor forge the HMAC
+//!   without the key; a value planted in the cookie is useless without its
+//!   HMAC, which only this server makes.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::crypto::{b64url, ct_eq, hmac_sha256, random_token, token_hash, MasterKey};
+use crate::error::Error;
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowserSession {
+    /// SHA-256 hex of the cookie's session id.
+    pub id_hash: String,
+    pub user_id: String,
+    /// ["pwd"], or ["pwd","otp"] / ["pwd","recovery"] after the second
+    /// factor (RFC 8176 names).
+    pub amr: Vec<String>,
+    /// Unix seconds of the sign-in.
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// The session cookie's name over https. `__Host-`: the browser takes it
+/// only with Secure, Path=/ and no Domain, so no other host (a sibling
+/// subdomain) can set or shadow it.
+pub const COOKIE: &str = "__Host-hallpass";
+/// Over plain http (a browser refuses `__Host-` without Secure).
+pub const COOKIE_PLAIN: &str = "hallpass";
+
+/// The cookie name in use for this public URL.
+pub fn cookie_name(public_url: &str) -> &'static str {
+    if is_https(public_url) {
+        COOKIE
+    } else {
+        COOKIE_PLAIN
+    }
+}
+
+/// The pre-sign-in CSRF cookie's name for this public URL.
+pub fn csrf_cookie_name(public_url: &str) -> &'static str {
+    if is_https(public_url) {
+        "__Host-hallpass_csrf"
+    } else {
+        "hallpass_csrf"
+    }
+}
+
+/// The cookie naming a half-done sign-in (password given, second factor
+/// owed) for this public URL.
+pub fn pending_cookie_name(public_url: &str) -> &'static str {
+    if is_https(public_url) {
+        "__Host-hallpass_pending"
+    } else {
+        "hallpass_pending"
+    }
+}
+
+fn is_https(public_url: &str) -> bool {
+    public_url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The attributes every cookie of ours carries: HttpOnly, SameSite=Lax,
+/// Path=/, and Secure over https. `max_age` 0 deletes it.
+pub fn set_cookie(public_url: &str, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if is_https(public_url) { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// How long the pre-sign-in CSRF cookie lives (a form left open for this
+/// long must be loaded again).
+pub const CSRF_COOKIE_SECS: i64 = 7200;
+
+/// True for a value of the shape we mint (43 base64url characters): the
+/// only shape looked up or HMACed.
+fn well_formed(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fresh pre-session CSRF cookie value.
+pub fn new_csrf_value() -> Result<String, Error> {
+    random_token()
+}
+
+/// The CSRF value of an existing cookie, when it is one of ours in shape.
+pub fn usable_csrf_value(cookie: Option<&str>) -> Option<&str> {
+    cookie.filter(|v| well_formed(v))
+}
+
+/// The form token bound to `value` (the pre-session cookie or the session
+/// id): HMAC-SHA256 under a key derived for this purpose, base64url.
+pub fn csrf_token(master: &MasterKey, value: &str) -> String {
+    b64url(&hmac_sha256(&master.derive("web csrf"), value.as_bytes()))
+}
+
+/// True when `given` is the form token of `value` (constant time). An
+/// absent or malformed value never matches.
+pub fn csrf_ok(master: &MasterKey, value: Option<&str>, given: &str) -> bool {
+    match value.filter(|v| well_formed(v)) {
+        Some(v) => ct_eq(csrf_token(master, v).as_bytes(), given.as_bytes()),
+        None => false,
+    }
+}
+
+/// Starts a session for `user_id` after a complete sign-in; returns the
+/// new cookie value (a new random id, never a reused one). In the caller's
+/// transaction, beside the activity row.
+pub fn start(
+    tx: &Connection,
+    user_id: &str,
+    amr: &[String],
+    idle_secs: i64,
+    max_secs: i64,
+    now: i64,
+) -> Result<String, Error> {
+    let id = random_token()?;
+    let amr = serde_json::to_string(amr)?;
+    tx.prepare_cached(
+        "INSERT INTO web_sessions
+           (id_hash, user_id, amr, auth_time, created_at, last_seen_at, idle_secs, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        token_hash(&id),
+        user_id,
+        amr,
+        now,
+        idle_secs,
+        now + max_secs
+    ])?;
+    Ok(id)
+}
+
+/// How often `last_seen_at` is written at most (one write a minute per
+/// busy browser, not one per request).
+const TOUCH_EVERY: i64 = 60;
+
+/// The live session named by a cookie value (idle and absolute lifetimes
+/// checked, and an active, undeleted user; last_seen refreshed at most
+/// once a minute).
+pub fn current(
+    conn: &Connection,
+    cookie_value: &str,
+    now: i64,
+) -> Result<Option<BrowserSession>, Error> {
+    if !well_formed(cookie_value) {
+        return Ok(None);
+    }
+    let id_hash = token_hash(cookie_value);
+    let row = conn
+        .prepare_cached(
+            "SELECT s.user_id, s.amr, s.auth_time, s.created_at, s.last_seen_at
+               FROM web_sessions s JOIN users u ON u.id = s.user_id
+              WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at + s.idle_secs > ?2
+                AND u.status = 'active' AND u.deleted_at IS NULL",
+        )?
+        .query_row(params![id_hash, now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((user_id, amr, auth_time, created_at, mut last_seen_at)) = row else {
+        return Ok(None);
+    };
+    if now - last_seen_at >= TOUCH_EVERY {
+        conn.prepare_cached("UPDATE web_sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
+            .execute(params![id_hash, now])?;
+        last_seen_at = now;
+    }
+    Ok(Some(BrowserSession {
+        id_hash,
+        user_id,
+        amr: serde_json::from_str(&amr)?,
+        auth_time,
+        created_at,
+        last_seen_at,
+    }))
+}
+
+/// Ends a session (sign-out). A value naming no session is no error.
+pub fn end(conn: &Connection, cookie_value: &str, _now: i64) -> Result<(), Error> {
+    if well_formed(cookie_value) {
+        conn.prepare_cached("DELETE FROM web_sessions WHERE id_hash = ?1")?
+            .execute([token_hash(cookie_value)])?;
+    }
+    Ok(())
+}
+
+/// Ends every session of a user (disabled, password changed or reset,
+/// sessions ended by an admin). Returns how many.
+pub fn end_user(conn: &Connection, user_id: &str) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached("DELETE FROM web_sessions WHERE user_id = ?1")?
+        .execute([user_id])?)
+}
+
+/// Deletes sessions past their idle or absolute lifetime (background).
+pub fn sweep(conn: &Connection, now: i64) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen_at + idle_secs <= ?1",
+        )?
+        .execute([now])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{self, NewUser};
+    use crate::db;
+
+    fn setup() -> (tempfile::TempDir, Connection, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db::open_and_migrate(&dir.path().join("t.db")).unwrap();
+        let user = db::immediate(&mut conn, |tx| {
+            let new = NewUser {
+                email: Some("ann@example.com".into()),
+                role: "user".into(),
+                ..NewUser::default()
+            };
+            accounts::create_user(tx, &new, 1000)
+        })
+        .unwrap();
+        (dir, conn, user.id)
+    }
+
+    #[test]
+    fn a_session_lives_until_idle_or_absolute_expiry_and_stores_only_a_hash() {
+        let (_d, conn, user) = setup();
+        let amr = vec!["pwd".to_string()];
+        let id = start(&conn, &user, &amr, 100, 1000, 1000).unwrap();
+        let stored: String = conn
+            .query_row("SELECT id_hash FROM web_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, id);
+        assert_eq!(stored, token_hash(&id));
+        let s = current(&conn, &id, 1050).unwrap().unwrap();
+        assert_eq!((s.user_id.as_str(), s.auth_time), (user.as_str(), 1000));
+        assert_eq!(s.amr, amr);
+        assert_eq!(s.last_seen_at, 1000, "touched at most once a minute");
+        assert_eq!(
+            current(&conn, &id, 1080).unwrap().unwrap().last_seen_at,
+            1080
+        );
+        assert!(current(&conn, &id, 1180).unwrap().is_none(), "idle");
+        // Kept alive, it still ends at the absolute expiry.
+        let id = start(&conn, &user, &amr, 100, 300, 2000).unwrap();
+        for t in [2090, 2180, 2270] {
+            assert!(current(&conn, &id, t).unwrap().is_some(), "{t}");
+        }
+        assert!(current(&conn, &id, 2300).unwrap().is_none(), "absolute");
+        assert_eq!(sweep(&conn, 2300).unwrap(), 2);
+    }
+
+    #[test]
+    fn ending_and_malformed_values_and_disabled_users() {
+        let (_d, conn, user) = setup();
+        let amr = vec!["pwd".to_string()];
+        let a = start(&conn, &user, &amr, 100, 1000, 1000).unwrap();
+        let b = start(&conn, &user, &amr, 100, 1000, 1000).unwrap();
+        assert_ne!(a, b);
+        end(&conn, &a, 1001).unwrap();
+        assert!(current(&conn, &a, 1001).unwrap().is_none());
+        assert!(current(&conn, &b, 1001).unwrap().is_some());
+        assert!(current(&conn, "short", 1001).unwrap().is_none());
+        conn.execute("UPDATE users SET status = 'disabled'", [])
+            .unwrap();
+        assert!(current(&conn, &b, 1001).unwrap().is_none());
+        assert_eq!(end_user(&conn, &user).unwrap(), 1);
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_their_value_and_cookie_names_to_the_scheme() {
+        let m = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let v = new_csrf_value().unwrap();
+        let t = csrf_token(&m, &v);
+        assert!(csrf_ok(&m, Some(&v), &t));
+        assert!(!csrf_ok(&m, Some(&v), ""));
+        assert!(!csrf_ok(&m, None, &t));
+        let w = new_csrf_value().unwrap();
+        assert!(!csrf_ok(&m, Some(&w), &t));
+        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(!csrf_ok(&other, Some(&v), &t));
+        assert_eq!(cookie_name("https://auth.example"), "__Host-hallpass");
+        assert_eq!(cookie_name("http://127.0.0.1:8080"), "hallpass");
+        assert!(set_cookie("https://a", COOKIE, "x", 5).ends_with("; Secure"));
+        assert!(!set_cookie("http://a", COOKIE_PLAIN, "x", 5).contains("Secure"));
+    }
+}

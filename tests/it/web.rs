@@ -1,0 +1,591 @@
+//! The sign-in pages through the real server, as a browser drives them: a
+//! client that keeps cookies (as a browser does: by name, deleted at
+//! Max-Age=0) and never follows a redirect, so each 303 and its cookies
+//! are checked. Forms are read back from the HTML (the hidden csrf and
+//! return_to fields) and posted as application/x-www-form-urlencoded.
+
+use std::cell::RefCell;
+
+use serde_json::json;
+
+use crate::second_factor::{code_at, enable_native};
+use crate::support::{Resp, TestServer, PASSWORD};
+
+/// A browser: the server, and a cookie jar.
+struct Browser<'a> {
+    s: &'a TestServer,
+    jar: RefCell<Vec<(String, String)>>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(s: &'a TestServer) -> Browser<'a> {
+        Browser {
+            s,
+            jar: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .borrow()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&self, r: &Resp) {
+        for (k, v) in &r.headers {
+            if !k.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let pair = v.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            let mut jar = self.jar.borrow_mut();
+            jar.retain(|(n, _)| n != name);
+            if !v.contains("Max-Age=0") {
+                jar.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.jar
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        let c = self.cookie_header();
+        let r = self.s.request("GET", path, &[("Cookie", &c)], None);
+        self.keep(&r);
+        r
+    }
+
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let c = self.cookie_header();
+        let r = self.s.request(
+            "POST",
+            path,
+            &[
+                ("Cookie", &c),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.as_bytes()),
+        );
+        self.keep(&r);
+        r
+    }
+
+    /// GET /signin (?return_to) and post the form with this login.
+    fn sign_in(&self, return_to: Option<&str>, login: &str, password: &str) -> Resp {
+        let path = match return_to {
+            Some(r) => format!("/signin?return_to={}", enc(r)),
+            None => "/signin".into(),
+        };
+        let page = self.get(&path);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = field(&page.body, "csrf");
+        let rt = field(&page.body, "return_to");
+        self.post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &rt),
+                ("login", login),
+                ("password", password),
+            ],
+        )
+    }
+}
+
+fn enc(s: &str) -> String {
+    hallpass::url::percent_encode(s)
+}
+
+/// The value of a hidden input, HTML entities decoded.
+fn field(html: &str, name: &str) -> String {
+    let at = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&at)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + at.len();
+    let raw = &html[start..start + html[start..].find('"').unwrap()];
+    raw.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn location(r: &Resp) -> &str {
+    r.header("location").unwrap_or("")
+}
+
+fn set_cookie<'r>(r: &'r Resp, name: &str) -> Option<&'r str> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn assert_page_headers(r: &Resp) {
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn sign_in_sets_the_session_cookie_with_its_flags_and_a_new_id_every_time() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account");
+    let c = set_cookie(&r, "hallpass").expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(c.contains(flag), "{c}");
+    }
+    assert!(!c.contains("Secure"), "plain http: {c}");
+    assert!(
+        c.contains("Max-Age=2592000"),
+        "the longest a session lives: {c}"
+    );
+    let first = b.cookie("hallpass").unwrap();
+    assert_eq!(first.len(), 43, "256 bits, base64url");
+    // Only its hash is stored.
+    let stored: String = s
+        .conn()
+        .query_row("SELECT id_hash FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(stored, first);
+
+    let acct = b.get("/account");
+    assert_eq!(acct.status, 200, "{}", acct.body);
+    assert!(acct.body.contains("ann"), "{}", acct.body);
+    let method: String = s
+        .conn()
+        .query_row(
+            "SELECT token_payload ->> '$.method' FROM login_activity
+              WHERE login_type IN ('ACCESS', 'RELOGIN')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(method, "web");
+
+    // Again: a new id, and the one before no longer signs anyone in.
+    let r = b.sign_in(None, "ann@example.com", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let second = b.cookie("hallpass").unwrap();
+    assert_ne!(first, second);
+    let old = s.request(
+        "GET",
+        "/account",
+        &[("Cookie", &format!("hallpass={first}"))],
+        None,
+    );
+    assert_eq!(old.status, 303);
+    assert_eq!(location(&old), "/signin?return_to=%2Faccount");
+}
+
+#[test]
+fn over_https_the_cookies_are_host_prefixed_and_secure() {
+    let s = TestServer::start_with(|c| c.public_url = Some("https://auth.example".into()));
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let page = b.get("/signin");
+    let csrf = set_cookie(&page, "__Host-hallpass_csrf").expect("a CSRF cookie");
+    assert!(
+        csrf.contains("Secure") && csrf.contains("HttpOnly"),
+        "{csrf}"
+    );
+    let r = b.sign_in(None, "ann", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let c = set_cookie(&r, "__Host-hallpass").expect("a session cookie");
+    for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(c.contains(flag), "{c}");
+    }
+    assert!(!c.contains("Domain"), "{c}");
+    assert_eq!(b.get("/account").status, 200);
+}
+
+#[test]
+fn a_wrong_password_and_an_unknown_user_get_the_same_page() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let wrong = b.sign_in(None, "ann", "not-the-password-1");
+    let unknown = b.sign_in(None, "nobody", "not-the-password-1");
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(
+        wrong.body.replace("value=\"ann\"", "value=\"X\""),
+        unknown.body.replace("value=\"nobody\"", "value=\"X\"")
+    );
+    assert!(wrong.body.contains("class=\"error\" id=\"password-error\""));
+    assert!(b.cookie("hallpass").is_none(), "no session");
+    assert_page_headers(&wrong);
+    // Empty fields are named next to the field.
+    let page = b.get("/signin");
+    let r = b.post(
+        "/signin",
+        &[("csrf", &field(&page.body, "csrf")), ("login", "ann")],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"password-error\""), "{}", r.body);
+}
+
+#[test]
+fn a_locked_account_says_to_wait() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let mut last = None;
+    for _ in 0..12 {
+        let r = b.sign_in(None, "ann", "not-the-password-1");
+        if r.status == 429 {
+            last = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let r = last.expect("locked within 12 tries");
+    assert!(r.body.contains("Too many attempts. Wait"), "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // The right password waits too.
+    let r = b.sign_in(None, "ann", PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
+#[test]
+fn a_form_without_its_csrf_token_is_refused() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    b.get("/signin");
+    let r = b.post("/signin", &[("login", "ann"), ("password", PASSWORD)]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("Form expired"), "{}", r.body);
+    assert_page_headers(&r);
+    // A token from another browser's cookie does not fit this one's.
+    let other = Browser::new(&s);
+    let foreign = field(&other.get("/signin").body, "csrf");
+    let r = b.post(
+        "/signin",
+        &[("csrf", &foreign), ("login", "ann"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 403);
+    // Nor a token without its cookie (a cross-site post from a fresh browser).
+    let fresh = Browser::new(&s);
+    let r = fresh.post(
+        "/signin",
+        &[("csrf", &foreign), ("login", "ann"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 403);
+    assert!(b.cookie("hallpass").is_none());
+
+    // Sign-out needs the session's token: without it the session lives on.
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    let r = b.post("/signout", &[]);
+    assert_eq!(r.status, 403);
+    let r = b.post("/signout", &[("csrf", &foreign)]);
+    assert_eq!(r.status, 403);
+    assert_eq!(b.get("/account").status, 200);
+}
+
+#[test]
+fn totp_users_go_through_the_second_factor_page() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(Some("/account?tab=1"), "ann", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        location(&r),
+        "/signin/second-factor?return_to=%2Faccount%3Ftab%3D1"
+    );
+    assert!(
+        b.cookie("hallpass").is_none(),
+        "no session before the factor"
+    );
+    assert!(b.cookie("hallpass_pending").is_some());
+    let n: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(b.get("/account").status, 303);
+
+    let page = b.get(location(&r));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_page_headers(&page);
+    let csrf = field(&page.body, "csrf");
+    let rt = field(&page.body, "return_to");
+    assert_eq!(rt, "/account?tab=1");
+    let wrong = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("return_to", &rt), ("code", "000000")],
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("id=\"code-error\""));
+    // The code of the step after the confirming one (enable_native left
+    // the clock there).
+    let code = code_at(&secret, s.now());
+    let r = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("return_to", &rt), ("code", &code)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account?tab=1");
+    assert!(b.cookie("hallpass").is_some());
+    assert!(b.cookie("hallpass_pending").is_none(), "done with");
+    let acct = b.get("/account");
+    assert_eq!(acct.status, 200);
+    assert!(acct.body.contains("second factor"), "{}", acct.body);
+    let amr: String = s
+        .conn()
+        .query_row("SELECT amr FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(amr, r#"["pwd","otp"]"#);
+    // The pending sign-in was single use.
+    let again = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("return_to", &rt), ("code", &code)],
+    );
+    assert_eq!(again.status, 403, "its cookie is gone: {}", again.body);
+}
+
+#[test]
+fn a_pending_sign_in_survives_five_wrong_codes_only() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let page = b.get(location(&r));
+    let csrf = field(&page.body, "csrf");
+    for _ in 0..5 {
+        let r = b.post(
+            "/signin/second-factor",
+            &[("csrf", &csrf), ("code", "000000")],
+        );
+        assert!(matches!(r.status, 401 | 303), "{}", r.body);
+    }
+    let r = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(r.status, 303);
+    assert!(location(&r).starts_with("/signin?"), "{r:?}");
+    assert!(b.cookie("hallpass").is_none());
+}
+
+#[test]
+fn return_to_never_leaves_the_server() {
+    // Eleven sign-ins from one address: past the default per-IP burst.
+    let s = TestServer::start_with(|c| c.limits.login_burst = 100.0);
+    s.add_user("ann@example.com");
+    for evil in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+    ] {
+        let b = Browser::new(&s);
+        let r = b.sign_in(Some(evil), "ann", PASSWORD);
+        assert_eq!(r.status, 303, "{evil:?}: {}", r.body);
+        assert_eq!(location(&r), "/account", "{evil:?}");
+        // Posted straight, past the page.
+        let page = b.get("/signin");
+        let r = b.post(
+            "/signin",
+            &[
+                ("csrf", &field(&page.body, "csrf")),
+                ("return_to", evil),
+                ("login", "ann"),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!(location(&r), "/account", "{evil:?}");
+    }
+    let b = Browser::new(&s);
+    let to = "/oauth2/authorize?client_id=c&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=x";
+    let r = b.sign_in(Some(to), "ann", PASSWORD);
+    assert_eq!(location(&r), to);
+}
+
+#[test]
+fn sign_out_ends_the_session() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    let id = b.cookie("hallpass").unwrap();
+    let confirm = b.get("/signout");
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Sign out"));
+    // GET alone signs nobody out.
+    assert_eq!(b.get("/account").status, 200);
+    let r = b.post("/signout", &[("csrf", &field(&confirm.body, "csrf"))]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/signin");
+    assert!(set_cookie(&r, "hallpass").unwrap().contains("Max-Age=0"));
+    assert!(b.cookie("hallpass").is_none());
+    let old = s.request(
+        "GET",
+        "/account",
+        &[("Cookie", &format!("hallpass={id}"))],
+        None,
+    );
+    assert_eq!(old.status, 303, "the cookie no longer works");
+    assert_eq!(s.activity("LOGOUT"), 1);
+    let n: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+    // Signed out, the confirm page says so.
+    assert!(b.get("/signout").body.contains("You are not signed in"));
+}
+
+#[test]
+fn every_page_carries_the_security_headers() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    for path in [
+        "/signin",
+        "/signin/second-factor",
+        "/signout",
+        "/account",
+        "/assets/hallpass.css",
+    ] {
+        let r = b.get(path);
+        assert!(matches!(r.status, 200 | 303), "{path}: {}", r.status);
+        assert_page_headers(&r);
+        if r.status == 200 && path != "/assets/hallpass.css" {
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("text/html; charset=utf-8"),
+                "{path}"
+            );
+            assert!(!r.body.contains("<script"), "{path}");
+        }
+    }
+    let css = b.get("/assets/hallpass.css");
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(css.body.contains(":focus"));
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    let acct = b.get("/account");
+    assert_page_headers(&acct);
+    assert_eq!(acct.header("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn sessions_end_when_the_user_is_disabled_or_their_password_changes() {
+    let s = TestServer::start();
+    let ann = s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let root = s.add_user("root@example.com");
+    s.conn()
+        .execute("UPDATE users SET role = 'admin' WHERE id = ?1", [&root.id])
+        .unwrap();
+    let (client, secret) = s.add_client();
+    let admin = s.login_token(&client, &secret, "root")["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    assert_eq!(b.get("/account").status, 200);
+    let r = s.send_auth(
+        "POST",
+        &format!("/admin/users/{}/disable", ann.id),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(b.get("/account").status, 303, "disabled: signed out");
+    // Enabled again, the old cookie stays dead.
+    let r = s.send_auth(
+        "POST",
+        &format!("/admin/users/{}/enable", ann.id),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(b.get("/account").status, 303);
+
+    // A password set by an admin ends Bob's browser session too.
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "bob", PASSWORD).status, 303);
+    let r = s.send_auth(
+        "POST",
+        "/admin/users/bob@example.com/password",
+        &admin,
+        &json!({"password": "another-fine-password-42"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(b.get("/account").status, 303, "new password: signed out");
+}
+
+#[test]
+fn a_session_ends_after_its_idle_time_and_at_its_absolute_expiry() {
+    let s = TestServer::start_with(|c| {
+        c.web_session_idle_secs = 3600;
+        c.web_session_max_secs = 3 * 3600;
+    });
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    // In use, it outlives the idle time...
+    for _ in 0..3 {
+        s.advance(3000);
+        assert_eq!(b.get("/account").status, 200);
+    }
+    // ... but not its absolute lifetime.
+    s.advance(3000);
+    assert_eq!(b.get("/account").status, 303);
+    // Unused for the idle time, a fresh one ends too.
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    s.advance(3601);
+    assert_eq!(b.get("/account").status, 303);
+}
+
+#[test]
+fn over_long_fields_are_named_not_looked_up() {
+    let s = TestServer::start();
+    let b = Browser::new(&s);
+    let long = "a".repeat(321);
+    let r = b.sign_in(None, &long, PASSWORD);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"login-error\""));
+    let r = b.sign_in(None, "ann", &"p".repeat(1025));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"password-error\""));
+}
