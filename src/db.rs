@@ -47,6 +47,10 @@ const MIGRATIONS: &[&str] = &[
     // 10 -> 11: clients.num, AuthUser's authClientId (issue 15), and the
     // sequences that give it.
     include_str!("migrations/011_client_numbers.sql"),
+    // 12 -> 13: the OpenID provider's client settings, and the auth-code
+    // and session columns it binds (issue 13). Numbered 013 after WEB's
+    // 012 (web_sessions); until that lands here it is the last entry.
+    include_str!("migrations/013_oidc_clients.sql"),
 ];
 
 /// The schema version this build writes.
