@@ -624,6 +624,17 @@ pub fn check_tenant_role(field: &str, role: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The names of a user's tenants with the user's role in each (the
+/// OpenID provider's `groups` scope).
+pub fn tenant_roles(conn: &Connection, user_id: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.name, m.role FROM user_tenants m JOIN tenants t ON t.id = m.tenant_id
+          WHERE m.user_id = ?1 ORDER BY t.name",
+    )?;
+    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Every membership of a user.
 pub fn memberships(conn: &Connection, user_id: &str) -> Result<Vec<Membership>, Error> {
     let mut stmt = conn.prepare_cached(
