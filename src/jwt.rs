@@ -679,6 +679,18 @@ mod tests {
     }
 
     #[test]
+    fn sign_as_refuses_an_algorithm_the_current_key_is_not() {
+        let (_d, ks, _c, _m) = keyset(Alg::Es256);
+        assert!(ks.sign_as(&claims(1000), Alg::Es256).is_ok());
+        assert!(matches!(
+            ks.sign_as(&claims(1000), Alg::Rs256),
+            Err(Error::Internal(_))
+        ));
+        let any = ks.sign(&json!({"iss": "x", "sub": "c"})).unwrap();
+        assert_eq!(ks.verify_json(&any).unwrap()["sub"], json!("c"));
+    }
+
+    #[test]
     fn expiry_has_sixty_seconds_of_leeway() {
         let (_d, ks, _c, _m) = keyset(Alg::Es256);
         let t = ks.sign(&claims(1000)).unwrap();

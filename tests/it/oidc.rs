@@ -705,6 +705,28 @@ fn a_code_is_bound_to_its_client_and_redirect_uri() {
 }
 
 #[test]
+fn a_provider_code_is_not_good_at_the_native_exchange_nor_a_native_code_here() {
+    let f = flow();
+    let code = f.code("openid", &[]);
+    let r = f.s.post(
+        "/auth/token",
+        &json!({"clientId": f.client.client_id, "code": code}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    // Still good where it belongs.
+    assert_eq!(f.exchange(&code).status, 200);
+    let r = f.s.post(
+        "/auth/login",
+        &json!({"client_id": f.client.client_id, "client_secret": f.secret, "username": "ada",
+                "password": crate::support::PASSWORD}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let native = r.json()["code"].as_str().unwrap().to_string();
+    let r = f.exchange(&native);
+    assert_eq!(r.json()["error"], json!("invalid_grant"));
+}
+
+#[test]
 fn bad_client_authentication_is_a_401_with_www_authenticate() {
     let f = flow();
     let code = f.code("openid", &[]);
@@ -971,4 +993,75 @@ fn end_session_checks_the_hint_and_the_registered_uri_and_ends_the_browser_sessi
     let r = f.s.get("/oauth2/end-session");
     assert_eq!(r.status, 200);
     assert!(r.body.contains("signed out"));
+}
+
+// ---- the CLI ---------------------------------------------------------------
+
+#[test]
+fn client_add_and_update_set_the_providers_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = crate::cli::hallpass(dir.path());
+        c.args(args);
+        let (ok, out, err) = crate::cli::run_command(c, None);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    run(&["init"]);
+    let out = run(&[
+        "client",
+        "add",
+        "grafana",
+        "--redirect-url",
+        "https://grafana.example/login/generic_oauth",
+        "--public",
+        "--scope",
+        "openid",
+        "--scope",
+        "email",
+        "--post-logout-redirect-url",
+        "https://grafana.example/login",
+        "--consent",
+        "--alg",
+        "ES256",
+    ]);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap()
+        .to_string();
+    let list: Value = serde_json::from_str(run(&["client", "list", "--json"]).trim()).unwrap();
+    let c = &list[0];
+    assert_eq!(c["public"], json!(true));
+    assert_eq!(c["scopes"], json!(["openid", "email"]));
+    assert_eq!(c["consent"], json!(true));
+    assert_eq!(c["token_alg"], json!("ES256"));
+    assert_eq!(
+        c["post_logout_redirect_urls"],
+        json!(["https://grafana.example/login"])
+    );
+    let out = run(&[
+        "client",
+        "update",
+        &id,
+        "--first-party",
+        "--alg",
+        "default",
+        "--scope",
+        "openid",
+        "--scope",
+        "groups",
+    ]);
+    let c: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(c["consent"], json!(false));
+    assert_eq!(c["token_alg"], Value::Null);
+    assert_eq!(c["scopes"], json!(["openid", "groups"]));
+    assert_eq!(c["name"], json!("grafana"));
+    // Contradicting flags and unknown scopes are refused.
+    let mut c = crate::cli::hallpass(dir.path());
+    c.args(["client", "update", &id, "--first-party", "--consent"]);
+    assert!(!crate::cli::run_command(c, None).0);
+    let mut c = crate::cli::hallpass(dir.path());
+    c.args(["client", "update", &id, "--scope", "admin"]);
+    assert!(!crate::cli::run_command(c, None).0);
 }
