@@ -36,6 +36,10 @@ pub fn introspect(cx: &Ctx, client: &Client, token: &str) -> Result<Value, Error
         if !(usable && family.live && ours) || family.scope.is_none() {
             return Ok(inactive);
         }
+        let user = accounts::get_user(&cx.conn, &family.user_id)?;
+        if !user.is_some_and(|u| u.is_active()) {
+            return Ok(inactive);
+        }
         return Ok(json!({
             "active": true,
             "token_type": "refresh_token",
