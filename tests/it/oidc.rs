@@ -1065,3 +1065,65 @@ fn client_add_and_update_set_the_providers_settings() {
     c.args(["client", "update", &id, "--scope", "admin"]);
     assert!(!crate::cli::run_command(c, None).0);
 }
+
+// ---- per-client algorithm ---------------------------------------------------
+
+#[test]
+fn an_rs256_client_gets_rs256_id_tokens_when_the_server_key_is_rsa() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/rsa-2048.pem");
+    let s = TestServer::start_with(|c| {
+        c.algorithm = hallpass::jwt::Alg::Rs256;
+        c.rsa_key_file = Some(fixture.clone());
+    });
+    let user = s.add_user("ada@example.com");
+    let (client, secret) = s.add_client();
+    let cookie = browser(&s, &user.id, &["pwd"], s.now());
+    let d = s.get("/.well-known/openid-configuration").json();
+    assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    s.conn()
+        .execute("UPDATE clients SET token_alg = 'RS256'", [])
+        .unwrap();
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", client.client_id.as_str()),
+        ("redirect_uri", CB),
+        ("scope", "openid email"),
+    ];
+    let r = authorize(&s, Some(&cookie), &pairs);
+    let code = param(&r, "code").unwrap_or_else(|| panic!("{:?}", r.header("location")));
+    let r = post_form(
+        &s,
+        "/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+        Some((&client.client_id, &secret)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id_token = r.json()["id_token"].as_str().unwrap().to_string();
+    let header = jsonwebtoken::decode_header(&id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let jwks = s.get("/.well-known/jwks.json").json();
+    let k = &jwks["keys"][0];
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        k["n"].as_str().unwrap(),
+        k["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[&client.client_id]);
+    v.validate_exp = false;
+    let c = jsonwebtoken::decode::<Value>(&id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(c["email"], json!("ada@example.com"));
+    // A client that wants ES256 from an RSA server is told, at authorize.
+    s.conn()
+        .execute("UPDATE clients SET token_alg = 'ES256'", [])
+        .unwrap();
+    let r = authorize(&s, Some(&cookie), &pairs);
+    assert_eq!(param(&r, "error").as_deref(), Some("server_error"));
+}
