@@ -112,7 +112,10 @@ pub fn token(
     req: &TokenRequest,
     peer: &Peer,
 ) -> Result<Value, Error> {
-    cx.app.limiter.take(Family::Token, &peer.ip, cx.now())?;
+    // The refresh grant is counted by auth::refresh; the others here.
+    if req.grant_type.as_deref() != Some("refresh_token") {
+        cx.app.limiter.take(Family::Token, &peer.ip, cx.now())?;
+    }
     let grant_type = req
         .grant_type
         .as_deref()
