@@ -61,7 +61,15 @@ CREATE TABLE clients (
     refresh_ttl         INTEGER NOT NULL DEFAULT 2592000,
     auth_code_ttl       INTEGER NOT NULL DEFAULT 180,
     created_at          INTEGER NOT NULL,
-    num                 INTEGER NOT NULL DEFAULT 0
+    num                 INTEGER NOT NULL DEFAULT 0,
+    -- The OpenID provider's settings (issue 13): post-logout redirect URIs
+    -- (exact match), the scopes it may ask for, consent required (0:
+    -- first-party), the id_token algorithm (NULL: the current key's).
+    post_logout_redirect_urls TEXT NOT NULL DEFAULT '[]',
+    scopes              TEXT NOT NULL
+                        DEFAULT '["openid","profile","email","groups","offline_access"]',
+    consent             INTEGER NOT NULL DEFAULT 0,
+    token_alg           TEXT
 );
 CREATE UNIQUE INDEX clients_num ON clients (num);
 
@@ -99,7 +107,10 @@ CREATE TABLE token_families (
     -- 1 while a second factor is owed (yat's limited tokens): the session's
     -- access tokens are refused everywhere and its refresh token is good
     -- only at /auth/2fa
-    mfa_pending    INTEGER NOT NULL DEFAULT 0
+    mfa_pending    INTEGER NOT NULL DEFAULT 0,
+    -- provider sessions (/oauth2/token): the scope granted, the sign-in time
+    scope          TEXT,
+    auth_time      INTEGER
 );
 CREATE INDEX token_families_user ON token_families (user_id);
 
@@ -134,7 +145,13 @@ CREATE TABLE auth_codes (
     -- the session the code was exchanged for: revoked if the code is replayed
     family_id      TEXT,
     -- an owed code's first step (password, email_otp, a provider's name)
-    first_method   TEXT
+    first_method   TEXT,
+    -- codes from /oauth2/authorize: the redirect URI the exchange must
+    -- repeat, the nonce, the scope granted, when the person signed in
+    redirect_uri   TEXT,
+    nonce          TEXT,
+    scope          TEXT,
+    auth_time      INTEGER
 );
 
 CREATE TABLE login_activity (

@@ -624,6 +624,17 @@ pub fn check_tenant_role(field: &str, role: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The names of a user's tenants with the user's role in each (the
+/// OpenID provider's `groups` scope).
+pub fn tenant_roles(conn: &Connection, user_id: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.name, m.role FROM user_tenants m JOIN tenants t ON t.id = m.tenant_id
+          WHERE m.user_id = ?1 ORDER BY t.name",
+    )?;
+    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Every membership of a user.
 pub fn memberships(conn: &Connection, user_id: &str) -> Result<Vec<Membership>, Error> {
     let mut stmt = conn.prepare_cached(
@@ -647,6 +658,27 @@ pub struct Client {
     pub access_ttl: i64,
     pub refresh_ttl: i64,
     pub auth_code_ttl: i64,
+    /// Where RP-initiated logout may send the browser (exact match).
+    pub post_logout_redirect_urls: Vec<String>,
+    /// The scopes the client may ask the OpenID provider for.
+    pub scopes: Vec<String>,
+    /// A person must consent before the provider answers this client;
+    /// false for first-party apps.
+    pub consent: bool,
+    /// The id_token's JOSE algorithm; None: the current key's.
+    pub token_alg: Option<String>,
+}
+
+/// The scopes the OpenID provider knows, and a new client's default.
+pub const PROVIDER_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+
+/// The client settings only the OpenID provider reads (issue 13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
+    pub post_logout_redirect_urls: Vec<String>,
+    pub scopes: Vec<String>,
+    pub consent: bool,
+    pub token_alg: Option<String>,
 }
 
 impl Client {
@@ -657,7 +689,8 @@ impl Client {
 }
 
 const CLIENT_COLS: &str =
-    "client_id, secret_hash, name, redirect_urls, logout_redirect_url, access_ttl, refresh_ttl, auth_code_ttl, num";
+    "client_id, secret_hash, name, redirect_urls, logout_redirect_url, access_ttl, refresh_ttl, auth_code_ttl, num,
+     post_logout_redirect_urls, scopes, consent, token_alg";
 
 fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
     let urls: String = r.get(3)?;
@@ -671,7 +704,60 @@ fn client_from_row(r: &Row) -> rusqlite::Result<Client> {
         refresh_ttl: r.get(6)?,
         auth_code_ttl: r.get(7)?,
         num: r.get(8)?,
+        post_logout_redirect_urls: serde_json::from_str(&r.get::<_, String>(9)?)
+            .unwrap_or_default(),
+        scopes: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+        consent: r.get(11)?,
+        token_alg: r.get(12)?,
     })
+}
+
+/// Sets a client's provider settings (after `create_client`, or to
+/// change them); the caller has checked them.
+pub fn set_provider_settings(
+    tx: &Connection,
+    client_id: &str,
+    s: &ProviderSettings,
+) -> Result<(), Error> {
+    let n = tx.execute(
+        "UPDATE clients SET post_logout_redirect_urls = ?2, scopes = ?3, consent = ?4, token_alg = ?5
+          WHERE client_id = ?1",
+        params![
+            client_id,
+            serde_json::to_string(&s.post_logout_redirect_urls)?,
+            serde_json::to_string(&s.scopes)?,
+            s.consent,
+            s.token_alg
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("no client {client_id:?}")));
+    }
+    Ok(())
+}
+
+/// Changes a client's name, redirect URLs and logout URL (its id, number,
+/// secret and public/confidential kind never change).
+pub fn update_client_basics(
+    tx: &Connection,
+    client_id: &str,
+    name: &str,
+    redirect_urls: &[String],
+    logout_redirect_url: Option<&str>,
+) -> Result<(), Error> {
+    let n = tx.execute(
+        "UPDATE clients SET name = ?2, redirect_urls = ?3, logout_redirect_url = ?4 WHERE client_id = ?1",
+        params![
+            client_id,
+            name,
+            serde_json::to_string(redirect_urls)?,
+            logout_redirect_url
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("no client {client_id:?}")));
+    }
+    Ok(())
 }
 
 /// Lifetimes a new client gets (from the configuration's `[tokens]`).

@@ -328,6 +328,11 @@ pub fn exchange_code(
     let now = cx.now();
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
     let client = accounts::get_client(&cx.conn, client_id)?.ok_or(Error::ClientInvalid)?;
+    // A code of the OpenID provider (it has a scope) is bound to a redirect
+    // URI only /oauth2/token checks: it is not good here.
+    if sessions::code_binding(&cx.conn, code)?.is_some_and(|b| b.scope.is_some()) {
+        return Err(Error::CodeExpired);
+    }
     let outcome = cx.write(|tx| {
         let cg = match sessions::redeem_code(tx, code, client_id, Pkce::Verify(verifier), now)? {
             sessions::Redemption::Valid(cg) => cg,

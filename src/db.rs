@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
     // 11 -> 12: web_sessions, the browsers signed in at the sign-in pages
     // (issue 13).
     include_str!("migrations/012_web_sessions.sql"),
+    // 12 -> 13: the OpenID provider's client settings, and the auth-code
+    // and session columns it binds (issue 13).
+    include_str!("migrations/013_oidc_clients.sql"),
 ];
 
 /// The schema version this build writes.

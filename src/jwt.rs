@@ -344,8 +344,23 @@ impl KeySet {
         self.current.alg
     }
 
-    /// Signs `claims` with the current key.
-    pub fn sign(&self, claims: &Claims) -> Result<String, Error> {
+    /// Signs `claims` (an access token's, or the OpenID provider's
+    /// id_token and client tokens) with the current key.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, Error> {
+        self.sign_as(claims, self.current.alg)
+    }
+
+    /// Signs with the current key, which must be of `alg` (a client of the
+    /// OpenID provider may name the algorithm its id_tokens need; only the
+    /// current key signs, so another algorithm is an error the provider
+    /// reports before it issues anything).
+    pub fn sign_as<T: Serialize>(&self, claims: &T, alg: Alg) -> Result<String, Error> {
+        if alg != self.current.alg {
+            return Err(Error::Internal(format!(
+                "no current signing key for {}",
+                alg.name()
+            )));
+        }
         let header = json!({"alg": self.current.alg.name(), "typ": "JWT", "kid": self.current.kid});
         let mut out = b64url(serde_json::to_string(&header)?.as_bytes());
         out.push('.');
@@ -371,6 +386,25 @@ impl KeySet {
     /// Verifies signature, algorithm and issuer only: for recognising the
     /// (possibly expired) access token a client sends along with a refresh.
     pub fn verify_ignoring_expiry(&self, token: &str, issuer: &str) -> Result<Claims, Error> {
+        let claims: Claims = serde_json::from_slice(&self.verified_payload(token)?)
+            .map_err(|_| Error::TokenInvalid)?;
+        if claims.iss != issuer {
+            return Err(Error::TokenInvalid);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies signature and algorithm of any token we signed (id_tokens
+    /// given back as `id_token_hint`, client-credentials tokens) and
+    /// returns its payload; the caller checks issuer and times.
+    pub fn verify_json(&self, token: &str) -> Result<Value, Error> {
+        serde_json::from_slice(&self.verified_payload(token)?).map_err(|_| Error::TokenInvalid)
+    }
+
+    /// The payload bytes of a token whose `kid` is one of ours, whose
+    /// `alg` is that key's (so "none" never passes) and whose signature
+    /// holds.
+    fn verified_payload(&self, token: &str) -> Result<Vec<u8>, Error> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -396,13 +430,7 @@ impl KeySet {
         ) {
             return Err(Error::TokenInvalid);
         }
-        let claims: Claims = b64url_decode(p)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(Error::TokenInvalid)?;
-        if claims.iss != issuer {
-            return Err(Error::TokenInvalid);
-        }
-        Ok(claims)
+        b64url_decode(p).ok_or(Error::TokenInvalid)
     }
 
     /// The JSON Web Key Set: current and still-published retired keys.
@@ -648,6 +676,18 @@ mod tests {
                 Err(Error::TokenInvalid)
             );
         }
+    }
+
+    #[test]
+    fn sign_as_refuses_an_algorithm_the_current_key_is_not() {
+        let (_d, ks, _c, _m) = keyset(Alg::Es256);
+        assert!(ks.sign_as(&claims(1000), Alg::Es256).is_ok());
+        assert!(matches!(
+            ks.sign_as(&claims(1000), Alg::Rs256),
+            Err(Error::Internal(_))
+        ));
+        let any = ks.sign(&json!({"iss": "x", "sub": "c"})).unwrap();
+        assert_eq!(ks.verify_json(&any).unwrap()["sub"], json!("c"));
     }
 
     #[test]

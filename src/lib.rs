@@ -32,6 +32,7 @@ pub mod limits;
 pub mod log;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod password;
 pub mod server;
 pub mod sessions;

@@ -253,6 +253,7 @@ struct ClientCmd {
 #[argh(subcommand)]
 enum ClientSub {
     Add(ClientAdd),
+    Update(ClientUpdateCmd),
     List(ClientList),
     Remove(ClientRemove),
 }
@@ -270,9 +271,59 @@ struct ClientAdd {
     /// where GET /logout/redirect sends the browser
     #[argh(option)]
     logout_redirect_url: Option<String>,
-    /// a public client (no secret: SPAs, mobile apps)
+    /// a public client (no secret: SPAs, mobile apps; PKCE required)
     #[argh(switch)]
     public: bool,
+    /// a scope the client may ask the OpenID provider for (repeat; default:
+    /// openid profile email groups offline_access)
+    #[argh(option)]
+    scope: Vec<String>,
+    /// where RP-initiated logout may send the browser back (repeat)
+    #[argh(option)]
+    post_logout_redirect_url: Vec<String>,
+    /// no consent page for this app (the default)
+    #[argh(switch)]
+    first_party: bool,
+    /// a person must consent before the provider answers this app
+    #[argh(switch)]
+    consent: bool,
+    /// the id_token algorithm: ES256 or RS256 (default: the current key's)
+    #[argh(option)]
+    alg: Option<String>,
+}
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "update")]
+/// Change a client's settings; a list given replaces the old one.
+struct ClientUpdateCmd {
+    #[argh(positional)]
+    client_id: String,
+    /// a new name
+    #[argh(option)]
+    name: Option<String>,
+    /// an allowed redirect URL (repeat; replaces the list)
+    #[argh(option)]
+    redirect_url: Vec<String>,
+    /// where GET /logout/redirect sends the browser ("" removes it)
+    #[argh(option)]
+    logout_redirect_url: Option<String>,
+    /// a scope the client may ask for (repeat; replaces the list)
+    #[argh(option)]
+    scope: Vec<String>,
+    /// where RP-initiated logout may return (repeat; replaces the list)
+    #[argh(option)]
+    post_logout_redirect_url: Vec<String>,
+    /// no consent page for this app
+    #[argh(switch)]
+    first_party: bool,
+    /// a person must consent before the provider answers this app
+    #[argh(switch)]
+    consent: bool,
+    /// the id_token algorithm: ES256 or RS256 ("default": the current key's)
+    #[argh(option)]
+    alg: Option<String>,
 }
 }
 
@@ -637,6 +688,7 @@ fn run(cmd: Command) -> Result<(), Error> {
         },
         Command::Client(c) => match c.cmd {
             ClientSub::Add(c) => client_add(c),
+            ClientSub::Update(c) => client_update(c),
             ClientSub::List(c) => client_list(c),
             ClientSub::Remove(c) => client_remove(c),
         },
@@ -1163,6 +1215,10 @@ fn client_add(c: ClientAdd) -> Result<(), Error> {
         redirect_urls: c.redirect_url,
         logout_redirect_url: c.logout_redirect_url,
         public: c.public,
+        post_logout_redirect_urls: c.post_logout_redirect_url,
+        scopes: c.scope,
+        consent: consent_flag(c.first_party, c.consent)?.unwrap_or(false),
+        token_alg: c.alg,
     };
     let (client, secret) = system::create_client(&mut db, &actor, &new, ttls)?;
     println!("client_id: {}", client.client_id);
@@ -1170,6 +1226,35 @@ fn client_add(c: ClientAdd) -> Result<(), Error> {
         println!("client_secret: {s}");
         eprintln!("(the secret is shown only now)");
     }
+    Ok(())
+}
+
+/// `--first-party` / `--consent`: at most one.
+fn consent_flag(first_party: bool, consent: bool) -> Result<Option<bool>, Error> {
+    match (first_party, consent) {
+        (true, true) => Err(Error::BadRequest(
+            "--first-party and --consent contradict each other".into(),
+        )),
+        (true, false) => Ok(Some(false)),
+        (false, true) => Ok(Some(true)),
+        (false, false) => Ok(None),
+    }
+}
+
+fn client_update(c: ClientUpdateCmd) -> Result<(), Error> {
+    let (_, mut db, actor) = admin_open(c.config, c.db)?;
+    let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let change = system::ClientUpdate {
+        name: c.name,
+        redirect_urls: list(c.redirect_url),
+        logout_redirect_url: c.logout_redirect_url.map(|u| (!u.is_empty()).then_some(u)),
+        post_logout_redirect_urls: list(c.post_logout_redirect_url),
+        scopes: list(c.scope),
+        consent: consent_flag(c.first_party, c.consent)?,
+        token_alg: c.alg.map(|a| (a != "default").then_some(a)),
+    };
+    let client = system::update_client(&mut db, &actor, &c.client_id, &change)?;
+    println!("{}", json!(system::client_json(&client)));
     Ok(())
 }
 

@@ -655,6 +655,135 @@ pub fn peek_code(
         .optional()?)
 }
 
+/// What a code from the OpenID provider's /oauth2/authorize is bound to
+/// besides its client and PKCE challenge.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Binding {
+    /// The redirect URI the authorize request named (the token request
+    /// must repeat it); None when it named none (one registered).
+    pub redirect_uri: Option<String>,
+    pub nonce: Option<String>,
+    /// The scope granted, space-separated. Provider codes always have one;
+    /// native codes none.
+    pub scope: Option<String>,
+    /// When the person signed in (the browser session's auth_time).
+    pub auth_time: Option<i64>,
+}
+
+/// Issues a provider code: `issue_code`, then its binding (same
+/// transaction).
+pub fn issue_provider_code(
+    tx: &Transaction,
+    grant: &Grant,
+    client_id: &str,
+    challenge: Option<&str>,
+    binding: &Binding,
+    ttl: i64,
+    now: i64,
+) -> Result<String, Error> {
+    let code = issue_code(tx, grant, client_id, None, challenge, ttl, now)?;
+    tx.prepare_cached(
+        "UPDATE auth_codes SET redirect_uri = ?2, nonce = ?3, scope = ?4, auth_time = ?5 WHERE hash = ?1",
+    )?
+    .execute(params![
+        token_hash(&code),
+        binding.redirect_uri,
+        binding.nonce,
+        binding.scope,
+        binding.auth_time
+    ])?;
+    Ok(code)
+}
+
+/// A code's provider binding, whatever its state (None for an unknown
+/// code); read before `redeem_code` uses it up.
+pub fn code_binding(conn: &Connection, code: &str) -> Result<Option<Binding>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT redirect_uri, nonce, scope, auth_time FROM auth_codes WHERE hash = ?1",
+        )?
+        .query_row([token_hash(code)], |r| {
+            Ok(Binding {
+                redirect_uri: r.get(0)?,
+                nonce: r.get(1)?,
+                scope: r.get(2)?,
+                auth_time: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Marks a session as the provider's: the scope granted and the sign-in
+/// time (read by userinfo, introspection and refreshed id_tokens).
+pub fn set_family_scope(
+    tx: &Connection,
+    family_id: &str,
+    scope: &str,
+    auth_time: Option<i64>,
+) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE token_families SET scope = ?2, auth_time = ?3 WHERE id = ?1")?
+        .execute(params![family_id, scope, auth_time])?;
+    Ok(())
+}
+
+/// A session as the provider sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: Option<String>,
+    /// None for a session that did not come from the provider.
+    pub scope: Option<String>,
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
+    /// Not revoked, no second factor owed.
+    pub live: bool,
+}
+
+const FAMILY_COLS: &str =
+    "f.id, f.user_id, f.client_id, f.scope, f.auth_time, f.amr, f.revoked_at IS NULL AND f.mfa_pending = 0";
+
+fn family_from_row(r: &rusqlite::Row) -> rusqlite::Result<Family> {
+    let amr: String = r.get(5)?;
+    Ok(Family {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        scope: r.get(3)?,
+        auth_time: r.get(4)?,
+        amr: serde_json::from_str(&amr).unwrap_or_default(),
+        live: r.get(6)?,
+    })
+}
+
+/// The session of this id.
+pub fn family(conn: &Connection, family_id: &str) -> Result<Option<Family>, Error> {
+    let sql = format!("SELECT {FAMILY_COLS} FROM token_families f WHERE f.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([family_id], family_from_row)
+        .optional()?)
+}
+
+/// The session of a refresh token, and whether the token itself may still
+/// be presented (unused and unexpired); without using it.
+pub fn refresh_family(
+    conn: &Connection,
+    token: &str,
+    now: i64,
+) -> Result<Option<(Family, bool, i64)>, Error> {
+    let sql = format!(
+        "SELECT {FAMILY_COLS}, t.used_at IS NULL AND t.expires_at > ?2, t.expires_at
+           FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.hash = ?1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![token_hash(token), now], |r| {
+            Ok((family_from_row(r)?, r.get(7)?, r.get(8)?))
+        })
+        .optional()?)
+}
+
 /// Records the session a code bought, for replay revocation.
 pub fn bind_code(tx: &Transaction, code: &str, family_id: &str) -> Result<(), Error> {
     tx.prepare_cached("UPDATE auth_codes SET family_id = ?2 WHERE hash = ?1")?

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::audit::record;
 use super::{Actor, Store};
-use crate::accounts::{self, Client, Ttls};
+use crate::accounts::{self, Client, ProviderSettings, Ttls, PROVIDER_SCOPES};
 use crate::crypto::MasterKey;
 use crate::error::Error;
 use crate::jwt::{self, KeySource};
@@ -32,6 +32,85 @@ pub struct NewClient {
     pub logout_redirect_url: Option<String>,
     /// No secret (SPAs, mobile apps).
     pub public: bool,
+    /// Where RP-initiated logout may return (exact match).
+    pub post_logout_redirect_urls: Vec<String>,
+    /// The scopes it may ask for; empty: every scope the provider knows.
+    pub scopes: Vec<String>,
+    /// A person must consent (false: first-party).
+    pub consent: bool,
+    /// The id_token's algorithm (None: the current key's).
+    pub token_alg: Option<String>,
+}
+
+/// Changes to a client; None leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientUpdate {
+    pub name: Option<String>,
+    pub redirect_urls: Option<Vec<String>>,
+    /// Some(None) removes it.
+    pub logout_redirect_url: Option<Option<String>>,
+    pub post_logout_redirect_urls: Option<Vec<String>>,
+    /// Some(empty): every scope the provider knows.
+    pub scopes: Option<Vec<String>>,
+    pub consent: Option<bool>,
+    /// Some(None): back to the current key's algorithm.
+    pub token_alg: Option<Option<String>>,
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(Error::invalid(
+            "name",
+            "invalid",
+            "name must be 1 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the provider settings and fills in the default scopes.
+fn provider_settings(
+    post_logout_redirect_urls: &[String],
+    scopes: &[String],
+    consent: bool,
+    token_alg: Option<&str>,
+) -> Result<ProviderSettings, Error> {
+    for u in post_logout_redirect_urls {
+        check_url("post_logout_redirect_urls", u)?;
+    }
+    let mut granted: Vec<String> = Vec::new();
+    for s in scopes {
+        if !PROVIDER_SCOPES.contains(&s.as_str()) {
+            return Err(Error::invalid(
+                "scopes",
+                "invalid",
+                format!("unknown scope {s:?}; known: {}", PROVIDER_SCOPES.join(" ")),
+            ));
+        }
+        if !granted.contains(s) {
+            granted.push(s.clone());
+        }
+    }
+    if granted.is_empty() {
+        granted = PROVIDER_SCOPES.iter().map(|s| s.to_string()).collect();
+    }
+    // HS256 would make the id_token an HMAC with a secret the client does
+    // not hold; EdDSA is left out because few relying parties verify it.
+    if let Some(a) = token_alg {
+        if !["ES256", "RS256"].contains(&a) {
+            return Err(Error::invalid(
+                "token_alg",
+                "invalid",
+                "token_alg must be ES256 or RS256",
+            ));
+        }
+    }
+    Ok(ProviderSettings {
+        post_logout_redirect_urls: post_logout_redirect_urls.to_vec(),
+        scopes: granted,
+        consent,
+        token_alg: token_alg.map(str::to_string),
+    })
 }
 
 /// Every redirect URL is absolute and without a fragment (RFC 6749
@@ -72,13 +151,13 @@ pub fn create_client(
     ttls: Ttls,
 ) -> Result<(Client, Option<String>), Error> {
     let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 128 {
-        return Err(Error::invalid(
-            "name",
-            "invalid",
-            "name must be 1 to 128 characters",
-        ));
-    }
+    check_name(name)?;
+    let settings = provider_settings(
+        &new.post_logout_redirect_urls,
+        &new.scopes,
+        new.consent,
+        new.token_alg.as_deref(),
+    )?;
     for u in &new.redirect_urls {
         check_url("redirect_urls", u)?;
     }
@@ -96,9 +175,14 @@ pub fn create_client(
             ttls,
             now,
         )?;
+        accounts::set_provider_settings(tx, &c.client_id, &settings)?;
+        let c = accounts::get_client(tx, &c.client_id)?
+            .ok_or_else(|| Error::Internal("client vanished".into()))?;
         let details = json!({
             "name": c.name, "public": c.is_public(), "redirect_urls": c.redirect_urls,
             "logout_redirect_url": c.logout_redirect_url,
+            "post_logout_redirect_urls": c.post_logout_redirect_urls, "scopes": c.scopes,
+            "consent": c.consent, "token_alg": c.token_alg,
         });
         record(
             tx,
@@ -110,6 +194,79 @@ pub fn create_client(
             now,
         )?;
         Ok((c, secret))
+    })
+}
+
+/// Changes a client's settings; returns it as it now is. The audit row
+/// names the fields changed.
+pub fn update_client(
+    db: &mut impl Store,
+    actor: &Actor,
+    client_id: &str,
+    change: &ClientUpdate,
+) -> Result<Client, Error> {
+    let c = get_client(db, client_id)?;
+    let name = change.name.as_deref().map(str::trim).unwrap_or(&c.name);
+    check_name(name)?;
+    let redirect_urls = change.redirect_urls.as_ref().unwrap_or(&c.redirect_urls);
+    for u in redirect_urls {
+        check_url("redirect_urls", u)?;
+    }
+    let logout = match &change.logout_redirect_url {
+        Some(v) => v.clone(),
+        None => c.logout_redirect_url.clone(),
+    };
+    if let Some(u) = &logout {
+        check_url("logout_redirect_url", u)?;
+    }
+    let settings = provider_settings(
+        change
+            .post_logout_redirect_urls
+            .as_ref()
+            .unwrap_or(&c.post_logout_redirect_urls),
+        change.scopes.as_ref().unwrap_or(&c.scopes),
+        change.consent.unwrap_or(c.consent),
+        match &change.token_alg {
+            Some(v) => v.as_deref(),
+            None => c.token_alg.as_deref(),
+        },
+    )?;
+    let now = db.now();
+    db.write(|tx| {
+        accounts::update_client_basics(tx, &c.client_id, name, redirect_urls, logout.as_deref())?;
+        accounts::set_provider_settings(tx, &c.client_id, &settings)?;
+        let updated = accounts::get_client(tx, &c.client_id)?
+            .ok_or_else(|| Error::Internal("client vanished".into()))?;
+        let mut changed = Vec::new();
+        for (field, differs) in [
+            ("name", updated.name != c.name),
+            ("redirect_urls", updated.redirect_urls != c.redirect_urls),
+            (
+                "logout_redirect_url",
+                updated.logout_redirect_url != c.logout_redirect_url,
+            ),
+            (
+                "post_logout_redirect_urls",
+                updated.post_logout_redirect_urls != c.post_logout_redirect_urls,
+            ),
+            ("scopes", updated.scopes != c.scopes),
+            ("consent", updated.consent != c.consent),
+            ("token_alg", updated.token_alg != c.token_alg),
+        ] {
+            if differs {
+                changed.push(field);
+            }
+        }
+        record(
+            tx,
+            actor,
+            "client.update",
+            "client",
+            Some(&c.client_id),
+            json!({ "changed": changed }),
+            now,
+        )?;
+        Ok(updated)
     })
 }
 
@@ -210,5 +367,7 @@ pub fn client_json(c: &Client) -> serde_json::Value {
         "client_id": c.client_id, "num": c.num, "name": c.name, "public": c.is_public(),
         "redirect_urls": c.redirect_urls, "logout_redirect_url": c.logout_redirect_url,
         "access_ttl": c.access_ttl, "refresh_ttl": c.refresh_ttl, "auth_code_ttl": c.auth_code_ttl,
+        "post_logout_redirect_urls": c.post_logout_redirect_urls, "scopes": c.scopes,
+        "consent": c.consent, "token_alg": c.token_alg,
     })
 }

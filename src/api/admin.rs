@@ -40,6 +40,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("GET", "/admin/clients", list_clients),
         Route::new("POST", "/admin/clients", create_client),
         Route::new("GET", "/admin/clients/{id}", get_client),
+        Route::new("PATCH", "/admin/clients/{id}", patch_client),
         Route::new("DELETE", "/admin/clients/{id}", delete_client),
         Route::new("GET", "/admin/tenants", list_tenants),
         Route::new("POST", "/admin/tenants", create_tenant),
@@ -252,10 +253,11 @@ fn create_client(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
             Some(_) => b.str_list("redirect_urls", 32, 2048)?,
         },
         logout_redirect_url: b.opt_str("logout_redirect_url", 2048)?,
-        public: match b.0.get("public") {
-            None | Some(Value::Null) => false,
-            Some(_) => b.bool("public")?,
-        },
+        public: opt_bool(&b, "public")?.unwrap_or(false),
+        post_logout_redirect_urls: opt_list(&b, "post_logout_redirect_urls")?.unwrap_or_default(),
+        scopes: opt_list(&b, "scopes")?.unwrap_or_default(),
+        consent: opt_bool(&b, "consent")?.unwrap_or(false),
+        token_alg: b.opt_str("token_alg", 16)?,
     };
     let c = &cx.app.config;
     let ttls = Ttls {
@@ -274,6 +276,66 @@ fn create_client(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
 fn get_client(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
     actor(cx, req, &["clients:write"])?;
     let c = system::get_client(cx, p.get("id"))?;
+    Ok(Response::ok(&system::client_json(&c)))
+}
+
+/// A list of URLs or scopes, absent or null being None.
+fn opt_list(b: &crate::http::Json, field: &str) -> Result<Option<Vec<String>>, Error> {
+    match b.0.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => b.str_list(field, 32, 2048).map(Some),
+    }
+}
+
+fn opt_bool(b: &crate::http::Json, field: &str) -> Result<Option<bool>, Error> {
+    match b.0.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => b.bool(field).map(Some),
+    }
+}
+
+/// Absent: unchanged; null or "": removed; a string: set.
+fn opt_clearable(
+    b: &crate::http::Json,
+    field: &str,
+    max: usize,
+) -> Result<Option<Option<String>>, Error> {
+    match b.0.get(field) {
+        None => Ok(None),
+        Some(_) => b.opt_str(field, max).map(Some),
+    }
+}
+
+fn patch_client(cx: &mut Ctx, req: &Request, p: &Params) -> Result<Response, Error> {
+    let a = actor(cx, req, &["clients:write"])?;
+    let b = req.json()?;
+    const FIELDS: [&str; 7] = [
+        "name",
+        "redirect_urls",
+        "logout_redirect_url",
+        "post_logout_redirect_urls",
+        "scopes",
+        "consent",
+        "token_alg",
+    ];
+    // As for users: a field this route cannot change (public) is refused.
+    if let Some(k) = b.0.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            k,
+            "unknown",
+            format!("{k} cannot be changed here ({} can)", FIELDS.join(", ")),
+        ));
+    }
+    let change = system::ClientUpdate {
+        name: b.opt_str("name", 128)?,
+        redirect_urls: opt_list(&b, "redirect_urls")?,
+        logout_redirect_url: opt_clearable(&b, "logout_redirect_url", 2048)?,
+        post_logout_redirect_urls: opt_list(&b, "post_logout_redirect_urls")?,
+        scopes: opt_list(&b, "scopes")?,
+        consent: opt_bool(&b, "consent")?,
+        token_alg: opt_clearable(&b, "token_alg", 16)?,
+    };
+    let c = system::update_client(cx, &a, p.get("id"), &change)?;
     Ok(Response::ok(&system::client_json(&c)))
 }
 
@@ -488,8 +550,17 @@ pub fn openapi() -> Vec<Op> {
             "client_id": s(), "num": int(), "name": s(), "public": boolean(), "redirect_urls": array(s()),
             "logout_redirect_url": os(), "access_ttl": int(), "refresh_ttl": int(),
             "auth_code_ttl": int(), "client_secret": s(),
+            "post_logout_redirect_urls": array(s()), "scopes": array(s()), "consent": boolean(),
+            "token_alg": os(),
         }),
     );
+    let client_fields = json!({
+        "name": s(), "redirect_urls": array(s()), "logout_redirect_url": s(),
+        "post_logout_redirect_urls": array(s()), "scopes": array(s()), "consent": boolean(),
+        "token_alg": s(),
+    });
+    let mut client_new = client_fields.clone();
+    client_new["public"] = boolean();
     let tenant = obj(
         &["tenant_id", "name", "created_at"],
         json!({ "tenant_id": s(), "name": s(), "callback_url": os(), "created_at": int() }),
@@ -666,18 +737,16 @@ pub fn openapi() -> Vec<Op> {
             .json(200, "Clients", items_of(client.clone()))
             .errors(E, &[401, 403]),
         read("POST", "/admin/clients", "Create a client")
-            .body(obj(
-                &["name"],
-                json!({
-                    "name": s(), "redirect_urls": array(s()), "logout_redirect_url": s(),
-                    "public": boolean(),
-                }),
-            ))
+            .body(obj(&["name"], client_new))
             .json(201, "Created, with client_secret once", client.clone())
             .errors(E, &[400, 401, 403, 409, 422]),
         read("GET", "/admin/clients/{id}", "A client")
-            .json(200, "The client", client)
+            .json(200, "The client", client.clone())
             .errors(E, &[401, 403, 404]),
+        read("PATCH", "/admin/clients/{id}", "Change a client")
+            .body(obj(&[], client_fields))
+            .json(200, "The client", client)
+            .errors(E, &[400, 401, 403, 404, 422]),
         read("DELETE", "/admin/clients/{id}", "Delete a client")
             .empty(204, "Deleted")
             .errors(E, &[401, 403, 404]),

@@ -19,6 +19,7 @@ pub mod lagrello;
 pub mod meta;
 pub mod mfa;
 pub mod native;
+pub mod oidc;
 pub mod openapi;
 pub mod social;
 pub mod web;
@@ -98,6 +99,13 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
             openapi: web::openapi,
             render: web::render,
         },
+        // The OpenID provider: always on, like meta.
+        Dialect {
+            name: "oidc",
+            routes: oidc::routes(),
+            openapi: oidc::openapi,
+            render: oidc::render,
+        },
         Dialect {
             name: "yat",
             routes: yat::routes(),
@@ -132,7 +140,7 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
     ];
     all.into_iter()
         .filter(|d| match d.name {
-            "meta" | "admin" | "web" => true,
+            "meta" | "admin" | "web" | "oidc" => true,
             "social" => enabled("native"),
             name => enabled(name),
         })

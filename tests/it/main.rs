@@ -15,6 +15,7 @@ mod hostile;
 mod limits;
 mod mail;
 mod native;
+mod oidc;
 mod openapi;
 mod operability;
 mod recovery;

@@ -589,3 +589,64 @@ fn over_long_fields_are_named_not_looked_up() {
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("id=\"password-error\""));
 }
+
+#[test]
+fn an_app_signs_a_person_in_through_the_pages_and_the_openid_provider() {
+    // The whole browser path, both halves of issue 13 together: the app
+    // sends the browser to /oauth2/authorize, which sends it to /signin,
+    // whose form brings it back, now with a session, for the code.
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, secret) = s.add_client();
+    let b = Browser::new(&s);
+    let authorize = format!(
+        "/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid%20email&state=s1&nonce=n1",
+        enc(&client.client_id),
+        enc("https://app.example/cb")
+    );
+    let first = b.get(&authorize);
+    assert_eq!(first.status, 302, "{}", first.body);
+    let to_signin = location(&first).to_string();
+    assert!(to_signin.starts_with("/signin?return_to="), "{to_signin}");
+    let return_to =
+        hallpass::url::percent_decode(to_signin.trim_start_matches("/signin?return_to="), false);
+    let signed = b.sign_in(
+        Some(&return_to),
+        "ada@example.com",
+        crate::support::PASSWORD,
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let back = location(&signed).to_string();
+    assert!(back.starts_with("/oauth2/authorize?"), "{back}");
+    let coded = b.get(&back);
+    assert_eq!(coded.status, 302, "{}", coded.body);
+    let to_app = location(&coded).to_string();
+    assert!(to_app.starts_with("https://app.example/cb?"), "{to_app}");
+    let q: std::collections::HashMap<String, String> =
+        hallpass::http::parse_form(to_app.split_once('?').unwrap().1)
+            .into_iter()
+            .collect();
+    assert_eq!(q["state"], "s1");
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&client_id={}&client_secret={}",
+        enc(&q["code"]),
+        enc("https://app.example/cb"),
+        enc(&client.client_id),
+        enc(&secret)
+    );
+    let t = s.request(
+        "POST",
+        "/oauth2/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(t.status, 200, "{}", t.body);
+    let id_token = t.json()["id_token"].as_str().unwrap().to_string();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &hallpass::crypto::b64url_decode(id_token.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["nonce"], "n1");
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+}

@@ -1,0 +1,387 @@
+//! The authorization endpoint (OpenID Connect Core 1.0 §3.1.2, RFC 6749
+//! §4.1.1, RFC 7636, RFC 9207).
+//!
+//! Order matters. Until the client and its redirect URI are known good,
+//! every problem is an error answered to the browser (`Err`), never a
+//! redirect: an open redirector is what an attacker wants. After that,
+//! problems go back to the client's redirect URI with `error`, `state`
+//! and `iss` (§4.1.2.1).
+//!
+//! The redirect URI is matched exactly against the registered ones (no
+//! prefix, no wildcard, no normalisation). Omitting it is allowed only
+//! when the client has exactly one.
+
+use crate::accounts::{self, Client};
+use crate::app::Ctx;
+use crate::error::Error;
+use crate::jwt::Alg;
+use crate::oidc::browser::BrowserSession;
+use crate::oidc::{oauth_error, split_scope};
+use crate::sessions::{self, Binding, Grant};
+use crate::url::percent_encode;
+
+/// The parameter that carries "sign in again after this time" through
+/// the sign-in page for `prompt=login` (the page returns the browser to
+/// the authorize URL, which must not ask again forever).
+pub const AUTH_AFTER: &str = "hallpass_auth_after";
+
+/// What the browser is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 302 to this URL on the client (a code, or an error).
+    Redirect(String),
+    /// 302 to `/signin?return_to=` this path and query.
+    SignIn(String),
+}
+
+/// The request's parameters: each at most once (RFC 6749 §3.1).
+struct Params<'a>(&'a [(String, String)]);
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> Result<Option<&str>, Error> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name);
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(oauth_error(
+                "invalid_request",
+                format!("{name} is given more than once"),
+            ));
+        }
+        Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
+    }
+}
+
+/// Where a client answer goes: the checked redirect URI, with `state` and
+/// our `iss` on every answer.
+struct Reply<'a> {
+    redirect_uri: &'a str,
+    state: Option<&'a str>,
+    issuer: &'a str,
+}
+
+impl Reply<'_> {
+    fn to(&self, pairs: &[(&str, &str)]) -> Outcome {
+        let mut url = self.redirect_uri.to_string();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        let mut all: Vec<(&str, &str)> = pairs.to_vec();
+        if let Some(s) = self.state {
+            all.push(("state", s));
+        }
+        all.push(("iss", self.issuer));
+        let query: Vec<String> = all
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        url.push_str(&query.join("&"));
+        Outcome::Redirect(url)
+    }
+
+    fn error(&self, code: &str, description: &str) -> Outcome {
+        self.to(&[("error", code), ("error_description", description)])
+    }
+}
+
+/// The path and query of this authorize request, for the sign-in page to
+/// return to; `prompt` dropped and `extra` added when given.
+fn return_to(
+    params: &[(String, String)],
+    drop_prompt: bool,
+    extra: Option<(&str, String)>,
+) -> String {
+    let mut pairs: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !(drop_prompt && k == "prompt") && k != AUTH_AFTER)
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    if let Some((k, v)) = extra {
+        pairs.push(format!("{k}={}", percent_encode(&v)));
+    }
+    format!("/oauth2/authorize?{}", pairs.join("&"))
+}
+
+/// Checks the request, and with a live session issues a code.
+pub fn authorize(
+    cx: &mut Ctx,
+    params: &[(String, String)],
+    session: Option<&BrowserSession>,
+    peer: &crate::auth::Peer,
+) -> Result<Outcome, Error> {
+    let p = Params(params);
+    // 1. The client and its redirect URI: errors are answered, not sent.
+    let client_id = p
+        .get("client_id")?
+        .ok_or_else(|| oauth_error("invalid_request", "client_id is required"))?;
+    let client = accounts::get_client(&cx.conn, client_id)?
+        .ok_or_else(|| oauth_error("invalid_request", "client_id is unknown"))?;
+    let given_uri = p.get("redirect_uri")?;
+    let redirect_uri = match given_uri {
+        Some(u) if client.redirect_urls.iter().any(|r| r == u) => u.to_string(),
+        Some(_) => {
+            return Err(oauth_error(
+                "invalid_request",
+                "redirect_uri is not registered for this client",
+            ))
+        }
+        None => match client.redirect_urls.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return Err(oauth_error(
+                    "invalid_request",
+                    "redirect_uri is required (the client has more than one, or none)",
+                ))
+            }
+        },
+    };
+    let issuer = cx.app.issuer.clone();
+    // A repeated state is itself an error; answered without echoing it.
+    let state = p.get("state")?;
+    let reply = Reply {
+        redirect_uri: &redirect_uri,
+        state,
+        issuer: &issuer,
+    };
+    match check(cx, &p, &client, session)? {
+        Err((code, description)) => Ok(reply.error(code, &description)),
+        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+            params,
+            drop_prompt,
+            after.map(|t| (AUTH_AFTER, t.to_string())),
+        ))),
+        Ok(Checked::Grant {
+            session,
+            scope,
+            challenge,
+            nonce,
+        }) => {
+            let user = accounts::get_user(&cx.conn, &session.user_id)?;
+            let Some(user) = user.filter(|u| u.is_active()) else {
+                return Ok(reply.error("access_denied", "the account is not active"));
+            };
+            let grant = Grant {
+                user_id: user.id.clone(),
+                client_id: Some(client.client_id.clone()),
+                tenant_id: user.default_tenant_id.clone(),
+                amr: session.amr.clone(),
+            };
+            let binding = Binding {
+                redirect_uri: given_uri.map(str::to_string),
+                nonce,
+                scope: Some(scope),
+                auth_time: Some(session.auth_time),
+            };
+            let now = cx.now();
+            let code = cx.write(|tx| {
+                crate::auth::record_sign_in(tx, &grant, "oidc", peer, now)?;
+                sessions::issue_provider_code(
+                    tx,
+                    &grant,
+                    &client.client_id,
+                    challenge.as_deref(),
+                    &binding,
+                    client.auth_code_ttl,
+                    now,
+                )
+            })?;
+            cx.app.metrics.login("success");
+            Ok(reply.to(&[("code", &code)]))
+        }
+    }
+}
+
+/// What a well-formed request comes to.
+enum Checked<'s> {
+    SignIn {
+        drop_prompt: bool,
+        after: Option<i64>,
+    },
+    Grant {
+        session: &'s BrowserSession,
+        scope: String,
+        challenge: Option<String>,
+        nonce: Option<String>,
+    },
+}
+
+type Refusal = (&'static str, String);
+
+/// Everything after the redirect URI: Ok(Err(..)) goes back to the client.
+fn check<'s>(
+    cx: &Ctx,
+    p: &Params,
+    client: &Client,
+    session: Option<&'s BrowserSession>,
+) -> Result<Result<Checked<'s>, Refusal>, Error> {
+    let refuse = |code: &'static str, m: &str| Ok(Err((code, m.to_string())));
+    // A parameter given twice goes back as invalid_request too.
+    macro_rules! param {
+        ($name:expr) => {
+            match p.get($name) {
+                Ok(v) => v,
+                Err(e) => return refuse("invalid_request", &e.public_message()),
+            }
+        };
+    }
+    match param!("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return refuse(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            )
+        }
+        None => return refuse("invalid_request", "response_type is required"),
+    }
+    for unsupported in ["request", "request_uri"] {
+        if param!(unsupported).is_some() {
+            let code = if unsupported == "request" {
+                "request_not_supported"
+            } else {
+                "request_uri_not_supported"
+            };
+            return refuse(code, "request objects are not supported");
+        }
+    }
+    let scopes = split_scope(param!("scope").unwrap_or(""));
+    if !scopes.iter().any(|s| s == "openid") {
+        return refuse("invalid_scope", "scope must include openid");
+    }
+    if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+        return refuse(
+            "invalid_scope",
+            &format!("scope {s} is not allowed for this client"),
+        );
+    }
+    let scope = scopes.join(" ");
+    let challenge = match (param!("code_challenge"), param!("code_challenge_method")) {
+        (Some(c), m) => {
+            if let Err(e) = sessions::check_challenge(c, m) {
+                return refuse("invalid_request", &e.public_message());
+            }
+            Some(c.to_string())
+        }
+        (None, Some(_)) => {
+            return refuse(
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            )
+        }
+        (None, None) if client.is_public() => {
+            return refuse(
+                "invalid_request",
+                "PKCE (code_challenge, S256) is required for public clients",
+            )
+        }
+        (None, None) => None,
+    };
+    if let Some(alg) = &client.token_alg {
+        let current = cx.app.keys()?.current_alg();
+        if Alg::from_name(alg) != Some(current) {
+            return refuse(
+                "server_error",
+                &format!("the client's token_alg {alg} has no signing key on this server"),
+            );
+        }
+    }
+    let prompts: Vec<&str> = param!("prompt")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return refuse("invalid_request", "prompt=none cannot be combined");
+    }
+    if let Some(s) = prompts
+        .iter()
+        .find(|s| !["none", "login", "consent", "select_account"].contains(s))
+    {
+        return refuse("invalid_request", &format!("unknown prompt value {s}"));
+    }
+    let max_age = match param!("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => {
+                return refuse(
+                    "invalid_request",
+                    "max_age must be a whole number of seconds",
+                )
+            }
+        },
+    };
+    let after = match param!(AUTH_AFTER) {
+        None => None,
+        Some(v) => v.parse::<i64>().ok(),
+    };
+    let nonce = param!("nonce").map(str::to_string);
+    let now = cx.now();
+    let none = prompts.contains(&"none");
+    let Some(session) = session else {
+        if none {
+            return refuse("login_required", "no one is signed in");
+        }
+        return Ok(Ok(Checked::SignIn {
+            drop_prompt: false,
+            after: None,
+        }));
+    };
+    // prompt=login: sign in again, once (the return carries the time after
+    // which the sign-in must be, and no prompt).
+    let stale = max_age.is_some_and(|m| now - session.auth_time > m)
+        || after.is_some_and(|t| session.auth_time < t);
+    if prompts.contains(&"login") || stale {
+        if none {
+            return refuse("login_required", "a new sign-in is needed");
+        }
+        let login = prompts.contains(&"login");
+        return Ok(Ok(Checked::SignIn {
+            drop_prompt: login,
+            after: if login { Some(now) } else { after },
+        }));
+    }
+    if client.consent {
+        // No consent page yet: a client that needs one is told so.
+        return refuse(
+            "consent_required",
+            "this client needs consent, which this server cannot ask for yet",
+        );
+    }
+    Ok(Ok(Checked::Grant {
+        session,
+        scope,
+        challenge,
+        nonce,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_carry_state_and_iss_and_keep_the_uris_query() {
+        let r = Reply {
+            redirect_uri: "https://app.example/cb?x=1",
+            state: Some("a b"),
+            issuer: "https://id.example",
+        };
+        assert_eq!(
+            r.to(&[("code", "c")]),
+            Outcome::Redirect(
+                "https://app.example/cb?x=1&code=c&state=a%20b&iss=https%3A%2F%2Fid.example".into()
+            )
+        );
+    }
+
+    #[test]
+    fn the_sign_in_return_drops_prompt_login_and_adds_the_time() {
+        let params = vec![
+            ("client_id".to_string(), "c".to_string()),
+            ("prompt".to_string(), "login".to_string()),
+            ("redirect_uri".to_string(), "https://a/cb".to_string()),
+        ];
+        assert_eq!(
+            return_to(&params, true, Some((AUTH_AFTER, "5".into()))),
+            "/oauth2/authorize?client_id=c&redirect_uri=https%3A%2F%2Fa%2Fcb&hallpass_auth_after=5"
+        );
+    }
+}
