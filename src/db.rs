@@ -69,6 +69,7 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
 /// Opens and migrates, creating the file if needed: what `init` and
 /// `serve` call once.
 pub fn open_and_migrate(path: &Path) -> Result<Connection, Error> {
+    look_first(path)?;
     let mut conn = open(path)?;
     migrate(&mut conn).map_err(|e| explain(path, e))?;
     Ok(conn)
@@ -90,7 +91,18 @@ pub fn open_existing(path: &Path) -> Result<Connection, Error> {
             absolute(path).display()
         )));
     }
+    look_first(path)?;
     connect(path, false)
+}
+
+/// Names a file of the database this process may not read or write,
+/// before SQLite opens it (SQLite alone says "unable to open database
+/// file" or, for a read-only -wal, nothing until the first write).
+fn look_first(path: &Path) -> Result<(), Error> {
+    match access_problem(path) {
+        Some(problem) if !is_memory(path) => Err(Error::Internal(problem)),
+        _ => Ok(()),
+    }
 }
 
 /// What `serve` would meet opening `path`, found without creating anything
@@ -153,11 +165,8 @@ pub fn absolute(path: &Path) -> std::path::PathBuf {
 /// connection. Permissions are checked first, so that a read-only file is
 /// said at once, not at the first write.
 fn connect(path: &Path, create: bool) -> Result<Connection, Error> {
-    if !is_memory(path) {
-        if let Some(problem) = access_problem(path) {
-            return Err(Error::Internal(problem));
-        }
-    }
+    // No look at the files here (see `look_first`): workers connect while
+    // other connections of this process hold locks.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -168,6 +177,17 @@ fn connect(path: &Path, create: bool) -> Result<Connection, Error> {
         };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| explain(path, e.into()))?;
     configure(&conn).map_err(|e| explain(path, e))?;
+    // SQLite opens a file it may not write read-only, without a word.
+    if !is_memory(path) && conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        drop(conn);
+        return Err(explain(
+            path,
+            Error::Internal(format!(
+                "the database {} is read-only to this process",
+                absolute(path).display()
+            )),
+        ));
+    }
     Ok(conn)
 }
 
@@ -215,10 +235,9 @@ fn access_problem(path: &Path) -> Option<String> {
         }
     }
     for (p, what) in files {
-        let denied = |r: std::io::Result<std::fs::File>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied);
-        let lacks = if denied(std::fs::File::open(&p)) {
+        let lacks = if !may(&p, 0o4) {
             "read"
-        } else if denied(std::fs::OpenOptions::new().write(true).open(&p)) {
+        } else if !may(&p, 0o2) {
             "write"
         } else {
             continue;
@@ -231,6 +250,43 @@ fn access_problem(path: &Path) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether this process may read (`0o4`) or write (`0o2`) `p`, from its
+/// mode, owner and group against the process's effective ids, opening
+/// nothing: closing a descriptor of a file drops every POSIX lock the
+/// process holds on it, SQLite's included, and a server whose locks on
+/// its -shm are gone may have it truncated under its mmap by another
+/// process (SIGBUS; found by the backup drill). Root may do anything.
+#[cfg(unix)]
+fn may(p: &Path, bit: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(p) else {
+        return true;
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    if uid == 0 {
+        return true;
+    }
+    let mode = m.mode();
+    let shift = if m.uid() == uid {
+        6
+    } else if m.gid() == rustix::process::getegid().as_raw()
+        || rustix::process::getgroups()
+            .unwrap_or_default()
+            .iter()
+            .any(|g| g.as_raw() == m.gid())
+    {
+        3
+    } else {
+        0
+    };
+    mode >> shift & bit != 0
+}
+
+#[cfg(not(unix))]
+fn may(_p: &Path, _bit: u32) -> bool {
+    true
 }
 
 /// The database's directory, when this process may not create files in
