@@ -68,19 +68,37 @@ impl Conn {
         body: Option<&Value>,
     ) -> (u16, Vec<u8>) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let bearer = auth.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b.as_str()));
+        }
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let (status, _, buf) = self.send(method, path, &headers, body.as_bytes());
+        (status, buf)
+    }
+
+    /// Any request: (status, the answer's headers, its body).
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n",
             body.len()
         );
-        if let Some(t) = auth {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if !body.is_empty() {
-            req.push_str("Content-Type: application/json\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        req.push_str(&body);
-        self.stream.write_all(req.as_bytes()).expect("write");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes).expect("write");
         let mut status_line = String::new();
         self.reader
             .read_line(&mut status_line)
@@ -91,6 +109,7 @@ impl Conn {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let mut len = 0usize;
+        let mut answer = Vec::new();
         loop {
             let mut line = String::new();
             self.reader.read_line(&mut line).expect("header");
@@ -101,11 +120,12 @@ impl Conn {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
                 }
+                answer.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
         let mut buf = vec![0u8; len];
         self.reader.read_exact(&mut buf).expect("body");
-        (status, buf)
+        (status, answer, buf)
     }
 }
 
@@ -602,9 +622,172 @@ fn main() {
         "  stripped binary           {:>9.2} MB   (target <= 8 MB)",
         size as f64 / 1_048_576.0
     );
+    oidc_flow(&bin, me_rps);
     mail_drain(&bin);
     enumeration_timing(&bin);
     activity(&bin);
+}
+
+/// The OpenID Provider (issue 13): authorization-code flow completions/s
+/// (GET /oauth2/authorize with a live browser session, then POST
+/// /oauth2/token with the code) and GET /oauth2/userinfo requests/s, next
+/// to /auth/me. The session comes from the real sign-in page.
+fn oidc_flow(bin: &Path, me_rps: f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("bench.toml"),
+        "db = \"bench.db\"\naccess_log = false\n[limits]\nlogin_burst = 1e9\nlogin_per_minute = 1e9\n\
+         token_burst = 1e9\ntoken_per_minute = 1e9\n",
+    )
+    .expect("config");
+    cli_init(bin, d);
+    cli_user(bin, d, &["ada@example.com"], Some("1000"));
+    let out = hallpass(
+        bin,
+        d,
+        &[
+            "client",
+            "add",
+            "rp",
+            "--redirect-url",
+            "https://rp.example/cb",
+        ],
+    )
+    .output()
+    .expect("client add");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .expect("field")
+            .to_string()
+    };
+    let (id, secret) = (field("client_id"), field("client_secret"));
+    let (mut child, addr, _) = start(bin, d);
+    let cookie = web_session(&addr);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{id}:{secret}")
+        )
+    );
+    let authorize = format!(
+        "/oauth2/authorize?response_type=code&client_id={id}&redirect_uri=https%3A%2F%2Frp.example%2Fcb&scope=openid%20email&state=s&nonce=n"
+    );
+    struct Flow {
+        cookie: String,
+        basic: String,
+        authorize: String,
+    }
+    let flows: Vec<Flow> = (0..CONNS)
+        .map(|_| Flow {
+            cookie: cookie.clone(),
+            basic: basic.clone(),
+            authorize: authorize.clone(),
+        })
+        .collect();
+    let (flow_rps, flow_p99, flow_err) = drive(&addr, flows, |c, f| {
+        let (st, h, _) = c.send("GET", &f.authorize, &[("Cookie", &f.cookie)], b"");
+        let code = h
+            .iter()
+            .find(|(k, _)| k == "location")
+            .and_then(|(_, v)| v.split("code=").nth(1))
+            .map(|v| v.split('&').next().unwrap_or("").to_string());
+        let Some(code) = code.filter(|_| st == 302) else {
+            return false;
+        };
+        let body = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example%2Fcb"
+        );
+        let (st, _, _) = c.send(
+            "POST",
+            "/oauth2/token",
+            &[
+                ("Authorization", &f.basic),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        );
+        st == 200
+    });
+    // One access token per connection for userinfo.
+    let mut c = Conn::open(&addr);
+    let tokens: Vec<String> = (0..CONNS)
+        .map(|_| {
+            let (_, h, _) = c.send("GET", &authorize, &[("Cookie", &cookie)], b"");
+            let loc = h
+                .iter()
+                .find(|(k, _)| k == "location")
+                .map(|(_, v)| v.clone())
+                .expect("location");
+            let code = loc.split("code=").nth(1).expect("code").split('&').next().expect("code");
+            let body = format!(
+                "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example%2Fcb"
+            );
+            let (st, _, b) = c.send(
+                "POST",
+                "/oauth2/token",
+                &[
+                    ("Authorization", &basic),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            );
+            assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+            let v: Value = serde_json::from_slice(&b).expect("json");
+            v["access_token"].as_str().expect("access_token").to_string()
+        })
+        .collect();
+    let (ui_rps, ui_p99, ui_err) = drive(&addr, tokens, |c, t| {
+        c.call("GET", "/oauth2/userinfo", Some(t), None).0 == 200
+    });
+    child.kill().ok();
+    child.wait().ok();
+    println!("  OpenID provider (issue 13):");
+    println!("  code flow, authorize+token {flow_rps:>8.0} flows/s p99 {flow_p99:.2} ms, errors {flow_err}");
+    println!(
+        "  GET /oauth2/userinfo      {ui_rps:>9.0} req/s   p99 {ui_p99:.2} ms   = {:.0}% of /auth/me, errors {ui_err}",
+        100.0 * ui_rps / me_rps
+    );
+}
+
+/// A signed-in browser session at the sign-in page: its cookie header.
+fn web_session(addr: &str) -> String {
+    let mut c = Conn::open(addr);
+    let (st, h, page) = c.send("GET", "/signin", &[], b"");
+    assert_eq!(st, 200, "GET /signin");
+    let page = String::from_utf8_lossy(&page).to_string();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field")
+        .to_string();
+    let jar: Vec<String> = h
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next().map(str::to_string))
+        .collect();
+    let body =
+        format!("csrf={csrf}&return_to=%2Faccount&login=ada%40example.com&password={PASSWORD}");
+    let (st, h, _) = c.send(
+        "POST",
+        "/signin",
+        &[
+            ("Cookie", &jar.join("; ")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(st, 303, "POST /signin");
+    h.iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|p| p.starts_with("hallpass="))
+        .expect("session cookie")
+        .to_string()
 }
 
 /// Known against unknown addresses at the mail-sending endpoints that
