@@ -360,10 +360,20 @@ pub fn refresh(
     token: &str,
     tenant: Option<&str>,
     bearer: Option<&Claims>,
+    app: bool,
     peer: &Peer,
 ) -> Result<Tokens, Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
+    // An app's refresh token (a provider session, `app`) is good only at
+    // /oauth2/token, where the app authenticates; a native one only at the
+    // native routes (RFC 9700 §4.14). Refused before any rotation.
+    if let Some((family, _)) = sessions::peek(&cx.conn, token)? {
+        let scoped = sessions::family(&cx.conn, &family)?.is_some_and(|f| f.scope.is_some());
+        if scoped != app {
+            return Err(Error::TokenInvalid);
+        }
+    }
     if let Some(claims) = bearer {
         match sessions::peek(&cx.conn, token)? {
             Some((family, _)) if family == claims.sid => {}
@@ -543,11 +553,34 @@ pub(crate) fn mint(cx: &Ctx, s: Subject, grant: &Grant, issued: &Issued) -> Resu
 
 /// Authenticates a bearer access token: signature, expiry, a live session
 /// and an active user. Cached verification keeps this cheap.
+///
+/// A token the OpenID Provider issued to an app (its session has a scope)
+/// is refused here: it is for that app and for /oauth2/userinfo, never
+/// for hallpass's own APIs (RFC 9700 §2.3), or an app a person signed
+/// into would hold the person's, even an admin's, power over hallpass.
 pub fn authenticate(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User), Error> {
+    match authenticate_any(cx, token)? {
+        (_, _, true) => Err(Error::TokenInvalid),
+        (claims, user, false) => Ok((claims, user)),
+    }
+}
+
+/// An access token of a provider session (an app's), for the provider's
+/// own endpoints (userinfo); anything else is refused.
+pub fn authenticate_app(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User), Error> {
+    match authenticate_any(cx, token)? {
+        (claims, user, true) => Ok((claims, user)),
+        _ => Err(Error::TokenInvalid),
+    }
+}
+
+/// A live access token, its user, and whether its session is a provider
+/// session.
+fn authenticate_any(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User, bool), Error> {
     let now = cx.now();
     let keys = cx.app.keys()?;
     let claims = cx.app.verified.verify(&keys, token, &cx.app.issuer, now)?;
-    let (user, live) =
+    let (user, live, provider) =
         sessions::session_user(&cx.conn, &claims.sub, &claims.sid)?.ok_or(Error::TokenRevoked)?;
     if !live {
         return Err(Error::TokenRevoked);
@@ -555,7 +588,7 @@ pub fn authenticate(cx: &Ctx, token: &str) -> Result<(Arc<Claims>, User), Error>
     if !user.is_active() {
         return Err(Error::UserInactive);
     }
-    Ok((claims, user))
+    Ok((claims, user, provider))
 }
 
 /// Ends the bearer's session, and the session of `refresh_token` when it

@@ -239,7 +239,8 @@ pub fn refresh_or_magic(cx: &mut Ctx, token: &str, peer: &Peer) -> Result<SignIn
         Link::Live(_) | Link::Used
     );
     if !is_link {
-        return auth::refresh(cx, token, None, None, peer).map(|t| SignIn::Full(Box::new(t)));
+        return auth::refresh(cx, token, None, None, false, peer)
+            .map(|t| SignIn::Full(Box::new(t)));
     }
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let Some(user_id) = redeem_magic(cx, token, None)? else {

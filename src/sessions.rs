@@ -387,18 +387,24 @@ pub fn session_user(
     conn: &Connection,
     user_id: &str,
     family_id: &str,
-) -> Result<Option<(User, bool)>, Error> {
+) -> Result<Option<(User, bool, bool)>, Error> {
     let sql = concat!(
         "SELECT ",
         user_cols!(),
-        ", (SELECT revoked_at IS NULL AND mfa_pending = 0 FROM token_families WHERE id = ?2 AND user_id = ?1)
+        ", (SELECT revoked_at IS NULL AND mfa_pending = 0 FROM token_families WHERE id = ?2 AND user_id = ?1),
+           (SELECT scope IS NOT NULL FROM token_families WHERE id = ?2 AND user_id = ?1)
            FROM users WHERE id = ?1 AND deleted_at IS NULL"
     );
     Ok(conn
         .prepare_cached(sql)?
         .query_row([user_id, family_id], |r| {
             let live: Option<bool> = r.get(15)?;
-            Ok((user_from_row(r)?, live.unwrap_or(false)))
+            let provider: Option<bool> = r.get(16)?;
+            Ok((
+                user_from_row(r)?,
+                live.unwrap_or(false),
+                provider.unwrap_or(false),
+            ))
         })
         .optional()?)
 }

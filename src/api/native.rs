@@ -151,6 +151,7 @@ fn token_refresh(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
         &refresh_token,
         tenant.as_deref(),
         bearer_claims.as_ref(),
+        false,
         &peer(req),
     )?;
     Ok(token_response(&tokens))
@@ -163,7 +164,14 @@ fn switch_token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
     let tenant = body
         .opt_str("tenantId", 256)?
         .ok_or_else(|| Error::BadRequest("Tenant ID is required".into()))?;
-    let tokens = auth::refresh(cx, &refresh_token, Some(&tenant), Some(&claims), &peer(req))?;
+    let tokens = auth::refresh(
+        cx,
+        &refresh_token,
+        Some(&tenant),
+        Some(&claims),
+        false,
+        &peer(req),
+    )?;
     Ok(token_response(&tokens))
 }
 

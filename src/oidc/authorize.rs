@@ -326,16 +326,21 @@ fn check<'s>(
     };
     // prompt=login: sign in again, once (the return carries the time after
     // which the sign-in must be, and no prompt).
-    let stale = max_age.is_some_and(|m| now - session.auth_time > m)
-        || after.is_some_and(|t| session.auth_time < t);
-    if prompts.contains(&"login") || stale {
+    // Back from the sign-in we asked for, `after` alone decides: max_age
+    // (0 included) would otherwise send a browser whose fresh sign-in
+    // crossed a second boundary round again (review of issue 13).
+    let stale = match after {
+        Some(t) => session.auth_time < t,
+        None => max_age.is_some_and(|m| m == 0 || now - session.auth_time > m),
+    };
+    if (prompts.contains(&"login") && after.is_none()) || stale {
         if none {
             return refuse("login_required", "a new sign-in is needed");
         }
         let login = prompts.contains(&"login");
         return Ok(Ok(Checked::SignIn {
             drop_prompt: login,
-            after: if login { Some(now) } else { after },
+            after: Some(after.unwrap_or(now)),
         }));
     }
     if client.consent {

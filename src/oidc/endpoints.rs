@@ -15,7 +15,7 @@ use crate::sessions;
 /// The claims of the bearer's user its session's scope releases. Only
 /// provider sessions (a scope with openid) are served.
 pub fn userinfo(cx: &Ctx, access_token: &str) -> Result<Value, Error> {
-    let (claims, user) = auth::authenticate(cx, access_token)?;
+    let (claims, user) = auth::authenticate_app(cx, access_token)?;
     let scope = sessions::family(&cx.conn, &claims.sid)?
         .and_then(|f| f.scope)
         .filter(|s| crate::oidc::has_scope(s, "openid"))

@@ -238,7 +238,7 @@ fn refresh(cx: &mut Ctx, client: &Client, req: &TokenRequest, peer: &Peer) -> Re
             ));
         }
     }
-    let tokens = auth::refresh(cx, token, None, None, peer).map_err(grant_refused)?;
+    let tokens = auth::refresh(cx, token, None, None, true, peer).map_err(grant_refused)?;
     answer(cx, client, &tokens, &scope, family.auth_time, None)
 }
 

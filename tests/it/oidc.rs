@@ -1124,3 +1124,70 @@ fn an_rs256_client_gets_rs256_id_tokens_when_the_server_key_is_rsa() {
     let r = authorize(&s, Some(&cookie), &pairs);
     assert_eq!(param(&r, "error").as_deref(), Some("server_error"));
 }
+
+#[test]
+fn an_apps_tokens_are_good_only_at_the_provider_never_at_hallpasss_own_apis() {
+    // An admin signs into an app: the app's access token must not carry
+    // the admin's power over hallpass, nor its refresh token skip the
+    // app's own authentication (review of issue 13).
+    let f = flow();
+    f.s.conn()
+        .execute(
+            "UPDATE users SET role = 'admin' WHERE id = ?1",
+            [&f.user.id],
+        )
+        .unwrap();
+    let code = f.code("openid email offline_access", &[]);
+    let t = f.exchange(&code).json();
+    let at = t["access_token"].as_str().unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    let ui = f.s.get_auth("/oauth2/userinfo", at);
+    assert_eq!(ui.status, 200, "{}", ui.body);
+    for path in ["/auth/me", "/admin/clients", "/api/user/mfa/generate"] {
+        let r = f.s.get_auth(path, at);
+        assert_eq!(r.status, 401, "{path}: {} {}", r.status, r.body);
+    }
+    let made = f.s.send_auth(
+        "POST",
+        "/admin/clients",
+        at,
+        &json!({"name": "backdoor", "redirect_urls": ["https://evil.example/cb"]}),
+    );
+    assert_eq!(made.status, 401, "{}", made.body);
+    let native =
+        f.s.post("/auth/token-refresh", &json!({ "refreshToken": rt }));
+    assert_eq!(native.status, 401, "{}", native.body);
+    // ... and it still works where the app authenticates.
+    let r = post_form(
+        &f.s,
+        "/oauth2/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        Some((&f.client.client_id, &f.secret)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn max_age_zero_asks_for_one_fresh_sign_in_and_then_answers() {
+    let f = flow();
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", f.client.client_id.as_str()),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("max_age", "0"),
+    ];
+    let r = authorize(&f.s, Some(&f.cookie), &pairs);
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap().to_string();
+    assert!(loc.starts_with("/signin?return_to="), "{loc}");
+    // Back from a sign-in a second later (a fresh session), the same
+    // request answers with a code instead of looping.
+    f.s.advance(1);
+    let fresh = browser(&f.s, &f.user.id, &["pwd"], f.s.now());
+    f.s.advance(1);
+    let back = hallpass::url::percent_decode(loc.trim_start_matches("/signin?return_to="), false);
+    let r = f.s.request("GET", &back, &[("Cookie", &fresh)], None);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
+}

@@ -142,7 +142,7 @@ fn assert_page_headers(r: &Resp) {
     assert_eq!(
         r.header("content-security-policy"),
         Some(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; \
              frame-ancestors 'none'; base-uri 'none'"
         ),
         "{r:?}"
