@@ -57,7 +57,10 @@ pub fn introspect(cx: &Ctx, client: &Client, token: &str) -> Result<Value, Error
     };
     let exp = payload["exp"].as_i64().unwrap_or(0);
     let iat = payload["iat"].as_i64().unwrap_or(i64::MAX);
+    // An access token has a jti; an id_token (auth_time, azp) is no bearer.
     let good = payload["iss"] == json!(cx.app.issuer)
+        && payload["jti"].as_str().is_some_and(|j| !j.is_empty())
+        && payload.get("auth_time").is_none()
         && payload["aud"] == json!(client.client_id)
         && exp + crate::jwt::LEEWAY >= now
         && iat <= now + crate::jwt::LEEWAY;
@@ -148,7 +151,12 @@ pub fn end_session(
                     "id_token_hint is not an id_token of ours",
                 )
             })?;
-            if payload["iss"] != json!(cx.app.issuer) {
+            // An id_token: auth_time and azp, and no jti (an access token
+            // or a client's own token is no hint).
+            let id_token_shaped = payload.get("auth_time").is_some()
+                && payload.get("azp").is_some()
+                && payload.get("jti").is_none();
+            if payload["iss"] != json!(cx.app.issuer) || !id_token_shaped {
                 return Err(oauth_error(
                     "invalid_request",
                     "id_token_hint is not an id_token of ours",

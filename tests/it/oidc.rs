@@ -1191,3 +1191,21 @@ fn max_age_zero_asks_for_one_fresh_sign_in_and_then_answers() {
     assert_eq!(r.status, 302, "{}", r.body);
     assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
 }
+
+#[test]
+fn an_id_token_is_no_bearer_and_an_access_token_is_no_logout_hint() {
+    let f = flow();
+    let code = f.code("openid", &[]);
+    let t = f.exchange(&code).json();
+    let basic = Some((f.client.client_id.as_str(), f.secret.as_str()));
+    let id_token = t["id_token"].as_str().unwrap();
+    let r = post_form(&f.s, "/oauth2/introspect", &[("token", id_token)], basic);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["active"], json!(false), "{}", r.body);
+    let at = t["access_token"].as_str().unwrap();
+    let r = post_form(&f.s, "/oauth2/introspect", &[("token", at)], basic);
+    assert_eq!(r.json()["active"], json!(true), "{}", r.body);
+    let path = format!("/oauth2/end-session?{}", query(&[("id_token_hint", at)]));
+    let r = f.s.request("GET", &path, &[("Cookie", &f.cookie)], None);
+    assert_eq!(r.status, 400, "{}", r.body);
+}
