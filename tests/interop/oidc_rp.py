@@ -3,14 +3,19 @@ wrote: Python's authlib (PyPI), its framework-free OAuth 2.0 / OpenID
 Connect client (authlib.integrations.base_client over requests), the same
 pieces its Flask and Django clients are made of.
 
-usage: oidc_rp.py BIN BASE
-  BIN   the hallpass binary (HALLPASS_DB names the server's database)
-  BASE  the running server, http://127.0.0.1:PORT
+usage: oidc_rp.py setup BIN STATE   before the server starts
+       oidc_rp.py run BASE STATE    against it
+  BIN    the hallpass binary (HALLPASS_DB names the database)
+  STATE  a JSON file setup writes and run reads
+  BASE   the running server, http://127.0.0.1:PORT
 
-Makes its own clients and users with the CLI (the CLI may be used while the
-server runs): a confidential client (client_secret_basic), a public one
-(PKCE, no secret), users rp-ada (password) and rp-tom (TOTP on, enrolled
-through `hallpass user enroll-mfa` with oathtool's code).
+setup makes the clients and users with the CLI: a confidential client
+(client_secret_basic), a public one (PKCE, no secret), users rp-ada
+(password) and rp-tom (TOTP on, enrolled through `hallpass user enroll-mfa`
+with oathtool's code). It runs before `hallpass serve`: a CLI command run
+beside a live server unlinks the server's -wal and -shm when it exits (the
+server holds no SQLite file locks, see db::access_problem), which corrupts
+the database.
 
 authlib does discovery, the authorization URL (PKCE S256, state, nonce),
 the code exchange, the id_token's validation (signature against the JWKS of
@@ -23,6 +28,7 @@ the redirect URI with code, state and iss.
 Each step prints "PASS ..." or exits non-zero with "FAIL ...".
 """
 import html.parser
+import json
 import subprocess
 import sys
 import time
@@ -36,7 +42,9 @@ from authlib.integrations.base_client import OAuth2Mixin
 from authlib.integrations.base_client import OpenIDMixin
 from authlib.integrations.requests_client import OAuth2Session
 
-bin_, base = sys.argv[1:3]
+mode, arg, state_file = sys.argv[1:4]
+bin_ = arg if mode == "setup" else None
+base = arg if mode == "run" else None
 PASSWORD = "correct-horse-battery-9"
 REDIRECT = "http://127.0.0.1:9/rp/callback"      # registered; never fetched
 LOGGED_OUT = "http://127.0.0.1:9/rp/signed-out"  # registered post-logout URI
@@ -277,19 +285,32 @@ def code_flow(rp, login, totp_secret=None, spent_step=None, b=None):
 
 # ---------------------------------------------------------------- the flows
 
+def setup():
+    conf = cli("client", "add", "rp-authlib", "--redirect-url", REDIRECT,
+               "--post-logout-redirect-url", LOGGED_OUT)
+    conf_id, conf_secret = field(conf, "client_id"), field(conf, "client_secret")
+    pub = cli("client", "add", "rp-authlib-spa", "--public", "--redirect-url", REDIRECT,
+              "--post-logout-redirect-url", LOGGED_OUT)
+    pub_id = field(pub, "client_id")
+    cli("user", "add", "rp-ada@example.com", "--username", "rp-ada", "--password-stdin",
+        stdin=PASSWORD + "\n")
+    cli("user", "add", "rp-tom@example.com", "--username", "rp-tom", "--password-stdin",
+        stdin=PASSWORD + "\n")
+    tom_secret, tom_step = enroll_totp("rp-tom")
+    ok("CLI: two clients (confidential, public), rp-ada, rp-tom with TOTP (enroll-mfa + oathtool)")
+    with open(state_file, "w") as f:
+        json.dump({"conf_id": conf_id, "conf_secret": conf_secret, "pub_id": pub_id,
+                   "tom_secret": tom_secret, "tom_step": tom_step}, f)
+
+
+if mode == "setup":
+    setup()
+    sys.exit(0)
 print(f"authlib {authlib.__version__}, requests {requests.__version__}")
-conf = cli("client", "add", "rp-authlib", "--redirect-url", REDIRECT,
-           "--post-logout-redirect-url", LOGGED_OUT)
-conf_id, conf_secret = field(conf, "client_id"), field(conf, "client_secret")
-pub = cli("client", "add", "rp-authlib-spa", "--public", "--redirect-url", REDIRECT,
-          "--post-logout-redirect-url", LOGGED_OUT)
-pub_id = field(pub, "client_id")
-cli("user", "add", "rp-ada@example.com", "--username", "rp-ada", "--password-stdin",
-    stdin=PASSWORD + "\n")
-cli("user", "add", "rp-tom@example.com", "--username", "rp-tom", "--password-stdin",
-    stdin=PASSWORD + "\n")
-tom_secret, tom_step = enroll_totp("rp-tom")
-ok("CLI: two clients (confidential, public), rp-ada, rp-tom with TOTP (enroll-mfa + oathtool)")
+with open(state_file) as f:
+    made = json.load(f)
+conf_id, conf_secret, pub_id = made["conf_id"], made["conf_secret"], made["pub_id"]
+tom_secret, tom_step = made["tom_secret"], made["tom_step"]
 
 # -- discovery
 rp = relying_party(conf_id, conf_secret, "client_secret_basic")
