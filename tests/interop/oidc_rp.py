@@ -12,10 +12,8 @@ usage: oidc_rp.py setup BIN STATE   before the server starts
 setup makes the clients and users with the CLI: a confidential client
 (client_secret_basic), a public one (PKCE, no secret), users rp-ada
 (password) and rp-tom (TOTP on, enrolled through `hallpass user enroll-mfa`
-with oathtool's code). It runs before `hallpass serve`: a CLI command run
-beside a live server unlinks the server's -wal and -shm when it exits (the
-server holds no SQLite file locks, see db::access_problem), which corrupts
-the database.
+with oathtool's code). It runs before `hallpass serve` (see run.sh for why
+it once had to).
 
 authlib does discovery, the authorization URL (PKCE S256, state, nonce),
 the code exchange, the id_token's validation (signature against the JWKS of

@@ -214,9 +214,11 @@ dir="$work/oidc-rp"
 mkdir -p "$dir"
 export HALLPASS_DB="$dir/h.db" HALLPASS_TOKEN_ALGORITHM=ES256 HALLPASS_MAIL_COMMAND=
 unset HALLPASS_CONFIG || true
-# Clients and users first, with the CLI: a CLI command beside a live
-# server unlinks the server's -wal and -shm as it exits (the database is
-# then corrupted); reported, see db::access_problem.
+# Clients and users first, with the CLI, before the server starts. (While
+# this suite was written, a CLI command beside a live server could unlink
+# its -wal and -shm: the server's own permission checks had dropped its
+# SQLite locks. Fixed in db::access_problem, which now opens nothing; the
+# other suites still use the CLI beside a live server.)
 "$bin" init >/dev/null
 python3 "$here/oidc_rp.py" setup "$bin" "$dir/made.json"
 node_rp=$("$bin" client add rp-openid-client --redirect-url http://127.0.0.1:9/node/callback \
