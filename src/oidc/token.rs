@@ -214,6 +214,7 @@ fn exchange(cx: &mut Ctx, client: &Client, req: &TokenRequest) -> Result<Value, 
         &scope,
         binding.auth_time,
         binding.nonce.as_deref(),
+        has_scope(&scope, "offline_access"),
     )
 }
 
@@ -239,7 +240,23 @@ fn refresh(cx: &mut Ctx, client: &Client, req: &TokenRequest, peer: &Peer) -> Re
         }
     }
     let tokens = auth::refresh(cx, token, None, None, true, peer).map_err(grant_refused)?;
-    answer(cx, client, &tokens, &scope, family.auth_time, None)
+    // The answer (and its id_token) has the narrower scope asked for; the
+    // refresh token keeps what was granted (RFC 6749 §6), and so does
+    // userinfo, which reads the session.
+    let answered = match &req.scope {
+        Some(asked) => split_scope(asked).join(" "),
+        None => scope.clone(),
+    };
+    let keep_refresh = has_scope(&scope, "offline_access");
+    answer(
+        cx,
+        client,
+        &tokens,
+        &answered,
+        family.auth_time,
+        None,
+        keep_refresh,
+    )
 }
 
 /// The token response for a user's session, with its id_token.
@@ -250,6 +267,7 @@ fn answer(
     scope: &str,
     auth_time: Option<i64>,
     nonce: Option<&str>,
+    refresh: bool,
 ) -> Result<Value, Error> {
     let id_token = id_token(cx, client, tokens, scope, auth_time, nonce)?;
     let mut out = json!({
@@ -259,7 +277,7 @@ fn answer(
         "id_token": id_token,
         "scope": scope,
     });
-    if has_scope(scope, "offline_access") {
+    if refresh {
         out["refresh_token"] = json!(tokens.refresh_token);
     }
     Ok(out)

@@ -1209,3 +1209,32 @@ fn an_id_token_is_no_bearer_and_an_access_token_is_no_logout_hint() {
     let r = f.s.request("GET", &path, &[("Cookie", &f.cookie)], None);
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[test]
+fn a_refresh_may_ask_for_a_narrower_scope_and_keeps_its_refresh_token() {
+    let f = flow();
+    let code = f.code("openid email offline_access", &[]);
+    let rt = f.exchange(&code).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_form(
+        &f.s,
+        "/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "openid"),
+        ],
+        Some((&f.client.client_id, &f.secret)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    assert_eq!(t["scope"], json!("openid"));
+    assert!(
+        t["refresh_token"].is_string(),
+        "the refresh token stays: {t}"
+    );
+    let c = verify_id_token(&f.s, t["id_token"].as_str().unwrap(), &f.client.client_id);
+    assert!(c.get("email").is_none(), "{c}");
+}
