@@ -246,7 +246,11 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         state: pairs.get("state")?,
     };
     let value = cookie(cx, req);
-    let target = endpoints::end_session(cx, &ask, value.as_deref())?;
+    let target = match endpoints::end_session(cx, &ask, value.as_deref())? {
+        endpoints::Ended::Done(target) => target,
+        // The sign-out page asks, with its CSRF-protected form.
+        endpoints::Ended::Confirm => return Ok(no_store(Response::redirect("/signout"))),
+    };
     let mut resp = match target {
         Some(url) => Response::redirect(&url),
         None => Response::text(200, "text/html; charset=utf-8", SIGNED_OUT.to_string()),

@@ -133,16 +133,24 @@ pub struct EndSession {
     pub state: Option<String>,
 }
 
+/// What end-session comes to.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    /// Signed out (or no one was): on to this registered post-logout URI
+    /// with `state`, or None (a signed-out page).
+    Done(Option<String>),
+    /// Someone is signed in and no id_token of theirs came with the
+    /// request: a plain link must not sign a browser out (logout CSRF), so
+    /// the person confirms at the sign-out page.
+    Confirm,
+}
+
 /// RP-initiated logout 1.0: checks the hint (our signature, our issuer;
 /// expired is fine, `alg: none` never is), ends the browser session named
-/// by `cookie`, and returns where to send the browser: a registered
-/// post-logout URI of the hint's client with `state`, or None (a
-/// signed-out page).
-pub fn end_session(
-    cx: &mut Ctx,
-    req: &EndSession,
-    cookie: Option<&str>,
-) -> Result<Option<String>, Error> {
+/// by `cookie` when the hint is the signed-in person's, and says what
+/// comes next (`Ended`).
+pub fn end_session(cx: &mut Ctx, req: &EndSession, cookie: Option<&str>) -> Result<Ended, Error> {
+    let mut hint_sub = None;
     let hinted_client = match &req.id_token_hint {
         Some(hint) => {
             let payload = cx.app.keys()?.verify_json(hint).map_err(|_| {
@@ -162,6 +170,7 @@ pub fn end_session(
                     "id_token_hint is not an id_token of ours",
                 ));
             }
+            hint_sub = payload["sub"].as_str().map(str::to_string);
             payload["aud"].as_str().map(str::to_string)
         }
         None => None,
@@ -202,7 +211,13 @@ pub fn end_session(
     };
     if let Some(value) = cookie {
         let now = cx.now();
-        cx.write(|tx| browser::end(tx, value, now))?;
+        match browser::current(&cx.conn, value, now)? {
+            Some(s) if hint_sub.as_deref() == Some(s.user_id.as_str()) => {
+                cx.write(|tx| browser::end(tx, value, now))?;
+            }
+            Some(_) => return Ok(Ended::Confirm),
+            None => {}
+        }
     }
-    Ok(target)
+    Ok(Ended::Done(target))
 }

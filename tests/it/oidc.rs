@@ -1238,3 +1238,23 @@ fn a_refresh_may_ask_for_a_narrower_scope_and_keeps_its_refresh_token() {
     let c = verify_id_token(&f.s, t["id_token"].as_str().unwrap(), &f.client.client_id);
     assert!(c.get("email").is_none(), "{c}");
 }
+
+#[test]
+fn a_plain_link_to_end_session_asks_before_signing_anyone_out() {
+    // Logout CSRF: without an id_token of the signed-in person, the
+    // browser goes to the sign-out page's confirm form and stays signed in.
+    let f = flow();
+    let r =
+        f.s.request("GET", "/oauth2/end-session", &[("Cookie", &f.cookie)], None);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/signout"));
+    assert!(
+        !r.headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.contains("Max-Age=0")),
+        "the session cookie is kept"
+    );
+    // Still signed in: a silent authorize gets a code.
+    let code = f.code("openid", &[("prompt", "none")]);
+    assert!(!code.is_empty());
+}

@@ -599,7 +599,19 @@ fn review_fixes_empty_files_version_flags_key_directories_and_racing_starts() {
     while !(ended(&mut a) || ended(&mut b)) && t0.elapsed().as_secs() < 10 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let names = files(fresh.path());
+    // The loser may stop at its preflight, before the winner has made its
+    // files: wait (while the winner runs) until they are there.
+    let want =
+        |n: &Vec<String>| n.contains(&"h.db".to_string()) && n.contains(&"h.db.key".to_string());
+    let mut names = files(fresh.path());
+    loop {
+        let both_ended = ended(&mut a) && ended(&mut b);
+        if want(&names) || both_ended || t0.elapsed().as_secs() >= 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        names = files(fresh.path());
+    }
     for c in [&mut a, &mut b] {
         let _ = c.kill();
         let _ = c.wait();
