@@ -200,23 +200,14 @@ fn key_dir_problem(file: &Path) -> Result<(), Error> {
     let Some(dir) = file.parent() else {
         return Ok(());
     };
-    let probe = dir.join(format!(".hallpass-key-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(Error::Internal(format!(
+    crate::db::can_create_in(dir).map_err(|e| {
+        Error::Internal(format!(
             "the master key file {} would be created, but its directory {} cannot take it: {e}{}",
             file.display(),
             dir.display(),
             crate::db::owner_note(dir)
-        ))),
-    }
+        ))
+    })
 }
 
 /// Where the key comes from, as messages name it.

@@ -289,22 +289,27 @@ fn may(_p: &Path, _bit: u32) -> bool {
     true
 }
 
+/// Whether this process may create a file in `dir`: a probe file made
+/// (create_new) and removed. For the database's directory (SQLite makes
+/// -wal and -shm there) and the master key file's.
+pub fn can_create_in(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".hallpass-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// The database's directory, when this process may not create files in
 /// it: SQLite makes the -wal and -shm files beside the database.
 fn directory_problem(path: &Path) -> Option<String> {
     let db = absolute(path);
     let dir = db.parent()?;
     let name = db.file_name()?.to_string_lossy().into_owned();
-    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            None
-        }
+    match can_create_in(dir) {
+        Ok(()) => None,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
             "cannot create files in {}, the database's directory: permission denied \
              (SQLite keeps {name}-wal and {name}-shm beside the database, so the directory \

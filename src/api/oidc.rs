@@ -125,16 +125,6 @@ fn configuration(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Erro
     Ok(Response::ok(&doc).with_header("Cache-Control", "public, max-age=60"))
 }
 
-/// The browser's session cookie's value, if it sent one.
-fn cookie(cx: &Ctx, req: &Request) -> Option<String> {
-    let name = browser::cookie_name(&cx.app.public_url);
-    req.header_all("cookie")?
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 /// The browser signed in at the pages, if any.
 fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
     super::web::browser_session(cx, req)
@@ -245,7 +235,9 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         post_logout_redirect_uri: pairs.get("post_logout_redirect_uri")?,
         state: pairs.get("state")?,
     };
-    let value = cookie(cx, req);
+    let value = req
+        .cookie(browser::cookie_name(&cx.app.public_url))
+        .map(str::to_string);
     let target = match endpoints::end_session(cx, &ask, value.as_deref())? {
         endpoints::Ended::Done(target) => target,
         // The sign-out page asks, with its CSRF-protected form.

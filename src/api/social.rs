@@ -125,12 +125,12 @@ fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response,
     let f = fields(req)?;
     let state = get(&f, "state");
     let https = cx.app.public_url.starts_with("https://");
-    let binding = state.and_then(|s| cookie(req, &social::cookie_name(s, https)));
+    let binding = state.and_then(|s| req.cookie(&social::cookie_name(s, https)));
     let cb = Callback {
         state,
         code: get(&f, "code"),
         error: get(&f, "error"),
-        binding: binding.as_deref(),
+        binding,
         apple_user: get(&f, "user"),
     };
     let path = kinds::redirect_path(&cx.app.config.providers, &provider);
@@ -151,17 +151,6 @@ fn logout(cx: &mut Ctx, req: &Request, kind: ProviderKind) -> Result<Response, E
     auth::logout(cx, &claims, refresh_token.as_deref(), &peer(req))?;
     social::end_upstream(cx, kind, &user.id)?;
     Ok(Response::ok(&json!({ "success": true, "key": user.id })))
-}
-
-/// A cookie's value from the Cookie header(s).
-fn cookie(req: &Request, name: &str) -> Option<String> {
-    req.headers
-        .iter()
-        .filter(|(k, _)| k == "cookie")
-        .flat_map(|(_, v)| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
 }
 
 /// The 302, its cookie, and headers that keep the code in it out of caches
