@@ -102,15 +102,7 @@ impl Form {
     }
 
     fn get(&self, name: &str) -> Result<Option<String>, Error> {
-        let mut found = self.0.iter().filter(|(k, _)| k == name);
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(oauth_error(
-                "invalid_request",
-                format!("{name} is given more than once"),
-            ));
-        }
-        Ok(first.map(|(_, v)| v.clone()).filter(|v| !v.is_empty()))
+        Ok(crate::oidc::single(&self.0, name)?.map(str::to_string))
     }
 }
 

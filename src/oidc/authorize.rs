@@ -39,15 +39,7 @@ struct Params<'a>(&'a [(String, String)]);
 
 impl Params<'_> {
     fn get(&self, name: &str) -> Result<Option<&str>, Error> {
-        let mut found = self.0.iter().filter(|(k, _)| k == name);
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(oauth_error(
-                "invalid_request",
-                format!("{name} is given more than once"),
-            ));
-        }
-        Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
+        crate::oidc::single(self.0, name)
     }
 }
 

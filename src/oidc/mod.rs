@@ -49,6 +49,23 @@ pub fn has_scope(scope: &str, one: &str) -> bool {
 /// `error`, the message in `error_description`. Carried as a Validation
 /// error whose code is the OAuth code, so it renders in one place
 /// (`api::oidc::render`).
+/// A request parameter given at most once (RFC 6749 §3.1: parameters
+/// must not repeat); empty counts as absent.
+pub fn single<'a>(
+    pairs: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, crate::error::Error> {
+    let mut found = pairs.iter().filter(|(k, _)| k == name);
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(oauth_error(
+            "invalid_request",
+            format!("{name} is given more than once"),
+        ));
+    }
+    Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
+}
+
 pub fn oauth_error(code: &'static str, message: impl Into<String>) -> crate::error::Error {
     crate::error::Error::invalid("oauth", code, message)
 }

@@ -644,10 +644,11 @@ fn internal(e: Error) -> Failure {
     }
 }
 
-/// Links `person` to a user, or creates one, or says why not.
 /// A refusal, and the user it concerns when one was found.
 type Refusal = (Option<String>, Failure);
 
+/// Links `person` to a user, or creates one, or says why not; a disabled
+/// user is refused here, inside the transaction, so nothing is left linked.
 fn link_user(
     tx: &rusqlite::Transaction,
     p: &Provider,
@@ -674,7 +675,7 @@ fn find_or_create(
     signup: bool,
     now: i64,
 ) -> Result<User, Failure> {
-    let db = |e: Error| internal(e);
+    let db = internal;
     let email = person.email.as_deref();
     if let Some(id) = identities::user_of(tx, &p.name, &person.subject).map_err(db)? {
         if let Some(user) = accounts::get_user(tx, &id).map_err(db)? {
