@@ -789,7 +789,12 @@ pub fn create_client(
     ttls: Ttls,
     now: i64,
 ) -> Result<(Client, Option<String>), Error> {
-    let client_id = b64url(&random_bytes(12)?);
+    // Lowercase base32: letters and digits only, so an id never starts with
+    // '-' (which a command line would read as an option) and survives any URL.
+    let client_id = base32::encode(
+        base32::Alphabet::Rfc4648Lower { padding: false },
+        &random_bytes(12)?,
+    );
     let secret = if public { None } else { Some(random_token()?) };
     let num = next_client_num(tx)?;
     tx.execute(
@@ -1123,5 +1128,25 @@ mod tests {
         remove_client(&conn, &b.client_id).unwrap();
         assert_eq!(add("c").num, 3);
         assert_eq!(get_client(&conn, &a.client_id).unwrap().unwrap().num, 1);
+    }
+
+    #[test]
+    fn client_ids_are_letters_and_digits_so_a_command_line_takes_them() {
+        // With base64url, one id in 32 started with '-' or '_', and
+        // `hallpass client update -xyz…` read it as an option (a CI failure).
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open_and_migrate(&dir.path().join("h.db")).unwrap();
+        for i in 0..300 {
+            let name = format!("c{i}");
+            let (c, _) = create_client(&conn, &name, &[], None, true, Ttls::default(), 0).unwrap();
+            assert_eq!(c.client_id.len(), 20, "{}", c.client_id);
+            assert!(
+                c.client_id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{}",
+                c.client_id
+            );
+        }
     }
 }
