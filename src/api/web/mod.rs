@@ -1,0 +1,293 @@
+//! The sign-in pages' routes (always on, like meta and admin): thin
+//! handlers over web/ that read the form and cookies, call one flow, and
+//! answer with a page or a 303. Every answer carries the pages' security
+//! headers (`secure`); a handler's error becomes the error page here,
+//! with the product name, rather than a JSON envelope.
+//!
+//! Forms: `application/x-www-form-urlencoded` bodies, each with its `csrf`
+//! field (web/session.rs explains the tokens). The sign-in form's token is
+//! bound to a pre-session cookie set when the form is shown; the second
+//! factor's to its pending cookie; sign-out's to the session itself. A
+//! missing or wrong token is a 403 page, before anything else is read.
+//!
+//! `return_to` (a query parameter, then a hidden field) is followed only
+//! when it is a path on this server: it starts with one `/`, has no `\`,
+//! and is printable ASCII without spaces (see `safe_return_to`). Anything
+//! else goes to /account.
+//!
+//! One file per group of pages: `signin.rs` (sign-in, second factor,
+//! sign-out), `account.rs` (the account page); this file holds what they
+//! share: the answers with their headers, the form reader, the error page.
+
+mod account;
+mod signin;
+
+use super::openapi::{op, string, Op};
+use super::{peer, Params, Route};
+use crate::app::Ctx;
+use crate::error::Error;
+use crate::http::{parse_form, percent_encode, Request, Response};
+use crate::web::pages::{Page, STYLESHEET};
+use crate::web::session::{self, BrowserSession};
+
+/// The pages' route table.
+pub fn routes() -> Vec<Route> {
+    let mut all = signin::routes();
+    all.extend(account::routes());
+    all.push(Route::new("GET", "/assets/hallpass.css", stylesheet));
+    all
+}
+
+/// The CSP of every page: no script at all, styles from our stylesheet
+/// only, forms posting only to us, never framed.
+/// No `form-action`: Chrome and Safari hold it against every redirect that
+/// follows a form post, and the sign-in form's answer goes on through
+/// /oauth2/authorize to the app's own origin (review of issue 13).
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// The browser session named by the request's cookie, if live.
+pub fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
+    match req.cookie(session::cookie_name(&cx.app.public_url)) {
+        Some(v) => session::current(&cx.conn, v, cx.now()),
+        None => Ok(None),
+    }
+}
+
+/// The headers every answer of the pages carries.
+fn secure(resp: Response) -> Response {
+    resp.with_header("Content-Security-Policy", CSP)
+        .with_header("X-Frame-Options", "DENY")
+        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("X-Content-Type-Options", "nosniff")
+}
+
+/// An HTML page (never cached: it may name the user or carry a token).
+fn html(status: u16, body: String) -> Response {
+    secure(
+        Response::text(status, "text/html; charset=utf-8", body)
+            .with_header("Cache-Control", "no-store"),
+    )
+}
+
+/// 303 See Other: after a form, the browser GETs `location`.
+fn see_other(location: &str) -> Response {
+    secure(
+        Response::empty(303)
+            .with_header("Location", location)
+            .with_header("Cache-Control", "no-store"),
+    )
+}
+
+fn product(cx: &Ctx) -> &str {
+    &cx.app.config.mail_product
+}
+
+/// The error page for `e`, in words for a person; internal detail is
+/// logged, never shown.
+fn error_page(cx: &Ctx, e: &Error) -> Response {
+    if let Error::Internal(detail) = e {
+        cx.app.log.line(format!("error: {detail}"));
+    }
+    let (status, title, message) = match e {
+        Error::Forbidden(_) => (
+            403,
+            "Form expired",
+            "This form has expired or did not come from this site. Go back, reload the page \
+             and try again."
+                .to_string(),
+        ),
+        Error::RateLimited { retry_after } => (
+            429,
+            "Too many attempts",
+            format!(
+                "Too many attempts. Wait {} and try again.",
+                wait(*retry_after)
+            ),
+        ),
+        Error::BadRequest(_) | Error::Validation { .. } => (
+            400,
+            "Bad request",
+            "The form could not be read. Go back and try again.".to_string(),
+        ),
+        Error::Internal(_) => (
+            500,
+            "Something went wrong",
+            "Something went wrong on our side. Try again in a moment.".to_string(),
+        ),
+        other => (other.status(), "Error", other.public_message()),
+    };
+    let mut resp = match Page::new(product(cx), title)
+        .set("message", message)
+        .render("error.html")
+    {
+        Ok(body) => html(status, body),
+        Err(_) => html(500, "Internal Server Error".into()),
+    };
+    if let Error::RateLimited { retry_after } = e {
+        resp = resp.with_header("Retry-After", &retry_after.to_string());
+    }
+    resp
+}
+
+/// The renderer `api::dispatch` uses should a handler fail anyway (every
+/// handler here renders its own errors through `error_page`).
+pub fn render(e: &Error) -> Response {
+    let body = Page::new("hallpass", "Error")
+        .set("message", e.public_message())
+        .render("error.html")
+        .unwrap_or_else(|_| "Error".into());
+    html(e.status(), body)
+}
+
+/// Runs a handler body; an error becomes the error page.
+fn guard(
+    cx: &mut Ctx,
+    req: &Request,
+    f: fn(&mut Ctx, &Request) -> Result<Response, Error>,
+) -> Result<Response, Error> {
+    Ok(f(cx, req).unwrap_or_else(|e| error_page(cx, &e)))
+}
+
+/// "N seconds" / "N minutes", rounded up.
+fn wait(secs: u64) -> String {
+    match secs {
+        0..=1 => "a second".into(),
+        2..=90 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+/// `return_to` when it is a path on this server, else `/account`: a
+/// single leading `/` (not `//`, which a browser reads as another host),
+/// no `\` (which browsers read as `/`), and only printable ASCII (no
+/// scheme can hide behind a tab or newline a browser would strip).
+pub fn safe_return_to(v: Option<&str>) -> &str {
+    match v {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= 4096
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p
+        }
+        _ => "/account",
+    }
+}
+
+/// The decoded fields of a form body.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn read(req: &Request) -> Result<Form, Error> {
+        let text = std::str::from_utf8(&req.body)
+            .map_err(|_| Error::BadRequest("the form is not UTF-8".into()))?;
+        Ok(Form(parse_form(text)))
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// The longest login name looked up (an email address's RFC 5321 limit).
+const MAX_LOGIN: usize = 320;
+
+fn csrf_refused() -> Error {
+    Error::Forbidden("csrf".into())
+}
+
+// --- shared by the pages ------------------------------------------------------
+
+/// The session cookie's value and its live session.
+fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSession)>, Error> {
+    let Some(value) = req.cookie(session::cookie_name(&cx.app.public_url)) else {
+        return Ok(None);
+    };
+    Ok(session::current(&cx.conn, value, cx.now())?.map(|s| (value.to_string(), s)))
+}
+
+/// How the page names the signed-in user.
+fn who(cx: &Ctx, s: &BrowserSession) -> Result<String, Error> {
+    let user = crate::accounts::get_user(&cx.conn, &s.user_id)?
+        .ok_or_else(|| Error::Internal("session of a missing user".into()))?;
+    Ok(user.display_name().to_string())
+}
+
+fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    Ok(secure(
+        Response::text(200, "text/css; charset=utf-8", STYLESHEET.to_string())
+            .with_header("Cache-Control", "public, max-age=3600"),
+    ))
+}
+
+/// The pages' operations (HTML, not JSON; listed so that the document
+/// names every route served).
+pub fn openapi() -> Vec<Op> {
+    let page = |method: &'static str, path: &'static str, summary: &str| {
+        op(method, path, summary).json_text(200, "text/html")
+    };
+    let form = |path: &'static str, summary: &str| {
+        op("POST", path, summary)
+            .empty(303, "On to the next page (Location)")
+            .json_text(401, "text/html")
+            .json_text(403, "text/html")
+            .json_text(429, "text/html")
+    };
+    vec![
+        page("GET", "/signin", "The sign-in page").query("return_to", false, string()),
+        form(
+            "/signin",
+            "Signs in with a login name and password (a form)",
+        ),
+        page(
+            "GET",
+            "/signin/second-factor",
+            "The second-factor page of a half-done sign-in",
+        )
+        .query("return_to", false, string()),
+        form(
+            "/signin/second-factor",
+            "Finishes a sign-in with a TOTP or recovery code (a form)",
+        ),
+        page("GET", "/signout", "Asks to confirm signing out"),
+        op("POST", "/signout", "Ends the browser session (a form)")
+            .empty(303, "To /signin")
+            .json_text(403, "text/html"),
+        page("GET", "/account", "The signed-in user's account page")
+            .empty(303, "To /signin when not signed in"),
+        op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_is_followed_only_to_paths_on_this_server() {
+        for ok in ["/account", "/oauth2/authorize?client_id=a&state=x%2Fy", "/"] {
+            assert_eq!(safe_return_to(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "javascript:alert(1)",
+            "/\t/evil.example",
+            "/a b",
+            "",
+            "evil",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/account", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
+    }
+}
