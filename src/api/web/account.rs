@@ -29,3 +29,11 @@ fn account(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
         Ok(html(200, page.render("account.html")?))
     })
 }
+
+/// The account page's operations.
+pub fn openapi() -> Vec<Op> {
+    vec![
+        page_op("GET", "/account", "The signed-in user's account page")
+            .empty(303, "To /signin when not signed in"),
+    ]
+}

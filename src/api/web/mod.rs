@@ -228,42 +228,26 @@ fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
 }
 
 /// The pages' operations (HTML, not JSON; listed so that the document
-/// names every route served).
+/// names every route served), each group's from its file.
 pub fn openapi() -> Vec<Op> {
-    let page = |method: &'static str, path: &'static str, summary: &str| {
-        op(method, path, summary).json_text(200, "text/html")
-    };
-    let form = |path: &'static str, summary: &str| {
-        op("POST", path, summary)
-            .empty(303, "On to the next page (Location)")
-            .json_text(401, "text/html")
-            .json_text(403, "text/html")
-            .json_text(429, "text/html")
-    };
-    vec![
-        page("GET", "/signin", "The sign-in page").query("return_to", false, string()),
-        form(
-            "/signin",
-            "Signs in with a login name and password (a form)",
-        ),
-        page(
-            "GET",
-            "/signin/second-factor",
-            "The second-factor page of a half-done sign-in",
-        )
-        .query("return_to", false, string()),
-        form(
-            "/signin/second-factor",
-            "Finishes a sign-in with a TOTP or recovery code (a form)",
-        ),
-        page("GET", "/signout", "Asks to confirm signing out"),
-        op("POST", "/signout", "Ends the browser session (a form)")
-            .empty(303, "To /signin")
-            .json_text(403, "text/html"),
-        page("GET", "/account", "The signed-in user's account page")
-            .empty(303, "To /signin when not signed in"),
-        op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"),
-    ]
+    let mut all = signin::openapi();
+    all.extend(account::openapi());
+    all.push(op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"));
+    all
+}
+
+/// An HTML page's operation.
+fn page_op(method: &'static str, path: &'static str, summary: &str) -> Op {
+    op(method, path, summary).json_text(200, "text/html")
+}
+
+/// A form's operation: 303 onwards, or the form again with its error.
+fn form_op(path: &'static str, summary: &str) -> Op {
+    op("POST", path, summary)
+        .empty(303, "On to the next page (Location)")
+        .json_text(401, "text/html")
+        .json_text(403, "text/html")
+        .json_text(429, "text/html")
 }
 
 #[cfg(test)]

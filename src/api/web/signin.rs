@@ -265,3 +265,28 @@ fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
             .with_header("Set-Cookie", &session::set_cookie(&public, name, "", 0)))
     })
 }
+
+/// The sign-in and sign-out forms' operations.
+pub fn openapi() -> Vec<Op> {
+    vec![
+        page_op("GET", "/signin", "The sign-in page").query("return_to", false, string()),
+        form_op(
+            "/signin",
+            "Signs in with a login name and password (a form)",
+        ),
+        page_op(
+            "GET",
+            "/signin/second-factor",
+            "The second-factor page of a half-done sign-in",
+        )
+        .query("return_to", false, string()),
+        form_op(
+            "/signin/second-factor",
+            "Finishes a sign-in with a TOTP or recovery code (a form)",
+        ),
+        page_op("GET", "/signout", "Asks to confirm signing out"),
+        op("POST", "/signout", "Ends the browser session (a form)")
+            .empty(303, "To /signin")
+            .json_text(403, "text/html"),
+    ]
+}
