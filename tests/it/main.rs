@@ -6,6 +6,7 @@ mod support;
 
 mod activity;
 mod admin;
+mod browser;
 mod cli;
 mod conformance;
 mod dialects;
