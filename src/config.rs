@@ -1083,7 +1083,7 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
     };
     let msg = e.message().trim();
     let Some(rest) = msg.strip_prefix("unknown field `") else {
-        return format!("{at}: {msg}");
+        return format!("{at}: {}", without_value(msg));
     };
     let key = rest.split('`').next().unwrap_or_default();
     // "expected one of `a`, `b`" or "expected `a`": the names in backquotes.
@@ -1114,6 +1114,23 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
         format!("; the keys there are {}", known.join(", "))
     };
     format!("{at}: unknown key `{key}` in {section}{hint}{list}")
+}
+
+/// A type error without the value it quotes ("invalid type: string
+/// \"hunter2\", expected u32"): the value may be a secret typed in the
+/// wrong place, and the message goes to a terminal or a log.
+fn without_value(msg: &str) -> String {
+    for head in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = msg.strip_prefix(head) else {
+            continue;
+        };
+        let Some((found, expected)) = rest.split_once(", expected ") else {
+            continue;
+        };
+        let kind = found.split(['`', '"']).next().unwrap_or_default().trim();
+        return format!("{head}{kind} (value not shown), expected {expected}");
+    }
+    msg.to_string()
 }
 
 /// Levenshtein distance, for "did you mean".
@@ -1629,6 +1646,34 @@ mod tests {
         );
         let err = load_toml("listen = 5\n", &[]).unwrap_err();
         assert!(err.contains("line 1: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn a_type_error_does_not_repeat_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        for (text, kind) in [
+            (
+                "[providers.g]\nkind = \"google\"\nclient_secret = 918273645\n",
+                "integer",
+            ),
+            (
+                "listen = \"x\"\n[mail]\nproduct = [\"s3cr3t-value\"]\n",
+                "sequence",
+            ),
+            ("workers = \"s3cr3t-value\"\n", "string"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = read_raw(&path).unwrap_err().to_string();
+            assert!(
+                !err.contains("918273645") && !err.contains("s3cr3t"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("invalid type: {kind} (value not shown), expected")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
