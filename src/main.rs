@@ -37,6 +37,38 @@ enum Command {
     Activity(ActivityCmd),
 }
 
+/// `println!` for the commands' output: when the reader has gone (`hallpass
+/// user list | head -1`), stop quietly with status 0 instead of panicking
+/// on the broken pipe as `println!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            quit_on_write_error(e);
+        }
+    }};
+}
+
+/// `print!` without the line end, as `out!`.
+macro_rules! out_part {
+    ($($arg:tt)*) => {{
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = write!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            quit_on_write_error(e);
+        }
+    }};
+}
+
+/// Ends the process after a failed write to stdout: quietly for a closed
+/// pipe (the reader wanted no more), with a message otherwise.
+fn quit_on_write_error(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("hallpass: cannot write the output: {e}");
+    std::process::exit(1);
+}
+
 macro_rules! common_flags {
     ($(#[$m:meta])* struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
@@ -627,7 +659,7 @@ fn parse(args: &[String]) -> Result<Cli, ExitCode> {
                 .iter()
                 .any(|a| *a == "--version" || *a == "-V")
         {
-            println!("hallpass {}", env!("CARGO_PKG_VERSION"));
+            out!("hallpass {}", env!("CARGO_PKG_VERSION"));
             return Err(ExitCode::SUCCESS);
         }
         if before_dashes.contains(&"-h") {
@@ -644,7 +676,7 @@ fn parse(args: &[String]) -> Result<Cli, ExitCode> {
     }
     match early.status {
         Ok(()) => {
-            println!("{}", early.output);
+            out!("{}", early.output);
             Err(ExitCode::SUCCESS)
         }
         Err(()) => {
@@ -867,7 +899,7 @@ fn serve(c: Serve) -> Result<(), Error> {
     let made = NewFiles::note(&cfg);
     let running = hallpass::serve(cfg, Clock::System).inspect_err(|_| made.remove())?;
     drop(made);
-    println!("listening on http://{}", running.addr);
+    out!("listening on http://{}", running.addr);
     let _ = std::io::stdout().flush();
     // While serving, stderr lines go through the server's log thread: a
     // stderr nobody reads must not stop the server, nor its shutdown.
@@ -912,9 +944,9 @@ fn init(c: Init) -> Result<(), Error> {
     };
     create().inspect_err(|_| made.remove())?;
     drop(made);
-    println!("database: {}", cfg.db.display());
+    out!("database: {}", cfg.db.display());
     if cfg.master_key.is_none() {
-        println!("master key file: {}", cfg.master_key_file.display());
+        out!("master key file: {}", cfg.master_key_file.display());
     }
     Ok(())
 }
@@ -926,7 +958,7 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
         ..Flags::default()
     };
     let cfg = load(c.config, c.db, more)?;
-    print!("{}", cfg.describe());
+    out_part!("{}", cfg.describe());
     // What was checked goes to stderr: stdout stays a file that parses.
     let mut problems: Vec<String> = Vec::new();
     for check in preflight(&cfg) {
@@ -1028,12 +1060,12 @@ fn user_add(c: UserAdd) -> Result<(), Error> {
         tenant: c.tenant,
     };
     let user = users::create(&mut db, &actor, new, cfg.pbkdf2_iterations)?;
-    println!("user_id: {}", user.id);
+    out!("user_id: {}", user.id);
     Ok(())
 }
 
 fn print_user(u: &accounts::User) {
-    println!(
+    out!(
         "{}\t{}\t{}\t{}\t{}",
         u.id,
         u.email.as_deref().unwrap_or("-"),
@@ -1058,7 +1090,7 @@ fn user_list(c: UserList) -> Result<(), Error> {
         page.offset += n;
     }
     if c.json {
-        println!(
+        out!(
             "{}",
             json!(all.iter().map(accounts::user_json).collect::<Vec<_>>())
         );
@@ -1073,7 +1105,7 @@ fn user_show(c: UserShow) -> Result<(), Error> {
     let u = users::get(&db, &actor, &c.user)?;
     let v = users::detail(&db, &u)?;
     if c.json {
-        println!("{v}");
+        out!("{v}");
     } else if let Some(obj) = v.as_object() {
         // For people: times as ISO 8601, tenants by name.
         for (k, val) in obj {
@@ -1112,7 +1144,7 @@ fn user_show(c: UserShow) -> Result<(), Error> {
                 (_, serde_json::Value::String(s)) => s.clone(),
                 (_, other) => other.to_string(),
             };
-            println!("{k}: {shown}");
+            out!("{k}: {shown}");
         }
     }
     Ok(())
@@ -1126,14 +1158,14 @@ fn user_status(
 ) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(config, db)?;
     let u = users::set_active(&mut db, &actor, user, active)?;
-    println!("{}: {}", u.display_name(), u.status);
+    out!("{}: {}", u.display_name(), u.status);
     Ok(())
 }
 
 fn user_delete(c: UserDelete) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let u = users::delete(&mut db, &actor, &c.user)?;
-    println!("{}: deleted", u.display_name());
+    out!("{}: deleted", u.display_name());
     Ok(())
 }
 
@@ -1143,7 +1175,7 @@ fn user_set_password(c: UserSetPassword) -> Result<(), Error> {
     let u = users::get(&db, &actor, &c.user)?;
     let pw = read_new_password(c.password_stdin)?;
     users::set_password(&mut db, &actor, &u.id, &pw, cfg.pbkdf2_iterations)?;
-    println!(
+    out!(
         "{}: password set; their sessions were ended",
         u.display_name()
     );
@@ -1154,8 +1186,8 @@ fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let (u, before) = users::reset_mfa(&mut db, &actor, &c.user)?;
     match before {
-        totp::State::Off => println!("{}: two-factor authentication was not on", u.display_name()),
-        _ => println!("{}: two-factor authentication turned off", u.display_name()),
+        totp::State::Off => out!("{}: two-factor authentication was not on", u.display_name()),
+        _ => out!("{}: two-factor authentication turned off", u.display_name()),
     }
     Ok(())
 }
@@ -1163,9 +1195,11 @@ fn user_reset_mfa(c: UserResetMfa) -> Result<(), Error> {
 fn user_unlink(c: UserUnlink) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let gone = users::unlink(&mut db, &actor, &c.user, &c.provider)?;
-    println!(
+    out!(
         "{}: unlinked from {} (subject {})",
-        c.user, gone.provider, gone.subject
+        c.user,
+        gone.provider,
+        gone.subject
     );
     Ok(())
 }
@@ -1180,9 +1214,9 @@ fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     let label = totp::issuer_label(&issuer);
     let (u, e) = users::start_mfa(&mut db, &actor, &master, &label, &c.user)?;
-    println!("{}", totp::qr_terminal(&e.uri)?);
-    println!("secret: {}", e.secret);
-    println!("uri: {}", e.uri);
+    out!("{}", totp::qr_terminal(&e.uri)?);
+    out!("secret: {}", e.secret);
+    out!("uri: {}", e.uri);
     eprint!("Scan the code (or type the secret), then enter the 6-digit code: ");
     std::io::stderr().flush()?;
     let mut line = String::new();
@@ -1193,12 +1227,12 @@ fn user_enroll_mfa(c: UserEnrollMfa) -> Result<(), Error> {
                 .into(),
         ));
     }
-    println!(
+    out!(
         "{}: two-factor authentication is on. Recovery codes (shown only now):",
         u.display_name()
     );
     for code in &e.recovery_codes {
-        println!("  {code}");
+        out!("  {code}");
     }
     Ok(())
 }
@@ -1221,9 +1255,9 @@ fn client_add(c: ClientAdd) -> Result<(), Error> {
         token_alg: c.alg,
     };
     let (client, secret) = system::create_client(&mut db, &actor, &new, ttls)?;
-    println!("client_id: {}", client.client_id);
+    out!("client_id: {}", client.client_id);
     if let Some(s) = secret {
-        println!("client_secret: {s}");
+        out!("client_secret: {s}");
         eprintln!("(the secret is shown only now)");
     }
     Ok(())
@@ -1254,7 +1288,7 @@ fn client_update(c: ClientUpdateCmd) -> Result<(), Error> {
         token_alg: c.alg.map(|a| (a != "default").then_some(a)),
     };
     let client = system::update_client(&mut db, &actor, &c.client_id, &change)?;
-    println!("{}", json!(system::client_json(&client)));
+    out!("{}", json!(system::client_json(&client)));
     Ok(())
 }
 
@@ -1263,10 +1297,10 @@ fn client_list(c: ClientList) -> Result<(), Error> {
     let clients = system::list_clients(&db)?;
     if c.json {
         let v: Vec<_> = clients.iter().map(system::client_json).collect();
-        println!("{}", json!(v));
+        out!("{}", json!(v));
     } else {
         for c in clients {
-            println!(
+            out!(
                 "{}\t{}\t{}\t{}",
                 c.client_id,
                 c.name,
@@ -1285,14 +1319,14 @@ fn client_list(c: ClientList) -> Result<(), Error> {
 fn client_remove(c: ClientRemove) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     system::delete_client(&mut db, &actor, &c.client_id)?;
-    println!("{}: removed", c.client_id);
+    out!("{}: removed", c.client_id);
     Ok(())
 }
 
 fn tenant_add(c: TenantAdd) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let t = tenants::create(&mut db, &actor, &c.name, c.callback_url.as_deref())?;
-    println!("tenant_id: {}", t.id);
+    out!("tenant_id: {}", t.id);
     Ok(())
 }
 
@@ -1301,10 +1335,10 @@ fn tenant_list(c: TenantList) -> Result<(), Error> {
     let list = tenants::list(&db, &actor)?;
     if c.json {
         let v: Vec<_> = list.iter().map(tenants::tenant_json).collect();
-        println!("{}", json!(v));
+        out!("{}", json!(v));
     } else {
         for t in list {
-            println!("{}\t{}", t.id, t.name);
+            out!("{}\t{}", t.id, t.name);
         }
     }
     Ok(())
@@ -1313,15 +1347,15 @@ fn tenant_list(c: TenantList) -> Result<(), Error> {
 fn tenant_add_user(c: TenantAddUser) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let m = tenants::set_member(&mut db, &actor, &c.tenant, &c.user, &c.role)?;
-    println!("user_tenant_id: {}", m.id);
+    out!("user_tenant_id: {}", m.id);
     Ok(())
 }
 
 fn apikey_create(c: ApikeyCreate) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     let (k, key) = tenants::create_api_key(&mut db, &actor, &c.name, &c.tenant, &c.scope)?;
-    println!("key_id: {}", k.id);
-    println!("api_key: {key}");
+    out!("key_id: {}", k.id);
+    out!("api_key: {key}");
     eprintln!("(the key is shown only now)");
     Ok(())
 }
@@ -1331,7 +1365,7 @@ fn apikey_list(c: ApikeyList) -> Result<(), Error> {
     let keys = tenants::list_api_keys(&db, &actor)?;
     if c.json {
         let v: Vec<_> = keys.iter().map(tenants::api_key_json).collect();
-        println!("{}", json!(v));
+        out!("{}", json!(v));
     } else {
         for k in keys {
             let state = if k.revoked_at.is_some() {
@@ -1339,7 +1373,7 @@ fn apikey_list(c: ApikeyList) -> Result<(), Error> {
             } else {
                 "live"
             };
-            println!(
+            out!(
                 "{}\t{}\t{}\t{}\t{state}",
                 k.id,
                 k.name,
@@ -1354,7 +1388,7 @@ fn apikey_list(c: ApikeyList) -> Result<(), Error> {
 fn apikey_revoke(c: ApikeyRevoke) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     tenants::revoke_api_key(&mut db, &actor, &c.key_id)?;
-    println!("{}: revoked", c.key_id);
+    out!("{}: revoked", c.key_id);
     Ok(())
 }
 
@@ -1363,7 +1397,7 @@ fn keys_list(c: KeysList) -> Result<(), Error> {
     let master = app::load_master_key(&cfg)?;
     let rows = system::list_keys(&db, &master)?;
     if c.json {
-        println!("{}", json!(rows));
+        out!("{}", json!(rows));
     } else {
         for k in rows {
             let state = if k.current {
@@ -1374,7 +1408,7 @@ fn keys_list(c: KeysList) -> Result<(), Error> {
                     clock::iso8601(k.published_until.unwrap_or(0))
                 )
             };
-            println!("{}\t{}\t{state}", k.kid, k.alg);
+            out!("{}\t{}\t{state}", k.kid, k.alg);
         }
     }
     Ok(())
@@ -1386,7 +1420,7 @@ fn keys_rotate(c: KeysRotate) -> Result<(), Error> {
     let keep = server::key_keep_secs(&db.conn, cfg.access_ttl)?;
     let source = server::key_source(&cfg)?;
     let kid = system::rotate_keys(&mut db, &actor, &master, &source, keep)?;
-    println!("kid: {kid}");
+    out!("kid: {kid}");
     Ok(())
 }
 
@@ -1412,7 +1446,7 @@ fn backup(c: Backup) -> Result<(), Error> {
     let (cfg, conn) = open(c.config, c.db)?;
     db::create_new_private(&c.file)?; // 0600, and never through a symlink
     copy_database(&conn, &c.file)?;
-    println!("backup: {}", c.file.display());
+    out!("backup: {}", c.file.display());
     if cfg.master_key.is_none() {
         eprintln!(
             "keep {} with it: without the master key the signing keys cannot be opened",
@@ -1426,7 +1460,7 @@ fn mail_list(c: MailList) -> Result<(), Error> {
     let (_, db, _) = admin_open(c.config, c.db)?;
     let rows = system::list_mail(&db, c.limit)?;
     if c.json {
-        println!("{}", json!(rows));
+        out!("{}", json!(rows));
         return Ok(());
     }
     for m in rows {
@@ -1435,7 +1469,7 @@ fn mail_list(c: MailList) -> Result<(), Error> {
             ("pending", _, Some(t)) => format!("next try {}", clock::iso8601(t)),
             _ => "-".into(),
         };
-        println!(
+        out!(
             "{}\t{}\t{}\t{}\ttries {}\tqueued {}\t{when}\t{}{}",
             m.id,
             m.status,
@@ -1455,8 +1489,8 @@ fn mail_list(c: MailList) -> Result<(), Error> {
 fn mail_retry(c: MailRetry) -> Result<(), Error> {
     let (_, mut db, actor) = admin_open(c.config, c.db)?;
     match system::retry_mail(&mut db, &actor, &c.id)? {
-        mail::outbox::Retried::Due => println!("{}: due now", c.id),
-        mail::outbox::Retried::InDelivery => println!("{}: being delivered now", c.id),
+        mail::outbox::Retried::Due => out!("{}: due now", c.id),
+        mail::outbox::Retried::InDelivery => out!("{}: being delivered now", c.id),
     }
     Ok(())
 }
@@ -1499,32 +1533,32 @@ fn mail_test(c: MailTest) -> Result<(), Error> {
         message_id: &id,
     })?;
     if cfg.mail_command.is_empty() {
-        println!("no [mail] command: the log mailer would print this message to stderr:");
-        print!("{msg}");
+        out!("no [mail] command: the log mailer would print this message to stderr:");
+        out_part!("{msg}");
         return Ok(());
     }
     let timeout = std::time::Duration::from_secs(cfg.mail_timeout_secs);
-    println!("command: {}", cfg.mail_command.join(" "));
+    out!("command: {}", cfg.mail_command.join(" "));
     let o = mail::command::run(&cfg.mail_command, msg.as_bytes(), timeout);
     match (&o.spawn_error, o.timed_out, o.status) {
-        (Some(e), _, _) => println!("result: could not run it: {e}"),
-        (_, true, _) => println!("result: killed after {} s", timeout.as_secs()),
-        (_, _, Some(s)) => println!(
+        (Some(e), _, _) => out!("result: could not run it: {e}"),
+        (_, true, _) => out!("result: killed after {} s", timeout.as_secs()),
+        (_, _, Some(s)) => out!(
             "exit: {}",
             s.code()
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| s.to_string())
         ),
-        _ => println!("result: ended without a status"),
+        _ => out!("result: ended without a status"),
     }
     if !o.stderr.trim().is_empty() {
-        println!("stderr:");
+        out!("stderr:");
         for line in o.stderr.trim_end().lines() {
-            println!("  {line}");
+            out!("  {line}");
         }
     }
     if o.sent() {
-        println!("sent: the command took message <{id}> for {}", c.address);
+        out!("sent: the command took message <{id}> for {}", c.address);
         Ok(())
     } else {
         let argv0 = cfg.mail_command.first().map(String::as_str).unwrap_or("");
@@ -1555,11 +1589,11 @@ fn activity(c: ActivityCmd) -> Result<(), Error> {
     if c.json {
         let all: Vec<&str> = activity::FIELDS.iter().map(|f| f.name).collect();
         let list: Vec<serde_json::Value> = rows.iter().map(|r| r.to_json(&all)).collect();
-        println!("{}", json!(list));
+        out!("{}", json!(list));
         return Ok(());
     }
     let mut names = std::collections::HashMap::new();
-    println!("TIME                      TYPE     OUTCOME              USER                            IP               METHOD");
+    out!("TIME                      TYPE     OUTCOME              USER                            IP               METHOD");
     for r in rows {
         let who = match &r.actor {
             Some(id) => {
@@ -1589,7 +1623,7 @@ fn activity(c: ActivityCmd) -> Result<(), Error> {
                 )
             })
             .unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "{:<25} {:<8} {:<20} {:<31} {:<16} {method}",
             clock::iso8601(r.login_time),
             r.login_type,

@@ -388,3 +388,31 @@ fn serve_keeps_serving_when_descriptors_run_short() {
     assert!(err.contains("open-files limit"), "{err}");
     assert!(err.contains("the cap of"), "{err}");
 }
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    // `hallpass user list | head -1`: the reader is gone before the
+    // command writes. println! panicked there ("failed printing to stdout").
+    let dir = tempfile::tempdir().unwrap();
+    let mut init = hallpass(dir.path());
+    init.arg("init");
+    assert!(run_command(init, None).0);
+    assert!(run(dir.path(), &["client", "add", "app"], None).0);
+    for args in [
+        &["check-config"][..],
+        &["client", "list"],
+        &["keys", "list"],
+    ] {
+        let mut c = hallpass(dir.path());
+        c.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
