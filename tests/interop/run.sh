@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The interop suite: real outside tools against a real hallpass binary.
-# Installs what it needs (PyPI: PyJWT, cryptography, schemathesis, authlib;
-# npm: oidc-provider, openid-client) and fails loudly when a tool is missing; it never skips.
+# Installs what it needs (PyPI: PyJWT, cryptography, schemathesis, authlib,
+# selenium; npm: oidc-provider, openid-client; Debian: oathtool, zbar-tools,
+# chromium, chromium-driver, ...) and fails loudly when a tool is missing; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/interop
@@ -235,6 +236,31 @@ node "$rp/rp.mjs" "$base" "$(echo "$node_rp" | sed -n 's/^client_id: //p')" \
     "$(echo "$node_rp" | sed -n 's/^client_secret: //p')" rp-node@example.com correct-horse-battery-9 \
     http://127.0.0.1:9/node/callback http://127.0.0.1:9/node/signed-out
 
+# The pages in a real browser (issue 13): Debian's headless Chromium through
+# Debian's chromedriver, driven by selenium (PyPI, pinned; it is told both
+# paths and never runs Selenium Manager, so nothing is downloaded at test
+# time): sign-in, consent, the account page's TOTP set-up from the QR code
+# (a screenshot read by zbarimg, oathtool's code), sign-out, the second
+# factor, and no console error or CSP violation. A server of its own, started
+# by pages.py. The screenshots stay in target/interop-screenshots (CI's
+# artifacts), on success too.
+echo "== the pages in Chromium (selenium)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
+[ -x /usr/bin/chromium ] || { echo "interop: /usr/bin/chromium is missing (Debian: chromium)" >&2; exit 1; }
+[ -x /usr/bin/chromedriver ] || { echo "interop: /usr/bin/chromedriver is missing (Debian: chromium-driver)" >&2; exit 1; }
+# (4.51.0: 4.52.0 wants a certifi newer than the index has yet.)
+python3 -m pip install --quiet --disable-pip-version-check "selenium==4.51.0" 2>&1 | tail -n 3
+python3 -c "import selenium; print('selenium', selenium.__version__)" \
+    || { echo "interop: selenium is missing" >&2; exit 1; }
+mkdir -p "$work/pages"
+python3 "$here/pages.py" "$bin" "$work/pages" target/interop-screenshots
+
 # SourceLoop's own contract (issue 15): the OpenAPI document that
 # @sourceloop/authentication-service 19.2.2 exports from npm (cached under
 # target/sourceloop/), every operation of it that hallpass serves driven with
@@ -263,4 +289,4 @@ sldoc=$(bash "$here/sourceloop/export.sh") \
 mkdir -p "$work/sourceloop"
 python3 "$here/sourceloop/check.py" "$bin" "$sldoc" "$work/sourceloop"
 
-echo "interop: 10 passed, 0 failed"
+echo "interop: 11 passed, 0 failed"
