@@ -641,30 +641,26 @@ pub fn change_password(
     new: &str,
     peer: &Peer,
 ) -> Result<(), Error> {
+    change_password_and(cx, user, old, new, peer, |tx, now| {
+        sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)
+            .map(|_| ())
+    })
+}
+
+/// The password change behind every caller (`change_password`, the
+/// account page): `end`, run in the transaction that stores the new hash,
+/// ends the sessions the caller's kind of session says (a bearer keeps its
+/// own token family; the account page its browser, under a new id).
+pub fn change_password_and<T>(
+    cx: &mut Ctx,
+    user: &User,
+    old: &str,
+    new: &str,
+    peer: &Peer,
+    end: impl FnOnce(&Transaction, i64) -> Result<T, Error>,
+) -> Result<T, Error> {
     let now = cx.now();
-    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
-    let lock = softlock::Lock::password(Some(&user.id), "", &peer.ip);
-    let lim = cx.app.config.limits.clone();
-    let stored = user.password_hash.clone();
-    let (counted, ok) = {
-        // The slot first, then the count, as in `check_password`: a busy
-        // refusal is no wrong password, and concurrent guesses cannot
-        // overrun the budget.
-        let app = cx.app.clone();
-        let _permit = app.gate.enter()?;
-        let counted = cx.write(|tx| {
-            softlock::check(tx, &lock, &lim, now)?;
-            softlock::record_failure(tx, &lock, &lim, now)
-        })?;
-        let ok = password::verify(old, stored.as_deref().unwrap_or(&cx.app.dummy_hash))
-            && stored.is_some();
-        (counted, ok)
-    };
-    if !ok {
-        return Err(Error::IncorrectPassword);
-    }
-    // The old password was right: not a failure, whatever the new one is.
-    cx.write(|tx| softlock::clear(tx, &lock, Some(counted), now))?;
+    check_current_password(cx, user, old, peer)?;
     if old == new {
         return Err(Error::invalid(
             "password",
@@ -682,9 +678,44 @@ pub fn change_password(
         // A new password makes every source's guesses at the old one moot.
         softlock::clear_password(tx, &user.id)?;
         sessions::drop_codes(tx, &user.id)?;
-        sessions::revoke_user_families(tx, &user.id, Some(&claims.sid), "password changed", now)?;
-        Ok(())
+        end(tx, now)
     })
+}
+
+/// Checks a signed-in user's own password before a sensitive change
+/// (re-authentication): the sign-in rate limit, then the account's
+/// password soft lock from this source, counted before the hash runs and
+/// taken back when it is right. A wrong one is `IncorrectPassword`.
+pub fn check_current_password(
+    cx: &mut Ctx,
+    user: &User,
+    given: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let lock = softlock::Lock::password(Some(&user.id), "", &peer.ip);
+    let lim = cx.app.config.limits.clone();
+    let stored = user.password_hash.clone();
+    let (counted, ok) = {
+        // The slot first, then the count, as in `check_password`: a busy
+        // refusal is no wrong password, and concurrent guesses cannot
+        // overrun the budget.
+        let app = cx.app.clone();
+        let _permit = app.gate.enter()?;
+        let counted = cx.write(|tx| {
+            softlock::check(tx, &lock, &lim, now)?;
+            softlock::record_failure(tx, &lock, &lim, now)
+        })?;
+        let ok = password::verify(given, stored.as_deref().unwrap_or(&cx.app.dummy_hash))
+            && stored.is_some();
+        (counted, ok)
+    };
+    if !ok {
+        return Err(Error::IncorrectPassword);
+    }
+    // The password was right: not a failure, whatever follows.
+    cx.write(|tx| softlock::clear(tx, &lock, Some(counted), now))
 }
 
 /// When the soft lock on `login` ends for the caller's source (unix

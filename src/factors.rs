@@ -17,12 +17,15 @@
 //!   account has not signed in from (see `softlock::Lock::factor`).
 //! * A TOTP step is accepted once per user; recovery codes are single use.
 
+use rusqlite::Transaction;
+
 use crate::accounts::{self, User};
 use crate::app::Ctx;
 use crate::audit;
 use crate::auth::{failed, mint, record_sign_in, subject, Peer, Tokens};
 use crate::codes;
-use crate::crypto::uuid_v4;
+use crate::config::Limits;
+use crate::crypto::{uuid_v4, MasterKey};
 use crate::error::Error;
 use crate::limits::Family;
 use crate::mail;
@@ -127,29 +130,58 @@ fn check_under(
     let now = cx.now();
     let lim = cx.app.config.limits.clone();
     let master = cx.app.master.clone();
-    let outcome = cx.write(|tx| {
-        if let Err(e) = softlock::check(tx, lock, &lim, now) {
-            return Ok(Err(e));
-        }
-        let ok = match factor {
-            Factor::Totp(code) => totp::verify(tx, &master, &user.id, code, confirm, now)?,
-            Factor::Recovery(code, how) => {
-                totp::redeem_recovery(tx, &master, &user.id, code, how, now)?
-            }
-        };
-        if ok {
-            softlock::clear(tx, lock, None, now)?;
-            Ok(Ok(()))
-        } else {
-            softlock::record_failure(tx, lock, &lim, now)?;
-            audit::record(
-                tx,
-                &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
-                now,
-            )?;
-            Ok(Err(Error::OtpInvalid))
-        }
-    })?;
+    let outcome =
+        cx.write(|tx| check_in(tx, &master, &lim, user, factor, confirm, lock, peer, now))?;
+    checked(cx, user, factor, outcome)
+}
+
+/// The transaction of a factor check, for flows that change something in
+/// the same transaction when the code is right (the account page turning
+/// the factor on or off): the lock checked, the code compared (a TOTP step
+/// consumed, a recovery code used), and a refusal counted against `lock`
+/// with its FAILED row. The inner `Err` is the refusal (OtpInvalid, or 429
+/// while locked), to be committed all the same; pass it to `checked`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_in(
+    tx: &Transaction,
+    master: &MasterKey,
+    lim: &Limits,
+    user: &User,
+    factor: Factor,
+    confirm: Confirm,
+    lock: &softlock::Lock,
+    peer: &Peer,
+    now: i64,
+) -> Result<Result<(), Error>, Error> {
+    if let Err(e) = softlock::check(tx, lock, lim, now) {
+        return Ok(Err(e));
+    }
+    let ok = match factor {
+        Factor::Totp(code) => totp::verify(tx, master, &user.id, code, confirm, now)?,
+        Factor::Recovery(code, how) => totp::redeem_recovery(tx, master, &user.id, code, how, now)?,
+    };
+    if ok {
+        softlock::clear(tx, lock, None, now)?;
+        Ok(Ok(()))
+    } else {
+        softlock::record_failure(tx, lock, lim, now)?;
+        audit::record(
+            tx,
+            &failed(Some(&user.id), factor.method(), "otp_invalid", peer),
+            now,
+        )?;
+        Ok(Err(Error::OtpInvalid))
+    }
+}
+
+/// After a committed `check_in`: the metrics of a refusal, the log line of
+/// a recovery code used; the amr entry on success.
+pub(crate) fn checked(
+    cx: &Ctx,
+    user: &User,
+    factor: Factor,
+    outcome: Result<(), Error>,
+) -> Result<&'static str, Error> {
     if let Err(e) = outcome {
         cx.app.metrics.login(match e {
             Error::RateLimited { .. } => "locked",

@@ -316,6 +316,19 @@ pub fn revoke_user_families(
     // (`keep` names a token family, never a browser): a disabled user, a
     // new password, sessions ended by an admin.
     crate::web::session::end_user(tx, user_id)?;
+    revoke_user_tokens(tx, user_id, keep, reason, now)
+}
+
+/// Revokes every token family of a user but `keep`, and no browser
+/// session (the account page's "sign out other sessions", which ends the
+/// other browsers itself and keeps its own). Returns how many.
+pub fn revoke_user_tokens(
+    tx: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize, Error> {
     Ok(tx.execute(
         "UPDATE token_families SET revoked_at = ?2, revoked_reason = ?3
           WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4",

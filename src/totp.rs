@@ -497,6 +497,58 @@ pub fn remove(tx: &Connection, user_id: &str, now: i64) -> Result<State, Error> 
     Ok(before)
 }
 
+/// A new set of recovery codes for a user whose factor is on, replacing
+/// every earlier code, used or not (the account page). Returns the codes,
+/// to be shown once: only their hashes are kept. Conflict when the factor
+/// is not on.
+pub fn regenerate_recovery(
+    tx: &Connection,
+    master: &MasterKey,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<String>, Error> {
+    if state(tx, user_id, now)? != State::On {
+        return Err(Error::Conflict(
+            "Two-factor authentication is not enabled".into(),
+        ));
+    }
+    let codes = (0..RECOVERY_CODES)
+        .map(|_| random_recovery_code())
+        .collect::<Result<Vec<_>, _>>()?;
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| recovery_hash(master, user_id, c))
+        .collect();
+    replace_recovery(tx, user_id, &hashes, now)?;
+    Ok(codes)
+}
+
+/// The user's live pending enrollment, to be shown again (its secret and
+/// URI; recovery codes drawn with it are never readable again, so none
+/// are returned). None when no enrollment is pending.
+pub fn pending_enrollment(
+    conn: &Connection,
+    master: &MasterKey,
+    user_id: &str,
+    issuer: &str,
+    account: &str,
+    now: i64,
+) -> Result<Option<Enrollment>, Error> {
+    let Some(r) = row(conn, user_id)? else {
+        return Ok(None);
+    };
+    if state_of(&r, now) != State::Pending {
+        return Ok(None);
+    }
+    let raw = master.open(&seal_purpose(user_id), &r.sealed)?;
+    let secret = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &raw);
+    Ok(Some(Enrollment {
+        uri: otpauth_uri(issuer, account, &secret),
+        secret,
+        recovery_codes: Vec::new(),
+    }))
+}
+
 /// Deletes pending enrollments that can no longer be confirmed (the sweeper).
 pub fn sweep(tx: &Connection, now: i64) -> Result<usize, Error> {
     Ok(tx.execute(

@@ -6,11 +6,15 @@
 //!   cookie, the CSRF tokens of the forms. What the OpenID Provider reads.
 //! * `signin.rs`: the flows behind the forms: password, second factor,
 //!   sign-out, each through `auth`/`factors` and logged with method "web".
+//! * `account.rs`: the account page's flows: password change, two-factor
+//!   authentication on and off, new recovery codes, recent sign-ins,
+//!   signing out other sessions.
 //! * `pages.rs`: the templates (`templates/*.html`, minijinja with HTML
 //!   escaping, built into the binary) and the stylesheet.
 //!
 //! The routes are in `api/web.rs`, as thin as the other dialects'.
 
+pub mod account;
 pub mod pages;
 pub mod session;
 pub mod signin;

@@ -28,6 +28,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("signout.html", include_str!("templates/signout.html")),
     ("account.html", include_str!("templates/account.html")),
+    (
+        "account_totp.html",
+        include_str!("templates/account_totp.html"),
+    ),
+    (
+        "account_codes.html",
+        include_str!("templates/account_codes.html"),
+    ),
     ("error.html", include_str!("templates/error.html")),
 ];
 

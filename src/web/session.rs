@@ -223,6 +223,63 @@ pub fn end_user(conn: &Connection, user_id: &str) -> Result<usize, Error> {
         .execute([user_id])?)
 }
 
+/// The same sign-in under a new id (after a password change): the old row
+/// goes, a new one keeps the user, methods, sign-in time and absolute
+/// expiry (counted from `created_at`, with `max_secs`). Returns the new
+/// cookie value.
+pub fn renew(
+    tx: &Connection,
+    s: &BrowserSession,
+    idle_secs: i64,
+    max_secs: i64,
+    now: i64,
+) -> Result<String, Error> {
+    tx.prepare_cached("DELETE FROM web_sessions WHERE id_hash = ?1")?
+        .execute([&s.id_hash])?;
+    let id = random_token()?;
+    tx.prepare_cached(
+        "INSERT INTO web_sessions
+           (id_hash, user_id, amr, auth_time, created_at, last_seen_at, idle_secs, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        token_hash(&id),
+        s.user_id,
+        serde_json::to_string(&s.amr)?,
+        s.auth_time,
+        s.created_at,
+        now,
+        idle_secs,
+        s.created_at + max_secs
+    ])?;
+    Ok(id)
+}
+
+/// Ends every session of a user but the one whose hash is `keep_hash`
+/// (the account page's "sign out other sessions"). Returns how many.
+pub fn end_others(conn: &Connection, user_id: &str, keep_hash: &str) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached("DELETE FROM web_sessions WHERE user_id = ?1 AND id_hash <> ?2")?
+        .execute([user_id, keep_hash])?)
+}
+
+/// How many live sessions a user has besides the one whose hash is
+/// `keep_hash` (what the account page shows).
+pub fn count_others(
+    conn: &Connection,
+    user_id: &str,
+    keep_hash: &str,
+    now: i64,
+) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM web_sessions
+              WHERE user_id = ?1 AND id_hash <> ?2
+                AND expires_at > ?3 AND last_seen_at + idle_secs > ?3",
+        )?
+        .query_row(params![user_id, keep_hash, now], |r| r.get(0))?)
+}
+
 /// Deletes sessions past their idle or absolute lifetime (background).
 pub fn sweep(conn: &Connection, now: i64) -> Result<usize, Error> {
     Ok(conn

@@ -1,0 +1,567 @@
+//! The account page through the real server, as a browser drives it
+//! (`browser.rs`): password change, two-factor authentication on and
+//! off, new recovery codes, recent sign-ins, signing out other sessions,
+//! and the CSRF token every form needs.
+
+use serde_json::json;
+
+use crate::browser::{assert_page_headers, field, location, Browser};
+use crate::second_factor::code_at;
+use crate::support::{TestServer, PASSWORD};
+
+const NEW_PASSWORD: &str = "violet-heron-lantern-73";
+
+/// A browser signed in as `login` (with `password`).
+fn signed_in<'a>(s: &'a TestServer, login: &str, password: &str) -> Browser<'a> {
+    let b = Browser::new(s);
+    let r = b.sign_in(None, login, password);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account");
+    b
+}
+
+/// The account page and its forms' CSRF token.
+fn account(b: &Browser) -> (String, String) {
+    let r = b.get("/account");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let csrf = field(&r.body, "csrf");
+    (r.body, csrf)
+}
+
+/// The text of the element that opens with `open` (up to the next `<`).
+fn text_after<'h>(html: &'h str, open: &str) -> &'h str {
+    let start = html
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in {html}"))
+        + open.len();
+    &html[start..start + html[start..].find('<').unwrap()]
+}
+
+/// The recovery codes listed in `<ul id="recovery-codes">`.
+fn recovery_codes(html: &str) -> Vec<String> {
+    let start = html
+        .find("<ul id=\"recovery-codes\"")
+        .unwrap_or_else(|| panic!("no recovery codes in {html}"));
+    let list = &html[start..start + html[start..].find("</ul>").unwrap()];
+    list.split("<code>")
+        .skip(1)
+        .map(|c| c[..c.find("</code>").unwrap()].to_string())
+        .collect()
+}
+
+/// Turns TOTP on from the account page; returns the secret and the
+/// recovery codes shown. The clock is left one step after the confirming
+/// code, so the next code is usable.
+fn enrol(s: &TestServer, b: &Browser) -> (String, Vec<String>) {
+    let (_, csrf) = account(b);
+    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
+    let csrf = field(&page.body, "csrf");
+    let done = b.post(
+        "/account/totp/confirm",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    s.advance(30);
+    (secret, recovery_codes(&done.body))
+}
+
+/// Signs in a fresh browser with the password and then `code` at the
+/// second-factor page; returns the second step's answer.
+fn sign_in_with_code<'a>(s: &'a TestServer, login: &str, code: &str) -> (Browser<'a>, u16) {
+    let b = Browser::new(s);
+    let r = b.sign_in(None, login, PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        location(&r).starts_with("/signin/second-factor"),
+        "a second factor is asked for: {r:?}"
+    );
+    let page = b.get(location(&r));
+    let csrf = field(&page.body, "csrf");
+    let r = b.post("/signin/second-factor", &[("csrf", &csrf), ("code", code)]);
+    (b, r.status)
+}
+
+fn live_web_sessions(s: &TestServer) -> i64 {
+    s.conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn the_page_needs_a_session_and_has_its_sections_and_headers() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let r = Browser::new(&s).get("/account");
+    assert_eq!(r.status, 303);
+    assert_eq!(location(&r), "/signin?return_to=%2Faccount");
+    assert_page_headers(&r);
+
+    let b = signed_in(&s, "ann", PASSWORD);
+    let r = b.get("/account");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_page_headers(&r);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    for id in ["password", "two-factor", "recovery", "activity", "sessions"] {
+        assert!(r.body.contains(&format!("<section id=\"{id}\"")), "{id}");
+    }
+    assert!(r.body.contains("Set up two-factor authentication"));
+    for label in ["current_password", "new_password", "confirm_password"] {
+        assert!(
+            r.body.contains(&format!("<label for=\"{label}\">")),
+            "{label}"
+        );
+    }
+    // Only fixed words come from the URL.
+    let r = b.get("/account?done=%3Cb%3Ehello");
+    assert!(!r.body.contains("hello") && !r.body.contains("class=\"notice\""));
+    let r = b.get("/account?done=totp-off");
+    assert!(r.body.contains("Two-factor authentication is off."));
+}
+
+#[test]
+fn every_form_refuses_a_missing_or_foreign_csrf_token() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let ann = signed_in(&s, "ann", PASSWORD);
+    let bob = signed_in(&s, "bob", PASSWORD);
+    let (_, foreign) = account(&bob);
+    let forms = [
+        "/account/password",
+        "/account/totp",
+        "/account/totp/confirm",
+        "/account/totp/disable",
+        "/account/recovery",
+        "/account/sessions/signout-others",
+    ];
+    for path in forms {
+        for csrf in ["", foreign.as_str()] {
+            let r = ann.post(
+                path,
+                &[
+                    ("csrf", csrf),
+                    ("current_password", PASSWORD),
+                    ("new_password", NEW_PASSWORD),
+                    ("confirm_password", NEW_PASSWORD),
+                ],
+            );
+            assert_eq!(r.status, 403, "{path}: {}", r.body);
+            assert_page_headers(&r);
+        }
+    }
+    // Nothing happened: the password and Bob's session are as they were.
+    assert_eq!(bob.get("/account").status, 200);
+    assert_eq!(signed_in(&s, "ann", PASSWORD).get("/account").status, 200);
+
+    // Without any cookie there is nothing a token could be bound to.
+    for path in forms {
+        let r = s.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(b"csrf="),
+        );
+        assert_eq!(r.status, 403, "{path}");
+    }
+}
+
+#[test]
+fn a_form_posted_after_its_session_ended_goes_to_sign_in() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let cookie = b.cookie("hallpass").unwrap();
+    // Signed out elsewhere (the admin, a password reset): the token still
+    // matches the cookie, but no session is behind it.
+    s.conn().execute("DELETE FROM web_sessions", []).unwrap();
+    let r = s.request(
+        "POST",
+        "/account/sessions/signout-others",
+        &[
+            ("Cookie", &format!("hallpass={cookie}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(format!("csrf={csrf}").as_bytes()),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/signin?return_to=%2Faccount");
+}
+
+#[test]
+fn changing_the_password_checks_both_and_ends_every_other_session() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let (client, secret) = s.add_client();
+    let app = s.login_token(&client, &secret, "ann");
+    let other = signed_in(&s, "ann", PASSWORD);
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let change = |current: &str, new: &str, again: &str| {
+        b.post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", current),
+                ("new_password", new),
+                ("confirm_password", again),
+            ],
+        )
+    };
+
+    let r = change("not-my-password-at-all", NEW_PASSWORD, NEW_PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r
+        .body
+        .contains("<p class=\"error\" id=\"current_password-error\">"));
+    assert_page_headers(&r);
+    let r = change(PASSWORD, "short", "short");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r
+        .body
+        .contains("<p class=\"error\" id=\"new_password-error\">"));
+    assert!(r.body.contains("at least 8"), "{}", r.body);
+    let r = change(PASSWORD, "password123", "password123");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r
+        .body
+        .contains("id=\"new_password-error\">This password is one of"));
+    let r = change(PASSWORD, PASSWORD, PASSWORD);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"new_password-error\""));
+    let r = change(PASSWORD, NEW_PASSWORD, "violet-heron-lantern-74");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r
+        .body
+        .contains("<p class=\"error\" id=\"confirm_password-error\">"));
+    let r = change("", NEW_PASSWORD, NEW_PASSWORD);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"current_password-error\""));
+    // None of these changed anything.
+    assert_eq!(other.get("/account").status, 200);
+
+    let before = b.cookie("hallpass").unwrap();
+    let r = change(PASSWORD, NEW_PASSWORD, NEW_PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account?done=password#password");
+    assert_page_headers(&r);
+    // This browser goes on, under a new id; the old id is dead.
+    let after = b.cookie("hallpass").unwrap();
+    assert_ne!(before, after);
+    let page = b.get("/account?done=password");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Your password is changed."),
+        "{}",
+        page.body
+    );
+    let old = s.request(
+        "GET",
+        "/account",
+        &[("Cookie", &format!("hallpass={before}"))],
+        None,
+    );
+    assert_eq!(old.status, 303);
+    // The other browser and the app are signed out.
+    assert_eq!(other.get("/account").status, 303);
+    let r = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": app["refreshToken"]}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(live_web_sessions(&s), 1);
+    // The old password no longer signs in; the new one does.
+    let r = Browser::new(&s).sign_in(None, "ann", PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    signed_in(&s, "ann", NEW_PASSWORD);
+}
+
+#[test]
+fn a_wrong_current_password_is_rate_limited_like_sign_in() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = b.post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", "not-my-password-at-all"),
+                ("new_password", NEW_PASSWORD),
+                ("confirm_password", NEW_PASSWORD),
+            ],
+        );
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some(), "{r:?}");
+            assert!(r
+                .body
+                .contains("id=\"current_password-error\">Too many attempts"));
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
+
+#[test]
+fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_page_headers(&page);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(
+        page.body.contains("<img id=\"totp-qr\" alt=\"")
+            && page.body.contains("src=\"data:image&#x2f;png;base64,"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("action=\"/account/totp/confirm\""));
+    let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
+    assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
+    let csrf = field(&page.body, "csrf");
+
+    // A wrong code, then an empty one: refused next to the field, the same
+    // secret shown again.
+    let r = b.post(
+        "/account/totp/confirm",
+        &[("csrf", &csrf), ("code", "000000")],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("<p class=\"error\" id=\"code-error\">"));
+    assert_eq!(text_after(&r.body, "<code id=\"totp-secret\">"), secret);
+    let r = b.post("/account/totp/confirm", &[("csrf", &csrf), ("code", "")]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"code-error\""));
+    // Still off: signing in asks for no code.
+    assert_eq!(
+        Browser::new(&s)
+            .sign_in(None, "ann", PASSWORD)
+            .header("location"),
+        Some("/account")
+    );
+
+    let done = b.post(
+        "/account/totp/confirm",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_page_headers(&done);
+    assert_eq!(done.header("cache-control"), Some("no-store"));
+    let codes = recovery_codes(&done.body);
+    assert_eq!(codes.len(), 10, "{}", done.body);
+    s.advance(30);
+
+    let (body, _) = account(&b);
+    assert!(body.contains("<strong>On.</strong>"), "{body}");
+    assert!(body.contains("10 unused"), "{body}");
+    // Setting up again while on is refused.
+    let (_, csrf) = account(&b);
+    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("id=\"totp-error\""));
+
+    // Signing in now owes the code.
+    let (_, status) = sign_in_with_code(&s, "ann", "000000");
+    assert_eq!(status, 401);
+    let (c, status) = sign_in_with_code(&s, "ann", &code_at(&secret, s.now()));
+    assert_eq!(status, 303);
+    assert_eq!(c.get("/account").status, 200);
+    s.advance(30);
+    // A recovery code shown on the page works once.
+    let (_, status) = sign_in_with_code(&s, "ann", &codes[0]);
+    assert_eq!(status, 303);
+    let (_, status) = sign_in_with_code(&s, "ann", &codes[0]);
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_set_up_not_confirmed_in_time_must_start_again() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
+    s.advance(601);
+    let (_, csrf) = account(&b);
+    let r = b.post(
+        "/account/totp/confirm",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r
+        .body
+        .contains("<p class=\"error\" id=\"totp-error\">This set-up has expired"));
+    assert!(r.body.contains("<strong>Off.</strong>"));
+}
+
+#[test]
+fn two_factor_goes_off_only_with_a_code_of_the_factor() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (secret, codes) = enrol(&s, &b);
+    let (_, csrf) = account(&b);
+    for (code, status) in [("000000", 401), ("", 422), ("not a code", 422)] {
+        let r = b.post("/account/totp/disable", &[("csrf", &csrf), ("code", code)]);
+        assert_eq!(r.status, status, "{code}: {}", r.body);
+        assert!(
+            r.body.contains("<p class=\"error\" id=\"code-error\">"),
+            "{code}"
+        );
+    }
+    let r = b.post(
+        "/account/totp/disable",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account?done=totp-off#two-factor");
+    let page = b.get(location(&r));
+    assert!(page.body.contains("Two-factor authentication is off."));
+    assert!(page.body.contains("<strong>Off.</strong>"));
+    // Signing in asks for no code, and the recovery codes are gone.
+    let r = Browser::new(&s).sign_in(None, "ann", PASSWORD);
+    assert_eq!(location(&r), "/account");
+    let left: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM recovery_codes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // On again, then off with a recovery code (a lost phone).
+    s.advance(30);
+    let (_, codes2) = enrol(&s, &b);
+    assert_ne!(codes, codes2);
+    let (_, csrf) = account(&b);
+    let r = b.post(
+        "/account/totp/disable",
+        &[("csrf", &csrf), ("code", &codes2[3].to_uppercase())],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Off now: a second try says so.
+    let r = b.post(
+        "/account/totp/disable",
+        &[("csrf", &csrf), ("code", "123456")],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+}
+
+#[test]
+fn new_recovery_codes_need_the_password_and_replace_the_old_ones() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    // Off: there is nothing to replace.
+    let r = b.post(
+        "/account/recovery",
+        &[("csrf", &csrf), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("id=\"password-error\""));
+
+    let (_, old) = enrol(&s, &b);
+    let (_, csrf) = account(&b);
+    let r = b.post(
+        "/account/recovery",
+        &[("csrf", &csrf), ("password", "not-my-password-at-all")],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("<p class=\"error\" id=\"password-error\">"));
+    let r = b.post("/account/recovery", &[("csrf", &csrf), ("password", "")]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"password-error\""));
+
+    let r = b.post(
+        "/account/recovery",
+        &[("csrf", &csrf), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_page_headers(&r);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let new = recovery_codes(&r.body);
+    assert_eq!(new.len(), 10);
+    assert!(new.iter().all(|c| !old.contains(c)));
+    // The old codes stop working; the new ones work.
+    let (_, status) = sign_in_with_code(&s, "ann", &old[0]);
+    assert_eq!(status, 401);
+    let (_, status) = sign_in_with_code(&s, "ann", &new[0]);
+    assert_eq!(status, 303);
+}
+
+#[test]
+fn recent_sign_ins_are_listed_with_refusals() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let r = Browser::new(&s).sign_in(None, "ann", "not-my-password-at-all");
+    assert_eq!(r.status, 401);
+    // Bob's sign-ins are not Ann's to see.
+    signed_in(&s, "bob", PASSWORD);
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (body, _) = account(&b);
+    let start = body.find("<section id=\"activity\"").unwrap();
+    let section = &body[start..start + body[start..].find("</section>").unwrap()];
+    assert!(section.contains("Refused: wrong password"), "{section}");
+    assert!(section.contains("Signed in"), "{section}");
+    assert!(section.contains("sign-in page, password"), "{section}");
+    assert!(section.contains("127.0.0.1"), "{section}");
+    assert!(section.contains("class=\"failed\""), "{section}");
+    assert_eq!(section.matches("<li").count(), 2, "{section}");
+    // Newest first.
+    assert!(section.find("Signed in").unwrap() < section.find("Refused").unwrap());
+}
+
+#[test]
+fn signing_out_other_sessions_keeps_this_one() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let (client, secret) = s.add_client();
+    let app = s.login_token(&client, &secret, "ann");
+    let bob = signed_in(&s, "bob", PASSWORD);
+    let other = signed_in(&s, "ann", PASSWORD);
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (body, csrf) = account(&b);
+    assert!(
+        body.contains("1 other browser session, 1 app session."),
+        "{body}"
+    );
+    let cookie = b.cookie("hallpass").unwrap();
+    let r = b.post("/account/sessions/signout-others", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account?done=signed-out-others#sessions");
+    assert_page_headers(&r);
+    // This browser stays, same id; the other browser and the app end.
+    assert_eq!(b.cookie("hallpass").unwrap(), cookie);
+    let page = b.get("/account?done=signed-out-others");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Your other sessions are signed out."));
+    assert!(page
+        .body
+        .contains("0 other browser sessions, 0 app sessions."));
+    assert!(
+        page.body.contains("Signed out other sessions"),
+        "{}",
+        page.body
+    );
+    assert_eq!(other.get("/account").status, 303);
+    let r = s.get_auth("/auth/me", app["accessToken"].as_str().unwrap());
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = s.post(
+        "/auth/token-refresh",
+        &json!({"refreshToken": app["refreshToken"]}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    // Someone else's session is untouched.
+    assert_eq!(bob.get("/account").status, 200);
+    assert_eq!(s.activity("LOGOUT"), 1);
+}
