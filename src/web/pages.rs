@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signout.html", include_str!("templates/signout.html")),
     ("account.html", include_str!("templates/account.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("consent.html", include_str!("templates/consent.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, Error> {
