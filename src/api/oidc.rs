@@ -241,7 +241,28 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
     let target = match endpoints::end_session(cx, &ask, value.as_deref())? {
         endpoints::Ended::Done(target) => target,
         // The sign-out page asks, with its CSRF-protected form.
-        endpoints::Ended::Confirm => return Ok(no_store(Response::redirect("/signout"))),
+        // carrying where to go once the person has confirmed (the
+        // sign-out form checks it again).
+        endpoints::Ended::Confirm(back) => {
+            let to = match back {
+                None => "/signout".to_string(),
+                Some(b) => {
+                    let mut q = vec![
+                        ("client_id", b.client_id),
+                        ("post_logout_redirect_uri", b.post_logout_redirect_uri),
+                    ];
+                    if let Some(st) = b.state {
+                        q.push(("state", st));
+                    }
+                    let q: Vec<String> = q
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                        .collect();
+                    format!("/signout?{}", q.join("&"))
+                }
+            };
+            return Ok(no_store(Response::redirect(&to)));
+        }
     };
     let mut resp = match target {
         Some(url) => Response::redirect(&url),

@@ -1282,4 +1282,51 @@ fn a_plain_link_to_end_session_asks_before_signing_anyone_out() {
     // Still signed in: a silent authorize gets a code.
     let code = f.code("openid", &[("prompt", "none")]);
     assert!(!code.is_empty());
+    // Another person's id_token (this browser is ada's) with a registered
+    // post-logout URI: the confirm page again, carrying the way back,
+    // which its form checks once more (tests/it/web_consent.rs).
+    f.s.conn()
+        .execute(
+            "UPDATE clients SET post_logout_redirect_urls = '[\"https://app.example/bye\"]'",
+            [],
+        )
+        .unwrap();
+    let bob = f.s.add_user("bob@example.com");
+    let bobs = browser(&f.s, &bob.id, &["pwd"], f.s.now() - 5);
+    let r = authorize(
+        &f.s,
+        Some(&bobs),
+        &[
+            ("response_type", "code"),
+            ("client_id", &f.client.client_id),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+        ],
+    );
+    let code = param(&r, "code").unwrap();
+    let id_token = f.exchange(&code).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = query(&[
+        ("id_token_hint", &id_token),
+        ("post_logout_redirect_uri", "https://app.example/bye"),
+        ("state", "s&2"),
+    ]);
+    let r = f.s.request(
+        "GET",
+        &format!("/oauth2/end-session?{q}"),
+        &[("Cookie", &f.cookie)],
+        None,
+    );
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!(
+            "/signout?client_id={}&post_logout_redirect_uri={}&state={}",
+            f.client.client_id,
+            enc("https://app.example/bye"),
+            enc("s&2")
+        )
+    );
 }

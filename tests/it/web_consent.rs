@@ -2,18 +2,19 @@
 //! consent page of a consent client (allow, deny, the grant remembered,
 //! prompt=consent and prompt=none, its form's CSRF token and sealed
 //! request), the error page of an authorization request that cannot go
-//! back to the app.
+//! back to the app, and the confirmed sign-out's way back to the app.
 
 use std::collections::HashMap;
 
 use serde_json::json;
 
-use crate::browser::{assert_page_headers, enc, field, location, Browser};
+use crate::browser::{assert_page_headers, enc, field, location, set_cookie, Browser};
 use crate::oidc::assert_misconfigured;
 use crate::support::{Resp, TestServer, PASSWORD};
 
 const CB: &str = "https://app.example/cb";
 const OTHER: &str = "https://app.example/other";
+const BYE: &str = "https://app.example/bye";
 
 /// A server with ada, and a confidential consent client named "Grafana"
 /// with two redirect URIs and a post-logout URI.
@@ -27,7 +28,7 @@ fn setup() -> (TestServer, hallpass::accounts::Client, String) {
                     post_logout_redirect_urls = ?2 WHERE client_id = ?3",
             rusqlite::params![
                 json!([CB, OTHER]).to_string(),
-                json!(["https://app.example/bye"]).to_string(),
+                json!([BYE]).to_string(),
                 client.client_id
             ],
         )
@@ -455,4 +456,108 @@ fn a_withdrawn_consent_asks_again_and_ends_what_it_granted() {
     let r = exchange(&s, &client.client_id, &secret, &unused);
     assert_eq!(r.status, 400, "{}", r.body);
     consent_page(&b, &authorize_path(&client.client_id, "openid", &[]));
+}
+
+// ---- the confirmed sign-out's way back -------------------------------------
+
+#[test]
+fn a_confirmed_sign_out_goes_back_to_the_registered_post_logout_uri_only() {
+    let (s, client, _) = setup();
+    let b = signed_in(&s);
+    let q = format!(
+        "/oauth2/end-session?client_id={}&post_logout_redirect_uri={}&state={}",
+        client.client_id,
+        enc(BYE),
+        enc("z&1")
+    );
+    let r = b.get(&q);
+    assert_eq!(r.status, 302, "{}", r.body);
+    let confirm = location(&r).to_string();
+    assert!(confirm.starts_with("/signout?"), "{confirm}");
+    assert!(b.cookie("hallpass").is_some(), "still signed in");
+    let page = b.get(&confirm);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("return to Grafana"), "{}", page.body);
+    let fields = [
+        ("csrf", field(&page.body, "csrf")),
+        ("logout_client", field(&page.body, "logout_client")),
+        ("logout_uri", field(&page.body, "logout_uri")),
+        ("logout_state", field(&page.body, "logout_state")),
+    ];
+    let post = |b: &Browser, f: &[(&str, String)]| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post("/signout", &f)
+    };
+    let r = post(&b, &fields);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), format!("{BYE}?state=z%261"));
+    assert!(set_cookie(&r, "hallpass").unwrap().contains("Max-Age=0"));
+    assert!(b.get("/account").status == 303, "signed out");
+
+    // Forged fields: an unregistered URI, or a registered one of another
+    // client, is never followed; the person is signed out to /signin.
+    let (other, _) = s.add_client();
+    s.conn()
+        .execute(
+            "UPDATE clients SET post_logout_redirect_urls = '[\"https://other.example/bye\"]'
+              WHERE client_id = ?1",
+            [&other.client_id],
+        )
+        .unwrap();
+    for (c, uri) in [
+        (client.client_id.as_str(), "https://evil.example/"),
+        (client.client_id.as_str(), "https://other.example/bye"),
+        ("nosuchclient", BYE),
+    ] {
+        let b = signed_in(&s);
+        let page = b.get(&format!(
+            "/signout?client_id={c}&post_logout_redirect_uri={}",
+            enc(uri)
+        ));
+        assert_eq!(page.status, 200);
+        assert!(
+            !page.body.contains("logout_uri"),
+            "not carried: {}",
+            page.body
+        );
+        let r = post(
+            &b,
+            &[
+                ("csrf", field(&page.body, "csrf")),
+                ("logout_client", c.to_string()),
+                ("logout_uri", uri.to_string()),
+            ],
+        );
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(location(&r), "/signin", "{uri}");
+    }
+    // Without the CSRF token: refused, still signed in.
+    let b = signed_in(&s);
+    let r = post(
+        &b,
+        &[
+            ("logout_client", client.client_id.clone()),
+            ("logout_uri", BYE.to_string()),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("location").is_none());
+    assert_eq!(b.get("/account").status, 200);
+    // An unregistered URI at end-session itself: refused, no redirect.
+    let r = b.get(&format!(
+        "/oauth2/end-session?client_id={}&post_logout_redirect_uri={}",
+        client.client_id,
+        enc("https://evil.example/")
+    ));
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    // Not signed in: the page offers the way back as a link.
+    let anon = Browser::new(&s);
+    let page = anon.get(&format!(
+        "/signout?client_id={}&post_logout_redirect_uri={}&state=q",
+        client.client_id,
+        enc(BYE)
+    ));
+    assert!(page.body.contains("You are not signed in"), "{}", page.body);
+    assert!(page.body.contains("Return to Grafana"), "{}", page.body);
 }
