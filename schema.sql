@@ -404,3 +404,19 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_user ON web_sessions (user_id);
 CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+
+-- The consents people give apps at the OpenID provider's consent page
+-- (src/oidc/consent.rs). One row per person and app: the scopes granted so
+-- far (space-separated, the union of every grant), when first and last
+-- granted. An authorize request for a consent client skips the page when
+-- its scopes are all here. Withdrawing deletes the row and revokes the
+-- app's sessions of that person.
+CREATE TABLE consents (
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    client_id  TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+    scope      TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
+CREATE INDEX consents_client ON consents (client_id);

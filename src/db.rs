@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
     // 12 -> 13: the OpenID provider's client settings, and the auth-code
     // and session columns it binds (issue 13).
     include_str!("migrations/013_oidc_clients.sql"),
+    // 13 -> 14: consents, what people granted apps at the OpenID
+    // provider's consent page (issue 13).
+    include_str!("migrations/014_consents.sql"),
 ];
 
 /// The schema version this build writes.

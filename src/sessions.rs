@@ -354,6 +354,31 @@ pub fn revoke_user_family(
         == 1)
 }
 
+/// Ends what the OpenID provider gave `client_id` for `user_id` (a
+/// withdrawn consent, oidc/consent.rs): their provider token families
+/// (those with a scope) are revoked and their unused provider codes
+/// deleted. The app's native-dialect sessions are not the consent's.
+pub fn revoke_provider_grant(
+    tx: &Connection,
+    user_id: &str,
+    client_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<usize, Error> {
+    tx.prepare_cached(
+        "DELETE FROM auth_codes
+          WHERE user_id = ?1 AND client_id = ?2 AND used_at IS NULL AND scope IS NOT NULL",
+    )?
+    .execute(params![user_id, client_id])?;
+    Ok(tx
+        .prepare_cached(
+            "UPDATE token_families SET revoked_at = ?3, revoked_reason = ?4
+              WHERE user_id = ?1 AND client_id = ?2 AND scope IS NOT NULL
+                AND revoked_at IS NULL",
+        )?
+        .execute(params![user_id, client_id, now, reason])?)
+}
+
 /// A live session as an operator sees it: never a token.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Session {

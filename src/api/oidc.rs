@@ -122,20 +122,28 @@ fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Er
     super::web::browser_session(cx, req)
 }
 
+/// The authorization endpoint answers a person at a browser: a redirect,
+/// the consent page, or, when the request cannot go back to the app (an
+/// unknown client, a redirect URI missing or not registered), the pages'
+/// error page (HTML, 400), never a redirect (RFC 6749 §4.1.2.1).
 fn authorize(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
-    let params = if req.method == "POST" {
-        Form::read(req)?.0
-    } else {
-        req.query.clone()
+    let params = match req.method.as_str() {
+        "POST" => Form::read(req).map(|f| f.0),
+        _ => Ok(req.query.clone()),
     };
-    let session = browser_session(cx, req)?;
-    let outcome = authorize::authorize(cx, &params, session.as_ref(), &peer(req))?;
-    Ok(no_store(match outcome {
-        Outcome::Redirect(url) => Response::redirect(&url),
-        Outcome::SignIn(back) => {
-            Response::redirect(&format!("/signin?return_to={}", percent_encode(&back)))
-        }
-    }))
+    let answer = params.and_then(|params| {
+        let session = browser_session(cx, req)?;
+        authorize::authorize(cx, &params, session.as_ref(), &peer(req))
+    });
+    Ok(match answer {
+        Ok(Outcome::Redirect(url)) => no_store(Response::redirect(&url)),
+        Ok(Outcome::SignIn(back)) => no_store(Response::redirect(&format!(
+            "/signin?return_to={}",
+            percent_encode(&back)
+        ))),
+        Ok(Outcome::Consent(ask)) => super::web::consent::page(cx, req, &ask),
+        Err(e) => super::web::consent::authorize_error(cx, &e),
+    })
 }
 
 fn token(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -233,7 +241,28 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
     let target = match endpoints::end_session(cx, &ask, value.as_deref())? {
         endpoints::Ended::Done(target) => target,
         // The sign-out page asks, with its CSRF-protected form.
-        endpoints::Ended::Confirm => return Ok(no_store(Response::redirect("/signout"))),
+        // carrying where to go once the person has confirmed (the
+        // sign-out form checks it again).
+        endpoints::Ended::Confirm(back) => {
+            let to = match back {
+                None => "/signout".to_string(),
+                Some(b) => {
+                    let mut q = vec![
+                        ("client_id", b.client_id),
+                        ("post_logout_redirect_uri", b.post_logout_redirect_uri),
+                    ];
+                    if let Some(st) = b.state {
+                        q.push(("state", st));
+                    }
+                    let q: Vec<String> = q
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                        .collect();
+                    format!("/signout?{}", q.join("&"))
+                }
+            };
+            return Ok(no_store(Response::redirect(&to)));
+        }
     };
     let mut resp = match target {
         Some(url) => Response::redirect(&url),
@@ -278,8 +307,11 @@ pub fn openapi() -> Vec<Op> {
             302,
             "To the client's redirect URI with code, state and iss (or error), or to /signin",
         )
-        .resp_header(302, "Location", "Where the browser goes");
-        let o = errs(o, &[400]);
+        .resp_header(302, "Location", "Where the browser goes")
+        // The consent page; the error page when the request cannot go back
+        // to the app (unknown client, redirect URI not registered).
+        .json_text(200, "text/html")
+        .json_text(400, "text/html");
         if method == "GET" {
             [
                 "response_type",

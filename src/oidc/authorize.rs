@@ -16,7 +16,7 @@ use crate::app::Ctx;
 use crate::error::Error;
 use crate::jwt::Alg;
 use crate::oidc::browser::BrowserSession;
-use crate::oidc::{oauth_error, split_scope};
+use crate::oidc::{consent, oauth_error, split_scope};
 use crate::sessions::{self, Binding, Grant};
 use crate::url::percent_encode;
 
@@ -32,6 +32,23 @@ pub enum Outcome {
     Redirect(String),
     /// 302 to `/signin?return_to=` this path and query.
     SignIn(String),
+    /// 200: the consent page, whose form carries the request back to
+    /// `decide`.
+    Consent(ConsentAsk),
+}
+
+/// What the consent page shows and carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentAsk {
+    pub client_id: String,
+    /// The app's name, as registered.
+    pub client_name: String,
+    /// The scopes asked for, in order (`consent::describe` words them).
+    pub scopes: Vec<String>,
+    /// The authorization request, form-encoded, for a hidden field.
+    pub request: String,
+    /// Its seal for this browser session, for another hidden field.
+    pub seal: String,
 }
 
 /// The request's parameters: each at most once (RFC 6749 §3.1).
@@ -91,22 +108,24 @@ fn return_to(
     format!("/oauth2/authorize?{}", pairs.join("&"))
 }
 
-/// Checks the request, and with a live session issues a code.
-pub fn authorize(
-    cx: &mut Ctx,
-    params: &[(String, String)],
-    session: Option<&BrowserSession>,
-    peer: &crate::auth::Peer,
-) -> Result<Outcome, Error> {
-    let p = Params(params);
-    // 1. The client and its redirect URI: errors are answered, not sent.
+/// The client and the redirect URI a request names, once both are known
+/// good; every problem before that is an `Err`, answered, never redirected.
+struct Target {
+    client: Client,
+    /// The URI answers go to (the one given, or the client's only one).
+    redirect_uri: String,
+    /// The URI as given (None when left out): the code is bound to it.
+    given: Option<String>,
+}
+
+fn target(cx: &Ctx, p: &Params) -> Result<Target, Error> {
     let client_id = p
         .get("client_id")?
         .ok_or_else(|| oauth_error("invalid_request", "client_id is required"))?;
     let client = accounts::get_client(&cx.conn, client_id)?
         .ok_or_else(|| oauth_error("invalid_request", "client_id is unknown"))?;
-    let given_uri = p.get("redirect_uri")?;
-    let redirect_uri = match given_uri {
+    let given = p.get("redirect_uri")?;
+    let redirect_uri = match given {
         Some(u) if client.redirect_urls.iter().any(|r| r == u) => u.to_string(),
         Some(_) => {
             return Err(oauth_error(
@@ -124,60 +143,159 @@ pub fn authorize(
             }
         },
     };
+    Ok(Target {
+        client,
+        redirect_uri,
+        given: given.map(str::to_string),
+    })
+}
+
+/// Checks the request, and with a live session issues a code, or asks
+/// the person's consent first (a consent client without a grant that
+/// covers the scope, or `prompt=consent`).
+pub fn authorize(
+    cx: &mut Ctx,
+    params: &[(String, String)],
+    session: Option<&BrowserSession>,
+    peer: &crate::auth::Peer,
+) -> Result<Outcome, Error> {
+    let p = Params(params);
+    // 1. The client and its redirect URI: errors are answered, not sent.
+    let t = target(cx, &p)?;
     let issuer = cx.app.issuer.clone();
     // A repeated state is itself an error; answered without echoing it.
     let state = p.get("state")?;
     let reply = Reply {
-        redirect_uri: &redirect_uri,
+        redirect_uri: &t.redirect_uri,
         state,
         issuer: &issuer,
     };
-    match check(cx, &p, &client, session)? {
+    match check(cx, &p, &t.client, session)? {
         Err((code, description)) => Ok(reply.error(code, &description)),
         Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
             params,
             drop_prompt,
             after.map(|t| (AUTH_AFTER, t.to_string())),
         ))),
-        Ok(Checked::Grant {
-            session,
-            scope,
-            challenge,
-            nonce,
-        }) => {
-            let user = accounts::get_user(&cx.conn, &session.user_id)?;
-            let Some(user) = user.filter(|u| u.is_active()) else {
-                return Ok(reply.error("access_denied", "the account is not active"));
-            };
-            let grant = Grant {
-                user_id: user.id.clone(),
-                client_id: Some(client.client_id.clone()),
-                tenant_id: user.default_tenant_id.clone(),
-                amr: session.amr.clone(),
-            };
-            let binding = Binding {
-                redirect_uri: given_uri.map(str::to_string),
-                nonce,
-                scope: Some(scope),
-                auth_time: Some(session.auth_time),
-            };
-            let now = cx.now();
-            let code = cx.write(|tx| {
-                crate::auth::record_sign_in(tx, &grant, "oidc", peer, now)?;
-                sessions::issue_provider_code(
-                    tx,
-                    &grant,
-                    &client.client_id,
-                    challenge.as_deref(),
-                    &binding,
-                    client.auth_code_ttl,
-                    now,
-                )
-            })?;
-            cx.app.metrics.login("success");
-            Ok(reply.to(&[("code", &code)]))
+        Ok(Checked::Grant(g)) => {
+            // First-party clients never ask, prompt=consent included: the
+            // operator registered them as trusted (README, "Consent").
+            if t.client.consent {
+                let asked = g.prompt_consent
+                    || !consent::granted(&cx.conn, &g.session.user_id, &t.client.client_id)?
+                        .is_some_and(|have| consent::covers(&have, &g.scope));
+                if asked && g.prompt_none {
+                    // OpenID Connect Core §3.1.2.6.
+                    return Ok(reply.error(
+                        "consent_required",
+                        "the person has not consented to this client's scope",
+                    ));
+                }
+                if asked {
+                    let request = consent::carry(params);
+                    return Ok(Outcome::Consent(ConsentAsk {
+                        client_id: t.client.client_id.clone(),
+                        client_name: t.client.name.clone(),
+                        scopes: split_scope(&g.scope),
+                        seal: consent::seal(&cx.app.master, g.session, &request),
+                        request,
+                    }));
+                }
+            }
+            issue(cx, &t, &g, &reply, peer, false)
         }
     }
+}
+
+/// The person's answer on the consent page. `request` is the carried
+/// authorization request and `seal` its seal for this browser session
+/// (oidc/consent.rs): a request changed on the way, or shown to another
+/// session, is refused (`Forbidden`). The request is then checked again
+/// from the start, as if new: an unknown client or unregistered redirect
+/// URI is an `Err`, anything else goes back to the client. Allowed, the
+/// grant is stored in the transaction that issues the code; denied, the
+/// client hears `access_denied`.
+pub fn decide(
+    cx: &mut Ctx,
+    request: &str,
+    seal: &str,
+    allow: bool,
+    session: &BrowserSession,
+    peer: &crate::auth::Peer,
+) -> Result<Outcome, Error> {
+    if !consent::sealed(&cx.app.master, session, request, seal) {
+        return Err(Error::Forbidden("the consent form was changed".into()));
+    }
+    let params = consent::uncarry(request);
+    let p = Params(&params);
+    let t = target(cx, &p)?;
+    let issuer = cx.app.issuer.clone();
+    let state = p.get("state")?;
+    let reply = Reply {
+        redirect_uri: &t.redirect_uri,
+        state,
+        issuer: &issuer,
+    };
+    match check(cx, &p, &t.client, Some(session))? {
+        Err((code, description)) => Ok(reply.error(code, &description)),
+        // The sign-in went stale on the page (max_age): sign in again,
+        // then the page asks again.
+        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+            &params,
+            drop_prompt,
+            after.map(|t| (AUTH_AFTER, t.to_string())),
+        ))),
+        Ok(Checked::Grant(_)) if !allow => {
+            Ok(reply.error("access_denied", "the person did not allow this application"))
+        }
+        Ok(Checked::Grant(g)) => issue(cx, &t, &g, &reply, peer, t.client.consent),
+    }
+}
+
+/// A code for the checked request, in one transaction with the sign-in's
+/// activity row and, when `record_consent`, the person's grant.
+fn issue(
+    cx: &mut Ctx,
+    t: &Target,
+    g: &GrantAsk,
+    reply: &Reply,
+    peer: &crate::auth::Peer,
+    record_consent: bool,
+) -> Result<Outcome, Error> {
+    let user = accounts::get_user(&cx.conn, &g.session.user_id)?;
+    let Some(user) = user.filter(|u| u.is_active()) else {
+        return Ok(reply.error("access_denied", "the account is not active"));
+    };
+    let grant = Grant {
+        user_id: user.id.clone(),
+        client_id: Some(t.client.client_id.clone()),
+        tenant_id: user.default_tenant_id.clone(),
+        amr: g.session.amr.clone(),
+    };
+    let binding = Binding {
+        redirect_uri: t.given.clone(),
+        nonce: g.nonce.clone(),
+        scope: Some(g.scope.clone()),
+        auth_time: Some(g.session.auth_time),
+    };
+    let now = cx.now();
+    let code = cx.write(|tx| {
+        if record_consent {
+            consent::grant(tx, &user.id, &t.client.client_id, &g.scope, now)?;
+        }
+        crate::auth::record_sign_in(tx, &grant, "oidc", peer, now)?;
+        sessions::issue_provider_code(
+            tx,
+            &grant,
+            &t.client.client_id,
+            g.challenge.as_deref(),
+            &binding,
+            t.client.auth_code_ttl,
+            now,
+        )
+    })?;
+    cx.app.metrics.login("success");
+    Ok(reply.to(&[("code", &code)]))
 }
 
 /// What a well-formed request comes to.
@@ -186,12 +304,19 @@ enum Checked<'s> {
         drop_prompt: bool,
         after: Option<i64>,
     },
-    Grant {
-        session: &'s BrowserSession,
-        scope: String,
-        challenge: Option<String>,
-        nonce: Option<String>,
-    },
+    Grant(GrantAsk<'s>),
+}
+
+/// A well-formed request from a signed-in browser.
+struct GrantAsk<'s> {
+    session: &'s BrowserSession,
+    scope: String,
+    challenge: Option<String>,
+    nonce: Option<String>,
+    /// `prompt=consent`: ask even when a grant covers the scope.
+    prompt_consent: bool,
+    /// `prompt=none`: never show a page.
+    prompt_none: bool,
 }
 
 type Refusal = (&'static str, String);
@@ -335,19 +460,14 @@ fn check<'s>(
             after: Some(after.unwrap_or(now)),
         }));
     }
-    if client.consent {
-        // No consent page yet: a client that needs one is told so.
-        return refuse(
-            "consent_required",
-            "this client needs consent, which this server cannot ask for yet",
-        );
-    }
-    Ok(Ok(Checked::Grant {
+    Ok(Ok(Checked::Grant(GrantAsk {
         session,
         scope,
         challenge,
         nonce,
-    }))
+        prompt_consent: prompts.contains(&"consent"),
+        prompt_none: none,
+    })))
 }
 
 #[cfg(test)]

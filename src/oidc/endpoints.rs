@@ -141,8 +141,57 @@ pub enum Ended {
     Done(Option<String>),
     /// Someone is signed in and no id_token of theirs came with the
     /// request: a plain link must not sign a browser out (logout CSRF), so
-    /// the person confirms at the sign-out page.
-    Confirm,
+    /// the person confirms at the sign-out page, which then sends them on
+    /// to the app's registered post-logout URI when the request named one
+    /// (checked again there: `post_logout`).
+    Confirm(Option<LogoutReturn>),
+}
+
+/// Where a confirmed sign-out goes back to: the request's client, its
+/// registered post-logout URI and `state`, as the sign-out form carries
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutReturn {
+    pub client_id: String,
+    pub post_logout_redirect_uri: String,
+    pub state: Option<String>,
+}
+
+/// Where a sign-out may send the browser back to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostLogout {
+    /// The app's name.
+    pub app: String,
+    /// The registered URI with `state` added.
+    pub url: String,
+}
+
+/// The post-logout target of `uri` for `client_id`, when `uri` is one of
+/// the client's registered post-logout URIs (exact match); None for an
+/// unknown client or any other URI, so nothing can make this an open
+/// redirect.
+pub fn post_logout(
+    conn: &rusqlite::Connection,
+    client_id: &str,
+    uri: &str,
+    state: Option<&str>,
+) -> Result<Option<PostLogout>, Error> {
+    let Some(client) = accounts::get_client(conn, client_id)? else {
+        return Ok(None);
+    };
+    if !client.post_logout_redirect_urls.iter().any(|u| u == uri) {
+        return Ok(None);
+    }
+    let mut url = uri.to_string();
+    if let Some(state) = state {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("state=");
+        url.push_str(&crate::url::percent_encode(state));
+    }
+    Ok(Some(PostLogout {
+        app: client.name,
+        url,
+    }))
 }
 
 /// RP-initiated logout 1.0: checks the hint (our signature, our issuer;
@@ -185,39 +234,35 @@ pub fn end_session(cx: &mut Ctx, req: &EndSession, cookie: Option<&str>) -> Resu
         (Some(h), _) => Some(h),
         (None, c) => c.clone(),
     };
-    let target = match &req.post_logout_redirect_uri {
-        None => None,
-        Some(uri) => {
-            let client = match &client_id {
-                Some(c) => accounts::get_client(&cx.conn, c)?,
-                None => None,
-            };
-            let registered =
-                client.is_some_and(|c| c.post_logout_redirect_urls.iter().any(|u| u == uri));
-            if !registered {
-                return Err(oauth_error(
-                    "invalid_request",
-                    "post_logout_redirect_uri is not registered for this client",
-                ));
-            }
-            let mut url = uri.clone();
-            if let Some(state) = &req.state {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str("state=");
-                url.push_str(&crate::url::percent_encode(state));
-            }
-            Some(url)
-        }
+    let back = match (&req.post_logout_redirect_uri, &client_id) {
+        (None, _) => None,
+        (Some(uri), Some(c)) => post_logout(&cx.conn, c, uri, req.state.as_deref())?.map(|t| {
+            (
+                t,
+                LogoutReturn {
+                    client_id: c.clone(),
+                    post_logout_redirect_uri: uri.clone(),
+                    state: req.state.clone(),
+                },
+            )
+        }),
+        (Some(_), None) => None,
     };
+    if req.post_logout_redirect_uri.is_some() && back.is_none() {
+        return Err(oauth_error(
+            "invalid_request",
+            "post_logout_redirect_uri is not registered for this client",
+        ));
+    }
     if let Some(value) = cookie {
         let now = cx.now();
         match browser::current(&cx.conn, value, now)? {
             Some(s) if hint_sub.as_deref() == Some(s.user_id.as_str()) => {
                 cx.write(|tx| browser::end(tx, value, now))?;
             }
-            Some(_) => return Ok(Ended::Confirm),
+            Some(_) => return Ok(Ended::Confirm(back.map(|(_, r)| r))),
             None => {}
         }
     }
-    Ok(Ended::Done(target))
+    Ok(Ended::Done(back.map(|(t, _)| t.url)))
 }

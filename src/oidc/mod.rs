@@ -6,7 +6,11 @@
 //!
 //! - `discovery.rs`: `/.well-known/openid-configuration`.
 //! - `authorize.rs`: the authorization request: client, exact redirect
-//!   URI, scope, PKCE, prompt and max_age, then a code bound to all of it.
+//!   URI, scope, PKCE, prompt and max_age, consent, then a code bound to
+//!   all of it; the consent page's answer (`decide`).
+//! - `consent.rs`: the grants people give consent clients (the
+//!   `consents` table), their listing and withdrawal, and the seal that
+//!   carries an authorization request across the consent page.
 //! - `token.rs`: client authentication and the three grants
 //!   (authorization_code, refresh_token, client_credentials), the
 //!   id_token and the claims each scope releases.
@@ -24,6 +28,7 @@
 
 pub mod authorize;
 pub mod browser;
+pub mod consent;
 pub mod discovery;
 pub mod endpoints;
 pub mod token;
@@ -45,10 +50,6 @@ pub fn has_scope(scope: &str, one: &str) -> bool {
     scope.split(' ').any(|s| s == one)
 }
 
-/// An OAuth 2.0 protocol error (RFC 6749 §4.1.2.1, §5.2): its code goes in
-/// `error`, the message in `error_description`. Carried as a Validation
-/// error whose code is the OAuth code, so it renders in one place
-/// (`api::oidc::render`).
 /// A request parameter given at most once (RFC 6749 §3.1: parameters
 /// must not repeat); empty counts as absent.
 pub fn single<'a>(
@@ -66,6 +67,10 @@ pub fn single<'a>(
     Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
 }
 
+/// An OAuth 2.0 protocol error (RFC 6749 §4.1.2.1, §5.2): its code goes in
+/// `error`, the message in `error_description`. Carried as a Validation
+/// error whose code is the OAuth code, so it renders in one place
+/// (`api::oidc::render`).
 pub fn oauth_error(code: &'static str, message: impl Into<String>) -> crate::error::Error {
     crate::error::Error::invalid("oauth", code, message)
 }

@@ -12,7 +12,7 @@
 //! * `pages.rs`: the templates (`templates/*.html`, minijinja with HTML
 //!   escaping, built into the binary) and the stylesheet.
 //!
-//! The routes are in `api/web.rs`, as thin as the other dialects'.
+//! The routes are in `api/web/`, as thin as the other dialects..
 
 pub mod account;
 pub mod pages;

@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/account_codes.html"),
     ),
     ("error.html", include_str!("templates/error.html")),
+    ("consent.html", include_str!("templates/consent.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, Error> {

@@ -26,3 +26,4 @@ mod social;
 mod tokens;
 mod web;
 mod web_account;
+mod web_consent;

@@ -340,9 +340,7 @@ fn an_unregistered_or_ambiguous_redirect_uri_is_answered_never_redirected() {
             pairs.push(("redirect_uri", u));
         }
         let r = authorize(&f.s, Some(&f.cookie), &pairs);
-        assert_eq!(r.status, 400, "{uri:?}: {}", r.body);
-        assert!(r.header("location").is_none(), "{uri:?} redirected");
-        assert_eq!(r.json()["error"], json!("invalid_request"));
+        assert_misconfigured(&r);
     }
     // An unknown client: no redirect either.
     let r = authorize(
@@ -355,8 +353,7 @@ fn an_unregistered_or_ambiguous_redirect_uri_is_answered_never_redirected() {
             ("scope", "openid"),
         ],
     );
-    assert_eq!(r.status, 400);
-    assert!(r.header("location").is_none());
+    assert_misconfigured(&r);
     // With the one registered URI left out, the code goes to it.
     let r = authorize(
         &f.s,
@@ -457,8 +454,18 @@ fn without_a_session_the_browser_goes_to_sign_in_and_prompt_none_is_login_requir
     assert!(r.header("location").unwrap().starts_with("/signin"));
 }
 
+/// The pages' error page of an authorization request that cannot go back
+/// to the app: 400, HTML with the pages' headers, never a redirect.
+pub fn assert_misconfigured(r: &crate::support::Resp) {
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none(), "redirected: {r:?}");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(r.body.contains("This app is misconfigured"), "{}", r.body);
+    crate::browser::assert_page_headers(r);
+}
+
 #[test]
-fn a_client_that_needs_consent_is_told_consent_required() {
+fn a_consent_client_with_prompt_none_and_no_grant_gets_consent_required() {
     let f = flow();
     f.s.conn()
         .execute("UPDATE clients SET consent = 1", [])
@@ -471,9 +478,27 @@ fn a_client_that_needs_consent_is_told_consent_required() {
             ("client_id", &f.client.client_id),
             ("redirect_uri", CB),
             ("scope", "openid"),
+            ("state", "s9"),
+            ("prompt", "none"),
         ],
     );
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(r.header("location").unwrap().starts_with(CB));
     assert_eq!(param(&r, "error").as_deref(), Some("consent_required"));
+    assert_eq!(param(&r, "state").as_deref(), Some("s9"));
+    // Without prompt=none, the person is asked: the consent page.
+    let r = authorize(
+        &f.s,
+        Some(&f.cookie),
+        &[
+            ("response_type", "code"),
+            ("client_id", &f.client.client_id),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("name=\"decision\" value=\"allow\""));
 }
 
 // ---- token and id_token --------------------------------------------------
@@ -1257,4 +1282,51 @@ fn a_plain_link_to_end_session_asks_before_signing_anyone_out() {
     // Still signed in: a silent authorize gets a code.
     let code = f.code("openid", &[("prompt", "none")]);
     assert!(!code.is_empty());
+    // Another person's id_token (this browser is ada's) with a registered
+    // post-logout URI: the confirm page again, carrying the way back,
+    // which its form checks once more (tests/it/web_consent.rs).
+    f.s.conn()
+        .execute(
+            "UPDATE clients SET post_logout_redirect_urls = '[\"https://app.example/bye\"]'",
+            [],
+        )
+        .unwrap();
+    let bob = f.s.add_user("bob@example.com");
+    let bobs = browser(&f.s, &bob.id, &["pwd"], f.s.now() - 5);
+    let r = authorize(
+        &f.s,
+        Some(&bobs),
+        &[
+            ("response_type", "code"),
+            ("client_id", &f.client.client_id),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+        ],
+    );
+    let code = param(&r, "code").unwrap();
+    let id_token = f.exchange(&code).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = query(&[
+        ("id_token_hint", &id_token),
+        ("post_logout_redirect_uri", "https://app.example/bye"),
+        ("state", "s&2"),
+    ]);
+    let r = f.s.request(
+        "GET",
+        &format!("/oauth2/end-session?{q}"),
+        &[("Cookie", &f.cookie)],
+        None,
+    );
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!(
+            "/signout?client_id={}&post_logout_redirect_uri={}&state={}",
+            f.client.client_id,
+            enc("https://app.example/bye"),
+            enc("s&2")
+        )
+    );
 }

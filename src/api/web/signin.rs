@@ -239,16 +239,62 @@ fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
 
 // --- sign-out and account ------------------------------------------------------
 
+/// The sign-out page. Sent here by the OpenID provider's end-session
+/// (a request without the person's id_token), it may carry `client_id`,
+/// `post_logout_redirect_uri` and `state`: kept in the form only when the
+/// URI is registered for that client, and checked again on the post.
 fn signout_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         let mut page = Page::new(product(cx), "Sign out");
-        if let Some((value, s)) = signed_in_as(cx, req)? {
-            page = page
-                .set("csrf", session::csrf_token(&cx.app.master, &value))
-                .set("who", who(cx, &s)?);
+        let back = post_logout(
+            cx,
+            req.query("client_id").unwrap_or(""),
+            req.query("post_logout_redirect_uri").unwrap_or(""),
+            req.query("state"),
+        )?;
+        if let Some(b) = &back {
+            page = page.set("app", b.app.as_str());
+        }
+        match signed_in_as(cx, req)? {
+            Some((value, s)) => {
+                page = page
+                    .set("csrf", session::csrf_token(&cx.app.master, &value))
+                    .set("who", who(cx, &s)?);
+                if back.is_some() {
+                    page = page
+                        .set("logout_client", req.query("client_id").unwrap_or(""))
+                        .set(
+                            "logout_uri",
+                            req.query("post_logout_redirect_uri").unwrap_or(""),
+                        );
+                    if let Some(st) = req.query("state") {
+                        page = page.set("logout_state", st);
+                    }
+                }
+            }
+            // No one to sign out: the way back to the app, as a link.
+            None => {
+                if let Some(b) = &back {
+                    page = page.set("back", b.url.as_str());
+                }
+            }
         }
         Ok(html(200, page.render("signout.html")?))
     })
+}
+
+/// The registered post-logout target of a sign-out, if the fields name one
+/// (`oidc::endpoints::post_logout`: never an unregistered URI).
+fn post_logout(
+    cx: &Ctx,
+    client_id: &str,
+    uri: &str,
+    state: Option<&str>,
+) -> Result<Option<crate::oidc::endpoints::PostLogout>, Error> {
+    if client_id.is_empty() || uri.is_empty() {
+        return Ok(None);
+    }
+    crate::oidc::endpoints::post_logout(&cx.conn, client_id, uri, state)
 }
 
 fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -261,8 +307,15 @@ fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
             return Err(csrf_refused());
         }
         signin::sign_out(cx, value.unwrap_or_default(), &peer(req))?;
-        Ok(see_other("/signin")
-            .with_header("Set-Cookie", &session::set_cookie(&public, name, "", 0)))
+        // Back to the app when the form names a registered post-logout URI
+        // (checked again: the hidden fields are the browser's to change);
+        // anything else ends at the sign-in page.
+        let state = Some(form.get("logout_state")).filter(|s| !s.is_empty());
+        let to = match post_logout(cx, form.get("logout_client"), form.get("logout_uri"), state)? {
+            Some(b) => b.url,
+            None => "/signin".to_string(),
+        };
+        Ok(see_other(&to).with_header("Set-Cookie", &session::set_cookie(&public, name, "", 0)))
     })
 }
 
@@ -284,9 +337,15 @@ pub fn openapi() -> Vec<Op> {
             "/signin/second-factor",
             "Finishes a sign-in with a TOTP or recovery code (a form)",
         ),
-        page_op("GET", "/signout", "Asks to confirm signing out"),
+        page_op("GET", "/signout", "Asks to confirm signing out")
+            .query("client_id", false, string())
+            .query("post_logout_redirect_uri", false, string())
+            .query("state", false, string()),
         op("POST", "/signout", "Ends the browser session (a form)")
-            .empty(303, "To /signin")
+            .empty(
+                303,
+                "To the app's registered post-logout URI with state, or to /signin",
+            )
             .json_text(403, "text/html"),
     ]
 }
