@@ -6,11 +6,14 @@
 //!   cookie, the CSRF tokens of the forms. What the OpenID Provider reads.
 //! * `signin.rs`: the flows behind the forms: password, second factor,
 //!   sign-out, each through `auth`/`factors` and logged with method "web".
+//! * `emailed.rs`: the emailed flows (sign-in link, sign-in code,
+//!   forgot/reset password, sign-up) over emailed.rs and signup.rs.
 //! * `pages.rs`: the templates (`templates/*.html`, minijinja with HTML
 //!   escaping, built into the binary) and the stylesheet.
 //!
 //! The routes are in `api/web.rs`, as thin as the other dialects'.
 
+pub mod emailed;
 pub mod pages;
 pub mod session;
 pub mod signin;

@@ -29,6 +29,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signout.html", include_str!("templates/signout.html")),
     ("account.html", include_str!("templates/account.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("email_form.html", include_str!("templates/email_form.html")),
+    ("email_code.html", include_str!("templates/email_code.html")),
+    (
+        "link_confirm.html",
+        include_str!("templates/link_confirm.html"),
+    ),
+    ("reset.html", include_str!("templates/reset.html")),
+    ("signup.html", include_str!("templates/signup.html")),
+    ("message.html", include_str!("templates/message.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, Error> {

@@ -20,6 +20,7 @@
 //! share: the answers with their headers, the form reader, the error page.
 
 mod account;
+mod emailed;
 mod signin;
 
 use super::openapi::{op, string, Op};
@@ -34,6 +35,7 @@ use crate::web::session::{self, BrowserSession};
 pub fn routes() -> Vec<Route> {
     let mut all = signin::routes();
     all.extend(account::routes());
+    all.extend(emailed::routes());
     all.push(Route::new("GET", "/assets/hallpass.css", stylesheet));
     all
 }
@@ -232,6 +234,7 @@ fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
 pub fn openapi() -> Vec<Op> {
     let mut all = signin::openapi();
     all.extend(account::openapi());
+    all.extend(emailed::openapi());
     all.push(op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"));
     all
 }
