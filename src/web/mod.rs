@@ -11,7 +11,8 @@
 //! * `pages.rs`: the templates (`templates/*.html`, minijinja with HTML
 //!   escaping, built into the binary) and the stylesheet.
 //!
-//! The routes are in `api/web.rs`, as thin as the other dialects'.
+//! The routes are in `api/web/` (one file per group of pages), as thin as
+//! the other dialects'.
 
 pub mod emailed;
 pub mod pages;
