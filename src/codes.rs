@@ -42,8 +42,17 @@ pub const SIGNUP: &str = "signup";
 pub const VERIFY_EMAIL: &str = "verify_email";
 
 /// A sign-in at the pages between its password and its second factor
-/// (web/signin.rs): a token in a short-lived cookie.
+/// (web/signin.rs): a token in a short-lived cookie; `data` = the first
+/// factor's amr when it was not the password ("email").
 pub const WEB_SECOND_FACTOR: &str = "web_second_factor";
+
+/// The sign-in pages' own emailed links and codes (web/emailed.rs): kinds
+/// apart from the APIs', so that a page's link is used only at the page
+/// and an app's only through its API. A sign-in link (`data` = the page
+/// to go on to), a 6-digit sign-in code, a password-reset link.
+pub const WEB_MAGIC_LINK: &str = "web_magic_link";
+pub const WEB_EMAIL_OTP: &str = "web_email_otp";
+pub const WEB_PASSWORD_RESET: &str = "web_password_reset";
 
 /// The alphabet of emailed sign-in codes.
 pub const DIGITS: &[u8] = b"0123456789";
@@ -120,6 +129,28 @@ pub fn issue_token(
     now: i64,
 ) -> Result<(), Error> {
     insert(tx, &token_hash(token), kind, user_id, ttl, now)
+}
+
+/// `issue_token`, with `data` kept beside it.
+pub fn issue_token_with(
+    tx: &Transaction,
+    kind: &str,
+    user_id: &str,
+    token: &str,
+    data: Option<&str>,
+    ttl: i64,
+    now: i64,
+) -> Result<(), Error> {
+    insert_row(
+        tx,
+        &token_hash(token),
+        kind,
+        user_id,
+        Some(user_id),
+        data,
+        ttl,
+        now,
+    )
 }
 
 /// The live (unused, unexpired) token of `kind`, whoever it belongs to.

@@ -25,7 +25,7 @@
 //!   (`softlock::Lock::code`), as the MFA reset's are, and die after
 //!   `CODE_ATTEMPTS` wrong tries.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
@@ -390,6 +390,52 @@ pub fn send_code(cx: &mut Ctx, client: &Client, key: &str, peer: &Peer) -> Resul
 /// lock; the code itself dies after `CODE_ATTEMPTS` wrong tries.
 pub fn verify_code(cx: &mut Ctx, key: &str, otp: &str, peer: &Peer) -> Result<String, Error> {
     let now = cx.now();
+    let code = redeem_code(
+        cx,
+        codes::EMAIL_OTP,
+        "email_otp",
+        key,
+        otp,
+        peer,
+        |tx, u, f| {
+            let client_id = f.data.clone().unwrap_or_default();
+            let client = accounts::get_client(tx, &client_id)?.ok_or(Error::ClientInvalid)?;
+            let owed = totp::state(tx, &u.id, now)? == State::On;
+            let grant = auth::grant_for(u, Some(&client), &["email"]);
+            if !owed {
+                record_sign_in(tx, &grant, "email_otp", peer, now)?;
+            }
+            sessions::issue_code(
+                tx,
+                &grant,
+                &client.client_id,
+                owed.then_some("email_otp"),
+                None,
+                client.auth_code_ttl,
+                now,
+            )
+        },
+    )?;
+    cx.app.metrics.login("success");
+    Ok(code)
+}
+
+/// Checks the emailed code of `kind` sent for `key`, and on a match uses
+/// it up and runs `then` with its user and row, all in one transaction
+/// (the address counts as verified). Every refusal is the same OtpInvalid,
+/// counted against the typed name's code lock and the code's tries, and
+/// logged with `method`.
+#[allow(clippy::too_many_arguments)]
+fn redeem_code<T>(
+    cx: &mut Ctx,
+    kind: &str,
+    method: &str,
+    key: &str,
+    otp: &str,
+    peer: &Peer,
+    then: impl FnOnce(&Transaction, &User, &codes::Found) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let now = cx.now();
     totp::check_code_format("otp", otp)?;
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     let user = accounts::find_user_by_login(&cx.conn, key)?;
@@ -399,31 +445,15 @@ pub fn verify_code(cx: &mut Ctx, key: &str, otp: &str, peer: &Peer) -> Result<St
     let lim = cx.app.config.limits.clone();
     let outcome = cx.write(|tx| {
         softlock::check(tx, &lock, &lim, now)?;
-        let found = codes::find_code(tx, &master, codes::EMAIL_OTP, &subject, otp, now)?;
+        let found = codes::find_code(tx, &master, kind, &subject, otp, now)?;
         if let (Some((f, true)), Some(u)) = (&found, &user) {
             if f.attempts < CODE_ATTEMPTS && codes::consume(tx, &f.hash, now)? {
                 softlock::clear(tx, &lock, None, now)?;
                 if !u.is_active() {
                     return Ok(Err(Error::UserInactive));
                 }
-                let client_id = f.data.clone().unwrap_or_default();
-                let client = accounts::get_client(tx, &client_id)?.ok_or(Error::ClientInvalid)?;
-                let owed = totp::state(tx, &u.id, now)? == State::On;
-                let grant = auth::grant_for(u, Some(&client), &["email"]);
-                if !owed {
-                    record_sign_in(tx, &grant, "email_otp", peer, now)?;
-                }
                 accounts::mark_email_verified(tx, &u.id, now)?;
-                let code = sessions::issue_code(
-                    tx,
-                    &grant,
-                    &client.client_id,
-                    owed.then_some("email_otp"),
-                    None,
-                    client.auth_code_ttl,
-                    now,
-                )?;
-                return Ok(Ok(code));
+                return then(tx, u, f).map(Ok);
             }
         }
         if let Some((f, _)) = &found {
@@ -431,13 +461,12 @@ pub fn verify_code(cx: &mut Ctx, key: &str, otp: &str, peer: &Peer) -> Result<St
         }
         softlock::record_failure(tx, &lock, &lim, now)?;
         let actor = user.as_ref().map(|u| u.id.as_str());
-        audit::record(tx, &failed(actor, "email_otp", "otp_invalid", peer), now)?;
+        audit::record(tx, &failed(actor, method, "otp_invalid", peer), now)?;
         Ok(Err(Error::OtpInvalid))
     })?;
-    cx.app.metrics.login(match &outcome {
-        Ok(_) => "success",
-        Err(_) => "otp_invalid",
-    });
+    if outcome.is_err() {
+        cx.app.metrics.login("otp_invalid");
+    }
     outcome
 }
 
@@ -519,10 +548,7 @@ pub(crate) fn dead(link: &Link) -> Error {
 
 /// native GET /auth/verify-reset-password-link: Ok while the link is live.
 pub fn check_reset_link(cx: &Ctx, token: &str) -> Result<(), Error> {
-    match codes::lookup_link(&cx.conn, codes::PASSWORD_RESET, token, cx.now())? {
-        Link::Live(_) => Ok(()),
-        other => Err(dead(&other)),
-    }
+    check_link(cx, codes::PASSWORD_RESET, token)
 }
 
 /// native PATCH /auth/reset-password: the link's user gets `new` as their
@@ -536,23 +562,44 @@ pub fn reset_password(
     new: &str,
     peer: &Peer,
 ) -> Result<(), Error> {
+    let client_id = client.client_id.clone();
+    reset_with(
+        cx,
+        codes::PASSWORD_RESET,
+        Some(&client_id),
+        token,
+        new,
+        peer,
+    )
+}
+
+/// A reset link of `kind` (the API's, asked for by client `client_id`,
+/// or the pages', for no client) sets `new` as its user's password: see
+/// `reset_password`.
+fn reset_with(
+    cx: &mut Ctx,
+    kind: &str,
+    client_id: Option<&str>,
+    token: &str,
+    new: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     // A dead link or a weak password is refused before any hashing, and
     // without using the link up.
-    check_reset_link(cx, token)?;
+    check_link(cx, kind, token)?;
     password::check_policy("password", new)?;
     let hash = {
         let _permit = cx.app.gate.enter()?;
         password::hash(new, cx.app.config.pbkdf2_iterations)?
     };
-    let client_id = client.client_id.clone();
     let user_id = cx.write(|tx| {
-        let f = match codes::lookup_link(tx, codes::PASSWORD_RESET, token, now)? {
+        let f = match codes::lookup_link(tx, kind, token, now)? {
             Link::Live(f) => f,
             other => return Err(dead(&other)),
         };
-        if f.data.as_deref() != Some(client_id.as_str()) {
+        if f.data.as_deref() != client_id {
             return Err(Error::TokenInvalid);
         }
         if f.user_id.is_empty() || !codes::consume(tx, &f.hash, now)? {
@@ -564,6 +611,7 @@ pub fn reset_password(
         // Every other link and code mailed before (another reset link, a
         // magic link, a sign-in code) dies with the old password.
         codes::void_user(tx, &f.user_id, now)?;
+        // Every refresh-token family and every browser session ends.
         sessions::revoke_user_families(tx, &f.user_id, None, "password reset", now)?;
         accounts::mark_email_verified(tx, &f.user_id, now)?;
         Ok(f.user_id)
@@ -572,4 +620,188 @@ pub fn reset_password(
         "security: password of user {user_id} reset through the emailed link; every session ended"
     ));
     Ok(())
+}
+
+/// Ok while a link of `kind` is live; else why not (`dead`).
+fn check_link(cx: &Ctx, kind: &str, token: &str) -> Result<(), Error> {
+    match codes::lookup_link(&cx.conn, kind, token, cx.now())? {
+        Link::Live(_) => Ok(()),
+        other => Err(dead(&other)),
+    }
+}
+
+// --- the sign-in pages (web/emailed.rs) -----------------------------------
+//
+// The pages are no API client: their links and codes are kinds of their
+// own (`codes::WEB_*`), with no client in `data`, used only at the pages.
+// Everything else is shared with the APIs: the per-IP login bucket, the
+// per-address quota (counted under the API's kind of the same mail, so
+// the pages and an app together stay within it), the stand-in for
+// nobody, the code lock, the attempt limit, single use.
+
+/// What a mail asked for at the sign-in pages carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForPages {
+    /// A sign-in link to `/signin/link?token=` (15 min).
+    SignInLink,
+    /// A 6-digit sign-in code (10 min, `CODE_ATTEMPTS` tries).
+    SignInCode,
+    /// A reset link to `/signin/reset?token=` (30 min).
+    ResetLink,
+}
+
+impl ForPages {
+    /// The code kind, the quota kind (the API's), the mail, the lifetime.
+    fn kinds(self) -> (&'static str, &'static str, Kind, i64) {
+        match self {
+            ForPages::SignInLink => (
+                codes::WEB_MAGIC_LINK,
+                codes::MAGIC_LINK,
+                Kind::MagicLink,
+                MAGIC_LINK_TTL,
+            ),
+            ForPages::SignInCode => (
+                codes::WEB_EMAIL_OTP,
+                codes::EMAIL_OTP,
+                Kind::SignInCode,
+                CODE_TTL,
+            ),
+            ForPages::ResetLink => (
+                codes::WEB_PASSWORD_RESET,
+                codes::PASSWORD_RESET,
+                Kind::PasswordReset,
+                RESET_TTL,
+            ),
+        }
+    }
+}
+
+/// The pages' "email me" forms: mails what `what` carries to the account
+/// of the address `email`; for an address no active account has, the
+/// same work, rolled back (`send`). A link's `data` (the page to go on to
+/// after a sign-in link) is kept with its token, not put in the link.
+/// The caller answers the same either way.
+pub fn send_for_pages(
+    cx: &mut Ctx,
+    what: ForPages,
+    email: &str,
+    data: Option<&str>,
+    peer: &Peer,
+) -> Result<(), Error> {
+    let now = cx.now();
+    let email = email.trim();
+    refuse_line_breaks("email", email)?;
+    accounts::check_email("email", email)?;
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let target = mailable(accounts::find_user_by_email(&cx.conn, email)?);
+    let out = cx.app.mail.clone();
+    let master = cx.app.master.clone();
+    let base = cx.app.public_url.clone();
+    let (kind, quota, mail_kind, ttl) = what.kinds();
+    cx.write(|tx| {
+        let (subject, user_id, to) = recipient(&target, email);
+        send(tx, quota, to, target.is_some(), now, |tx| {
+            let (name, value) = match what {
+                ForPages::SignInCode => {
+                    let code = codes::issue_digits(
+                        tx, &master, kind, &subject, user_id, None, CODE_LEN, ttl, now,
+                    )?;
+                    ("code", code)
+                }
+                ForPages::SignInLink | ForPages::ResetLink => {
+                    let token = codes::issue_link(tx, kind, &subject, user_id, data, ttl, now)?;
+                    let page = match what {
+                        ForPages::SignInLink => "signin/link",
+                        _ => "signin/reset",
+                    };
+                    ("link", format!("{base}/{page}?token={token}"))
+                }
+            };
+            let minutes = (ttl / 60).to_string();
+            let values = [(name, value.as_str()), ("minutes", minutes.as_str())];
+            queue(
+                tx,
+                &out,
+                Mail {
+                    kind: mail_kind,
+                    to,
+                    values: &values,
+                },
+                now,
+            )
+        })
+    })?;
+    Ok(())
+}
+
+/// Ok while the pages' link `token` (a sign-in or reset link) is live:
+/// TokenRevoked once used, TokenExpired when unknown or expired.
+pub fn check_page_link(cx: &Ctx, what: ForPages, token: &str) -> Result<(), Error> {
+    check_link(cx, what.kinds().0, token)
+}
+
+/// Uses up the pages' sign-in link `token` and, in the same transaction,
+/// runs `then` with its user and its `data` (the address counts as
+/// verified). Dead: TokenRevoked / TokenExpired; a user disabled since:
+/// UserInactive (the link used up all the same). Refusals are logged.
+pub fn redeem_page_link<T>(
+    cx: &mut Ctx,
+    token: &str,
+    peer: &Peer,
+    then: impl FnOnce(&Transaction, &User, Option<&str>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let outcome = cx.write(|tx| {
+        let f = match codes::lookup_link(tx, codes::WEB_MAGIC_LINK, token, now)? {
+            Link::Live(f) if !f.user_id.is_empty() => f,
+            other => return Ok(Err((None, dead(&other)))),
+        };
+        if !codes::consume(tx, &f.hash, now)? {
+            return Ok(Err((None, Error::TokenRevoked)));
+        }
+        match accounts::get_user(tx, &f.user_id)? {
+            Some(u) if u.is_active() => {
+                accounts::mark_email_verified(tx, &u.id, now)?;
+                then(tx, &u, f.data.as_deref()).map(Ok)
+            }
+            _ => Ok(Err((Some(f.user_id), Error::UserInactive))),
+        }
+    })?;
+    outcome.or_else(|(actor, e)| {
+        let why = if e == Error::UserInactive {
+            "user_inactive"
+        } else {
+            "token_invalid"
+        };
+        auth::record_refusal(cx, actor.as_deref(), "web", why, peer)?;
+        Err(e)
+    })
+}
+
+/// The pages' emailed code for `email`: on a match it is used up and
+/// `then` runs with its user in the same transaction; see `redeem_code`.
+pub fn verify_page_code<T>(
+    cx: &mut Ctx,
+    email: &str,
+    code: &str,
+    peer: &Peer,
+    then: impl FnOnce(&Transaction, &User) -> Result<T, Error>,
+) -> Result<T, Error> {
+    redeem_code(
+        cx,
+        codes::WEB_EMAIL_OTP,
+        "web",
+        email.trim(),
+        code,
+        peer,
+        |tx, u, _| then(tx, u),
+    )
+}
+
+/// The pages' reset link `token` sets `new` as its user's password, as
+/// the API's reset does (policy, every session and token family ended,
+/// other mailed links and codes voided).
+pub fn reset_page_password(cx: &mut Ctx, token: &str, new: &str, peer: &Peer) -> Result<(), Error> {
+    reset_with(cx, codes::WEB_PASSWORD_RESET, None, token, new, peer)
 }

@@ -156,6 +156,18 @@ pub fn create_user(
     form: &SignupForm,
     peer: &Peer,
 ) -> Result<User, Error> {
+    create_user_then(cx, token, form, peer, |_, _| Ok(())).map(|(user, ())| user)
+}
+
+/// `create_user`, then `then` with the new user in the same transaction
+/// (the sign-up page starts the browser's session in it).
+pub fn create_user_then<T>(
+    cx: &mut Ctx,
+    token: &str,
+    form: &SignupForm,
+    peer: &Peer,
+    then: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T, Error>,
+) -> Result<(User, T), Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;
     check_signup_token(cx, token)?;
@@ -199,7 +211,10 @@ pub fn create_user(
         };
         let user = accounts::create_user(tx, &new, now)?;
         accounts::mark_email_verified(tx, &user.id, now)?;
-        accounts::get_user(tx, &user.id)?.ok_or_else(|| Error::Internal("user vanished".into()))
+        let user = accounts::get_user(tx, &user.id)?
+            .ok_or_else(|| Error::Internal("user vanished".into()))?;
+        let more = then(tx, &user)?;
+        Ok((user, more))
     })
 }
 

@@ -38,6 +38,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("templates/error.html")),
     ("consent.html", include_str!("templates/consent.html")),
+    ("email_form.html", include_str!("templates/email_form.html")),
+    ("email_code.html", include_str!("templates/email_code.html")),
+    (
+        "link_confirm.html",
+        include_str!("templates/link_confirm.html"),
+    ),
+    ("reset.html", include_str!("templates/reset.html")),
+    ("signup.html", include_str!("templates/signup.html")),
+    ("message.html", include_str!("templates/message.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, Error> {

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::factors::{self, MAX_ATTEMPTS};
 use crate::limits::Family;
 use crate::totp::{Confirm, RecoveryUse};
+use rusqlite::Transaction;
 
 use super::session;
 
@@ -108,12 +109,13 @@ pub fn second_factor(
     if !cx.write(|tx| codes::consume(tx, &found.hash, now))? {
         return Err(Error::TokenInvalid);
     }
-    finish(cx, &user, &["pwd", amr], old, peer)
+    let first = found.data.as_deref().unwrap_or("pwd");
+    finish(cx, &user, &[first, amr], old, peer)
 }
 
 /// A complete sign-in: the activity row and a session with a new id, in
 /// one transaction; the browser's old session (if any) ends in it.
-fn finish(
+pub(crate) fn finish(
     cx: &mut Ctx,
     user: &User,
     amr: &[&str],
@@ -121,18 +123,8 @@ fn finish(
     peer: &Peer,
 ) -> Result<String, Error> {
     let now = cx.now();
-    let grant = auth::grant_for(user, None, amr);
-    let (idle, max) = (
-        cx.app.config.web_session_idle_secs,
-        cx.app.config.web_session_max_secs,
-    );
-    let id = cx.write(|tx| {
-        if let Some(old) = old {
-            session::end(tx, old, now)?;
-        }
-        auth::record_sign_in(tx, &grant, METHOD, peer, now)?;
-        session::start(tx, &user.id, &grant.amr, idle, max, now)
-    })?;
+    let times = Lifetimes::of(cx);
+    let id = cx.write(|tx| finish_in(tx, &times, user, amr, old, peer, now))?;
     cx.app.metrics.login("success");
     Ok(id)
 }
@@ -160,4 +152,62 @@ pub fn sign_out(cx: &mut Ctx, cookie_value: &str, peer: &Peer) -> Result<(), Err
             now,
         )
     })
+}
+
+/// A session's lifetimes, read from the config before a transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lifetimes {
+    idle: i64,
+    max: i64,
+}
+
+impl Lifetimes {
+    pub(crate) fn of(cx: &Ctx) -> Lifetimes {
+        Lifetimes {
+            idle: cx.app.config.web_session_idle_secs,
+            max: cx.app.config.web_session_max_secs,
+        }
+    }
+}
+
+/// `finish`'s writes, in the caller's transaction (a flow that uses up an
+/// emailed link or code starts the session in the same one); returns the
+/// new session's cookie value. The caller counts the sign-in.
+pub(crate) fn finish_in(
+    tx: &Transaction,
+    times: &Lifetimes,
+    user: &User,
+    amr: &[&str],
+    old: Option<&str>,
+    peer: &Peer,
+    now: i64,
+) -> Result<String, Error> {
+    let grant = auth::grant_for(user, None, amr);
+    if let Some(old) = old {
+        session::end(tx, old, now)?;
+    }
+    auth::record_sign_in(tx, &grant, METHOD, peer, now)?;
+    session::start(tx, &user.id, &grant.amr, times.idle, times.max, now)
+}
+
+/// A half-done sign-in whose first factor was `first` (an amr other than
+/// the password's, kept with the pending token), in the caller's
+/// transaction: returns the pending token for its cookie.
+pub(crate) fn owe_in(
+    tx: &Transaction,
+    user: &User,
+    first: &str,
+    now: i64,
+) -> Result<String, Error> {
+    let token = random_token()?;
+    codes::issue_token_with(
+        tx,
+        codes::WEB_SECOND_FACTOR,
+        &user.id,
+        &token,
+        Some(first),
+        PENDING_TTL,
+        now,
+    )?;
+    Ok(token)
 }

@@ -27,3 +27,4 @@ mod tokens;
 mod web;
 mod web_account;
 mod web_consent;
+mod web_emailed;

@@ -21,6 +21,7 @@
 
 mod account;
 pub mod consent;
+mod emailed;
 mod signin;
 
 use super::openapi::{op, string, Op};
@@ -36,6 +37,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = signin::routes();
     all.extend(account::routes());
     all.extend(consent::routes());
+    all.extend(emailed::routes());
     all.push(Route::new("GET", "/assets/hallpass.css", stylesheet));
     all
 }
@@ -235,6 +237,7 @@ pub fn openapi() -> Vec<Op> {
     let mut all = signin::openapi();
     all.extend(account::openapi());
     all.extend(consent::openapi());
+    all.extend(emailed::openapi());
     all.push(op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"));
     all
 }

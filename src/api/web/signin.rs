@@ -58,6 +58,7 @@ fn signin_page(cx: &Ctx, req: &Request, status: u16, v: SigninView) -> Result<Re
         .set("csrf", session::csrf_token(&cx.app.master, &value))
         .set("return_to", v.return_to)
         .set("login", v.login);
+    page = super::emailed::offer(cx, page, v.return_to);
     if let Some(e) = v.login_error {
         page = page.set("login_error", e);
     }
@@ -150,7 +151,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
 /// 303 to `return_to` with the new session's cookie, kept by the browser
 /// as long as the session can live at most (the server ends it sooner when
 /// idle); the pre-session and pending cookies are done with.
-fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
+pub(super) fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
     let public = cx.app.public_url.as_str();
     let max_age = cx.app.config.web_session_max_secs;
     let clear = |name: &str| session::set_cookie(public, name, "", 0);
