@@ -59,7 +59,7 @@ from selenium.webdriver.chrome.options import Options   # noqa: E402
 from selenium.webdriver.chrome.service import Service   # noqa: E402
 from selenium.webdriver.common import selenium_manager   # noqa: E402
 from selenium.webdriver.common.by import By   # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC   # noqa: E402
+from selenium.common.exceptions import WebDriverException   # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait   # noqa: E402
 
 STEPS = ["signin", "consent", "account", "signout", "second-factor", "console"]
@@ -307,8 +307,19 @@ def submit(button):
     """Clicks a form's button and waits for the next page to load."""
     old = driver.find_element(By.TAG_NAME, "html")
     button.click()
+
+    def replaced(_):
+        # EC.staleness_of, but a node caught while being detached can also
+        # answer "Node with given id does not belong to the document" (a
+        # plain WebDriverException): that too means the old page is gone.
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
     try:
-        WebDriverWait(driver, 15).until(EC.staleness_of(old))
+        WebDriverWait(driver, 15).until(replaced)
         WebDriverWait(driver, 15).until(
             lambda d: d.execute_script("return document.readyState") == "complete")
     except Exception as e:
