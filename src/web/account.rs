@@ -27,6 +27,9 @@
 //!   the OpenID provider end at their next refresh; their access tokens
 //!   fail `auth::authenticate` at once), and logs one LOGOUT row; this
 //!   browser stays signed in, its id and sign-in time unchanged.
+//! * Apps: the consents the person gave apps of the OpenID provider
+//!   (`oidc::consent`); withdrawing one also revokes that app's provider
+//!   sessions of the person, and its next sign-in asks again.
 
 use rusqlite::Transaction;
 
@@ -69,6 +72,8 @@ pub struct Overview {
     pub other_browsers: i64,
     /// Live token families: apps and API clients signed in as the user.
     pub app_sessions: usize,
+    /// The apps the user has consented to, last changed first.
+    pub apps: Vec<crate::oidc::consent::Consent>,
 }
 
 /// One row of the user's login activity, in words.
@@ -139,6 +144,7 @@ pub fn overview(cx: &Ctx, s: &BrowserSession) -> Result<Overview, Error> {
         recent,
         other_browsers: session::count_others(&cx.conn, &user.id, &s.id_hash, now)?,
         app_sessions: sessions::live_sessions(&cx.conn, &user.id, now)?.len(),
+        apps: crate::oidc::consent::list(&cx.conn, &user.id)?,
         user,
     })
 }
@@ -398,4 +404,11 @@ pub fn sign_out_others(
         )?;
         Ok((browsers, families))
     })
+}
+
+/// Withdraws the user's consent to app `client_id` (and revokes what it
+/// granted); false when there was none.
+pub fn withdraw_app(cx: &mut Ctx, s: &BrowserSession, client_id: &str) -> Result<bool, Error> {
+    let now = cx.now();
+    cx.write(|tx| crate::oidc::consent::withdraw(tx, &s.user_id, client_id, now))
 }

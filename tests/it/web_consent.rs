@@ -403,7 +403,7 @@ fn an_unknown_client_or_unregistered_redirect_uri_gets_the_error_page() {
 
 #[test]
 fn a_withdrawn_consent_asks_again_and_ends_what_it_granted() {
-    // The core's list and withdrawal (the account page shows them).
+    // Listed on the account page, and withdrawn there.
     let (s, client, secret) = setup();
     let b = signed_in(&s);
     let page = consent_page(
@@ -424,20 +424,43 @@ fn a_withdrawn_consent_asks_again_and_ends_what_it_granted() {
             |r| r.get(0),
         )
         .unwrap();
-    let mut conn = s.conn();
+    let conn = s.conn();
     let listed = hallpass::oidc::consent::list(&conn, &user).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].client_name, "Grafana");
     assert_eq!(listed[0].scopes, vec!["openid", "offline_access"]);
-    let now = s.now();
-    let gone = hallpass::db::immediate(&mut conn, |tx| {
-        hallpass::oidc::consent::withdraw(tx, &user, &client.client_id, now)
-    })
-    .unwrap();
-    assert!(gone);
+    // The account page lists it, and withdraws it.
+    let acct = b.get("/account");
+    assert_eq!(acct.status, 200, "{}", acct.body);
+    assert!(acct.body.contains("id=\"apps\""), "{}", acct.body);
+    assert!(acct.body.contains("Withdraw from Grafana"), "{}", acct.body);
+    assert_eq!(field(&acct.body, "client_id"), client.client_id);
+    let csrf = field(&acct.body, "csrf");
+    let r = b.post(
+        "/account/apps/withdraw",
+        &[("client_id", &client.client_id)],
+    );
+    assert_eq!(r.status, 403, "no csrf: {}", r.body);
+    let r = b.post(
+        "/account/apps/withdraw",
+        &[("csrf", &csrf), ("client_id", &client.client_id)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account?done=app-withdrawn#apps");
     assert!(hallpass::oidc::consent::list(&conn, &user)
         .unwrap()
         .is_empty());
+    let acct = b.get("/account?done=app-withdrawn");
+    assert!(
+        acct.body.contains("no longer has your consent"),
+        "{}",
+        acct.body
+    );
+    assert!(
+        !acct.body.contains("Withdraw from Grafana"),
+        "{}",
+        acct.body
+    );
     // The refresh token and the unused code are dead; the page asks again.
     let body = format!(
         "grant_type=refresh_token&refresh_token={}&client_id={}&client_secret={}",

@@ -30,6 +30,7 @@ pub fn routes() -> Vec<Route> {
             "/account/sessions/signout-others",
             signout_others_post,
         ),
+        Route::new("POST", "/account/apps/withdraw", withdraw_app_post),
     ]
 }
 
@@ -45,6 +46,7 @@ fn done_notice(done: Option<&str>) -> Option<&'static str> {
         "password" => Some("Your password is changed. Your other sessions are signed out."),
         "totp-off" => Some("Two-factor authentication is off."),
         "signed-out-others" => Some("Your other sessions are signed out."),
+        "app-withdrawn" => Some("The app no longer has your consent, and is signed out."),
         _ => None,
     }
 }
@@ -136,6 +138,23 @@ fn account_page(cx: &Ctx, value: &str, s: &BrowserSession, view: View) -> Result
             Value::from(m)
         })
         .collect();
+    let apps: Vec<Value> = o
+        .apps
+        .iter()
+        .map(|c| {
+            let scopes: Vec<&str> = c
+                .scopes
+                .iter()
+                .map(|sc| crate::oidc::consent::describe(sc))
+                .collect();
+            let mut m: BTreeMap<&str, Value> = BTreeMap::new();
+            m.insert("client_id", c.client_id.clone().into());
+            m.insert("name", c.client_name.clone().into());
+            m.insert("scopes", scopes.into());
+            m.insert("since", crate::clock::iso8601(c.granted_at).into());
+            Value::from(m)
+        })
+        .collect();
     let mut page = Page::new(product(cx), "Your account")
         .set("csrf", session::csrf_token(&cx.app.master, value))
         .set("who", o.user.display_name())
@@ -147,6 +166,7 @@ fn account_page(cx: &Ctx, value: &str, s: &BrowserSession, view: View) -> Result
         .set("recent", recent)
         .set("other_browsers", o.other_browsers)
         .set("app_sessions", o.app_sessions)
+        .set("apps", apps)
         .set("errors", Value::from(view.errors));
     if let Some(e) = &o.user.email {
         page = page.set("email", e.as_str());
@@ -378,6 +398,19 @@ fn signout_others_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respon
     })
 }
 
+// --- apps ----------------------------------------------------------------------
+
+fn withdraw_app_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let Some((_, s, form)) = account_form(cx, req)? else {
+            return Ok(to_sign_in());
+        };
+        // Withdrawing what was not given changes nothing: the same answer.
+        account::withdraw_app(cx, &s, form.get("client_id"))?;
+        Ok(see_other("/account?done=app-withdrawn#apps"))
+    })
+}
+
 /// The account page's operations.
 pub fn openapi() -> Vec<Op> {
     let form = |path, summary| {
@@ -412,6 +445,10 @@ pub fn openapi() -> Vec<Op> {
         form(
             "/account/sessions/signout-others",
             "Signs out every other session of the user (a form)",
+        ),
+        form(
+            "/account/apps/withdraw",
+            "Withdraws the consent given to an app, signing it out (a form)",
         ),
     ]
 }
