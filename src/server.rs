@@ -297,6 +297,11 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
         }
         bg.app.limiter.save(&mut bg.conn, now)?;
     }
+    // The browser sessions used in the last second (web/session.rs).
+    let seen = bg.app.web_seen.take();
+    if !seen.is_empty() {
+        bg.write(|tx| crate::web::session::Seen::flush(tx, &seen))?;
+    }
     // Login activity past its retention, a batch a second (activity.rs).
     crate::activity::sweep_expired(bg, now)?;
     if tick.is_multiple_of(60) {

@@ -506,3 +506,145 @@ fn an_app_signs_a_person_in_through_the_pages_and_the_openid_provider() {
     assert_eq!(claims["email"], "ada@example.com");
     assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
 }
+
+#[test]
+fn a_pending_sign_in_finishes_once_even_replayed_with_its_cookie_and_another_code() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let pending = b.cookie("hallpass_pending").expect("a pending cookie");
+    let page = b.get(location(&r));
+    let csrf = field(&page.body, "csrf");
+    let r = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account");
+    // The same pending cookie again (a copy kept by an attacker, a
+    // double submit), with a code of the next step that is itself valid.
+    let again = s.request(
+        "POST",
+        "/signin/second-factor",
+        &[
+            ("Cookie", &format!("hallpass_pending={pending}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(
+            format!(
+                "csrf={}&code={}",
+                enc(&csrf),
+                code_at(&secret, s.now() + 30)
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert!(location(&again).starts_with("/signin?"), "{again:?}");
+    assert!(set_cookie(&again, "hallpass").is_none(), "no session");
+    let sessions: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1);
+    // The token is used, and used in the sign-in's own transaction: its
+    // used_at is the session's creation time, one activity row.
+    let (used, created): (i64, i64) = s
+        .conn()
+        .query_row(
+            "SELECT c.used_at, w.created_at FROM one_time_codes c, web_sessions w
+              WHERE c.kind = 'web_second_factor'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(used, created);
+    let web: i64 = s
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM login_activity WHERE login_type IN ('ACCESS', 'RELOGIN')
+                AND token_payload ->> '$.method' = 'web'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(web, 1);
+}
+
+#[test]
+fn concurrent_second_factor_posts_start_one_session() {
+    let s = TestServer::start_with(|c| c.limits.login_burst = 100.0);
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let pending = b.cookie("hallpass_pending").unwrap();
+    let csrf = field(&b.get(location(&r)).body, "csrf");
+    let now = s.now();
+    let started: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [now - 30, now, now + 30]
+            .into_iter()
+            .map(|t| {
+                let (s, pending, csrf, code) = (&s, &pending, &csrf, code_at(&secret, t));
+                scope.spawn(move || {
+                    let r = s.request(
+                        "POST",
+                        "/signin/second-factor",
+                        &[
+                            ("Cookie", &format!("hallpass_pending={pending}")),
+                            ("Content-Type", "application/x-www-form-urlencoded"),
+                        ],
+                        Some(format!("csrf={}&code={code}", enc(csrf)).as_bytes()),
+                    );
+                    r.status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        started.iter().all(|s| matches!(s, 303 | 401)),
+        "{started:?}"
+    );
+    let sessions: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1, "{started:?}");
+}
+
+#[test]
+fn reading_a_session_writes_nothing_and_its_use_is_written_in_the_background() {
+    let s = TestServer::start_with(|c| c.web_session_idle_secs = 3600);
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    let stored = || -> i64 {
+        s.conn()
+            .query_row("SELECT last_seen_at FROM web_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    let signed_in_at = stored();
+    // Within a minute, a use moves nothing.
+    s.advance(30);
+    assert_eq!(b.get("/account").status, 200);
+    assert_eq!(stored(), signed_in_at);
+    // Later, the use is noted and written by the background thread (once
+    // a second), not by the request.
+    s.advance(100);
+    assert_eq!(b.get("/account").status, 200);
+    let want = signed_in_at + 130;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never written: {}",
+            stored()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -49,7 +49,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 /// The browser session named by the request's cookie, if live.
 pub fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
     match req.cookie(session::cookie_name(&cx.app.public_url)) {
-        Some(v) => session::current(&cx.conn, v, cx.now()),
+        Some(v) => session::current_seen(&cx.conn, &cx.app.web_seen, v, cx.now()),
         None => Ok(None),
     }
 }
@@ -210,7 +210,10 @@ fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSessio
     let Some(value) = req.cookie(session::cookie_name(&cx.app.public_url)) else {
         return Ok(None);
     };
-    Ok(session::current(&cx.conn, value, cx.now())?.map(|s| (value.to_string(), s)))
+    Ok(
+        session::current_seen(&cx.conn, &cx.app.web_seen, value, cx.now())?
+            .map(|s| (value.to_string(), s)),
+    )
 }
 
 /// How the page names the signed-in user.
