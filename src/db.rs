@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
     // 12 -> 13: the OpenID provider's client settings, and the auth-code
     // and session columns it binds (issue 13).
     include_str!("migrations/013_oidc_clients.sql"),
+    // -> next: oauth_states of sign-ins started at the sign-in page (no
+    // client; return_to), issue 13. Numbered 016: after consent's 014 and
+    // forward's 015 when merged.
+    include_str!("migrations/016_web_social.sql"),
 ];
 
 /// The schema version this build writes.

@@ -25,3 +25,4 @@ mod service;
 mod social;
 mod tokens;
 mod web;
+mod web_social;

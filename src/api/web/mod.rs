@@ -223,6 +223,10 @@ fn who(cx: &Ctx, s: &BrowserSession) -> Result<String, Error> {
     Ok(user.display_name().to_string())
 }
 
+/// The end of a provider's sign-in started at the sign-in page, for the
+/// provider's callback route (api/social.rs).
+pub(crate) use signin::upstream_answer;
+
 fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     Ok(secure(
         Response::text(200, "text/css; charset=utf-8", STYLESHEET.to_string())
