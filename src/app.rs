@@ -58,6 +58,8 @@ pub struct App {
     /// Browser sessions used since their row was written (web/session.rs),
     /// written by the background thread.
     pub web_seen: crate::web::session::Seen,
+    /// The `[web] logo` file, read at start (served at `/assets/logo`).
+    pub logo: Option<crate::web::pages::Logo>,
     writer: Mutex<()>,
 }
 
@@ -85,6 +87,7 @@ impl App {
         App {
             social: crate::social::Social::new(&config.providers, config.workers),
             web_seen: crate::web::session::Seen::default(),
+            logo: None,
             openapi: std::sync::OnceLock::new(),
             limiter: RateLimiter::new(config.limits.clone()),
             config,

@@ -80,6 +80,11 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     // A template that does not parse stops the start, before anything
     // listens (check-config runs the same check).
     let templates = mail::Templates::load(config.mail_templates.as_deref())?;
+    // So does a logo that cannot be read, is too big or is no image.
+    let logo = match &config.web_logo {
+        Some(path) => Some(crate::web::pages::Logo::load(path)?),
+        None => None,
+    };
     // Bound before any file is made: a busy port leaves no new database
     // or key file behind.
     let listener = listen(&config.listen)?;
@@ -118,9 +123,11 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         .saturating_sub(hashing);
     let gate = HashGate::new(hashing, waiting, Duration::from_secs(5));
     let dummy = password::dummy_hash(config.pbkdf2_iterations)?;
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         config, clock, public_url, issuer, master, keys, gate, dummy, templates,
-    ));
+    );
+    app.logo = logo;
+    let app = Arc::new(app);
     app.limiter.load(&conn)?;
 
     // Each SQLite connection holds up to three descriptors (database,

@@ -648,3 +648,92 @@ fn reading_a_session_writes_nothing_and_its_use_is_written_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_configured_logo_is_served_with_its_type_and_shown_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    // A scripted SVG: served, but under the pages' CSP it can do nothing.
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
+    let path = dir.path().join("logo.svg");
+    std::fs::write(&path, svg).unwrap();
+    let s = TestServer::start_with(|c| {
+        c.web_logo = Some(path.clone());
+        c.mail_product = "Acme Login".into();
+    });
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let r = b.get("/assets/logo");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(r.body.as_bytes(), svg);
+    assert_page_headers(&r);
+    let img = r#"<img class="logo" src="/assets/logo" alt="Acme Login">"#;
+    for path in ["/signin", "/signout"] {
+        let page = b.get(path);
+        assert!(page.body.contains(img), "{path}: {}", page.body);
+    }
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    assert!(b.get("/account").body.contains(img));
+
+    // Without one: the name as text, and no logo route to speak of.
+    let s = TestServer::start();
+    let b = Browser::new(&s);
+    assert_eq!(b.get("/assets/logo").status, 404);
+    let page = b.get("/signin");
+    assert!(!page.body.contains("/assets/logo"));
+    assert!(page.body.contains("<p class=\"product\">hallpass</p>"));
+}
+
+#[test]
+fn a_missing_oversized_or_unknown_logo_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(256 * 1024 + 1, 0);
+    std::fs::write(&big, &bytes).unwrap();
+    let gif = dir.path().join("logo.gif");
+    std::fs::write(&gif, b"GIF89a......").unwrap();
+    for (file, says) in [
+        (dir.path().join("missing.png"), "cannot be read"),
+        (big, "at most 256 KiB"),
+        (gif, "is not a PNG, SVG, JPEG or WebP image"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = crate::support::test_config(&data);
+        c.web_logo = Some(file.clone());
+        let e = match hallpass::serve(c, hallpass::clock::Clock::manual(0)) {
+            Ok(_) => panic!("{} was accepted", file.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("web.logo") && e.contains(says), "{e}");
+        assert!(
+            !data.path().join("hallpass.db").exists(),
+            "refused before anything is made"
+        );
+    }
+}
+
+#[test]
+fn check_config_reads_the_logo_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("logo.png"), b"\x89PNG\r\n\x1a\n....").unwrap();
+    std::fs::write(d.join("logo.txt"), b"hello").unwrap();
+    let check = |logo: &str| {
+        std::fs::write(d.join("h.toml"), format!("[web]\nlogo = \"{logo}\"\n")).unwrap();
+        let mut cmd = crate::cli::hallpass(d);
+        cmd.args(["check-config", "--config", "h.toml"]);
+        crate::cli::run_command(cmd, None)
+    };
+    let (ok, out, err) = check("logo.png");
+    assert!(ok, "{err}");
+    assert!(out.contains("logo = \"logo.png\""), "{out}");
+    assert!(err.contains("web logo: logo.png (image/png)"), "{err}");
+    let (ok, _, err) = check("logo.txt");
+    assert!(!ok);
+    assert!(
+        err.contains("web.logo") && err.contains("is not a PNG, SVG, JPEG or WebP image"),
+        "{err}"
+    );
+}

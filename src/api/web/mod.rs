@@ -27,7 +27,7 @@ use super::{peer, Params, Route};
 use crate::app::Ctx;
 use crate::error::Error;
 use crate::http::{parse_form, percent_encode, Request, Response};
-use crate::web::pages::{Page, STYLESHEET};
+use crate::web::pages::{Brand, Page, STYLESHEET};
 use crate::web::session::{self, BrowserSession};
 
 /// The pages' route table.
@@ -35,6 +35,7 @@ pub fn routes() -> Vec<Route> {
     let mut all = signin::routes();
     all.extend(account::routes());
     all.push(Route::new("GET", "/assets/hallpass.css", stylesheet));
+    all.push(Route::new("GET", "/assets/logo", logo));
     all
 }
 
@@ -79,8 +80,13 @@ fn see_other(location: &str) -> Response {
     )
 }
 
-fn product(cx: &Ctx) -> &str {
-    &cx.app.config.mail_product
+/// The product's name, and the logo when one is set: what heads a page
+/// (`Page::new(product(cx), ...)`).
+fn product(cx: &Ctx) -> Brand<'_> {
+    Brand {
+        product: &cx.app.config.mail_product,
+        logo: cx.app.logo.is_some(),
+    }
 }
 
 /// The error page for `e`, in words for a person; internal detail is
@@ -234,12 +240,38 @@ fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     ))
 }
 
+/// `[web] logo`, as read at start, under the pages' headers: their CSP
+/// (`default-src 'none'`, so an SVG's script or external loads do
+/// nothing, even opened on its own) and nosniff.
+fn logo(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    let Some(logo) = &cx.app.logo else {
+        return Ok(secure(Response::text(
+            404,
+            "text/plain; charset=utf-8",
+            "no logo is configured".into(),
+        )));
+    };
+    Ok(secure(
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), logo.content_type.into())],
+            body: logo.bytes.clone(),
+        }
+        .with_header("Cache-Control", "public, max-age=3600"),
+    ))
+}
+
 /// The pages' operations (HTML, not JSON; listed so that the document
 /// names every route served), each group's from its file.
 pub fn openapi() -> Vec<Op> {
     let mut all = signin::openapi();
     all.extend(account::openapi());
     all.push(op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"));
+    all.push(
+        op("GET", "/assets/logo", "The configured logo ([web] logo)")
+            .json_text(200, "image/*")
+            .json_text(404, "text/plain"),
+    );
     all
 }
 
