@@ -373,16 +373,22 @@ CREATE TABLE identities (
 -- and nonce sent upstream are derived from it under the master key, so
 -- nothing here lets a reader finish a sign-in. binding_hash is the SHA-256
 -- of the cookie set in the starting browser (login CSRF, RFC 9700 §4.7).
+-- An app's sign-in names our client and its redirect URL; one started at
+-- the sign-in page has neither, and return_to instead (a path on this
+-- server, where the browser goes signed in).
 CREATE TABLE oauth_states (
     state_hash     TEXT PRIMARY KEY,
     provider       TEXT NOT NULL,
-    client_id      TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
-    redirect_url   TEXT NOT NULL,
+    client_id      TEXT REFERENCES clients (client_id) ON DELETE CASCADE,
+    redirect_url   TEXT,
     app_state      TEXT,
     code_challenge TEXT,
     binding_hash   TEXT NOT NULL,
     created_at     INTEGER NOT NULL,
-    expires_at     INTEGER NOT NULL
+    expires_at     INTEGER NOT NULL,
+    return_to      TEXT,
+    CHECK ((client_id IS NOT NULL AND redirect_url IS NOT NULL AND return_to IS NULL)
+        OR (client_id IS NULL AND redirect_url IS NULL AND return_to IS NOT NULL))
 );
 CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);
 

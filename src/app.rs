@@ -55,6 +55,11 @@ pub struct App {
     pub openapi: std::sync::OnceLock<String>,
     /// The upstream providers' agents and caches (social sign-in).
     pub social: crate::social::Social,
+    /// Browser sessions used since their row was written (web/session.rs),
+    /// written by the background thread.
+    pub web_seen: crate::web::session::Seen,
+    /// The `[web] logo` file, read at start (served at `/assets/logo`).
+    pub logo: Option<crate::web::pages::Logo>,
     writer: Mutex<()>,
 }
 
@@ -81,6 +86,8 @@ impl App {
         };
         App {
             social: crate::social::Social::new(&config.providers, config.workers),
+            web_seen: crate::web::session::Seen::default(),
+            logo: None,
             openapi: std::sync::OnceLock::new(),
             limiter: RateLimiter::new(config.limits.clone()),
             config,

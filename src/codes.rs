@@ -131,28 +131,6 @@ pub fn issue_token(
     insert(tx, &token_hash(token), kind, user_id, ttl, now)
 }
 
-/// `issue_token`, with `data` kept beside it.
-pub fn issue_token_with(
-    tx: &Transaction,
-    kind: &str,
-    user_id: &str,
-    token: &str,
-    data: Option<&str>,
-    ttl: i64,
-    now: i64,
-) -> Result<(), Error> {
-    insert_row(
-        tx,
-        &token_hash(token),
-        kind,
-        user_id,
-        Some(user_id),
-        data,
-        ttl,
-        now,
-    )
-}
-
 /// The live (unused, unexpired) token of `kind`, whoever it belongs to.
 pub fn find_token(
     conn: &Connection,

@@ -310,6 +310,9 @@ pub struct Provider {
     pub signup: Option<bool>,
     /// Seconds each call to the provider may take. Default 10.
     pub timeout_secs: u64,
+    /// The sign-in page's button text; None = the kind's brand, or the
+    /// configured name (`kinds::label`).
+    pub label: Option<String>,
 }
 
 /// Sign in with Apple's client secret is an ES256 JWT signed with this key.
@@ -367,6 +370,13 @@ impl Provider {
             ));
         }
         l.push(format!("timeout_secs = {}", self.timeout_secs));
+        l.push(match &self.label {
+            Some(t) => format!("label = {}", q(t)),
+            None => format!(
+                "# label: unset, so the sign-in page's button says {}",
+                q(&kinds::label(self))
+            ),
+        });
         l.push(format!("# pkce: {}", self.pkce));
         if let Some(m) = &self.response_mode {
             l.push(format!("# response_mode: {m}"));
@@ -429,6 +439,9 @@ pub struct Config {
     pub web_session_idle_secs: i64,
     /// ... and this many seconds after its sign-in, whatever. Default 30 days.
     pub web_session_max_secs: i64,
+    /// A PNG, SVG, JPEG or WebP file shown at the top of every page (read
+    /// at start: `web::pages::Logo::load`). Default none.
+    pub web_logo: Option<PathBuf>,
     /// Enabled dialects.
     pub dialects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
@@ -501,6 +514,7 @@ struct RawProvider {
     key_id: Option<String>,
     private_key_file: Option<PathBuf>,
     timeout_secs: Option<u64>,
+    label: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -567,6 +581,7 @@ struct RawActivity {
 struct RawWeb {
     session_idle_secs: Option<i64>,
     session_max_secs: Option<i64>,
+    logo: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -621,6 +636,7 @@ impl Config {
             activity_retention_days: 180,
             web_session_idle_secs: 7 * 86_400,
             web_session_max_secs: 30 * 86_400,
+            web_logo: None,
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
             access_log: AccessLog::Text,
@@ -740,6 +756,7 @@ impl Config {
         if let Some(w) = r.web {
             set(&mut self.web_session_idle_secs, w.session_idle_secs);
             set(&mut self.web_session_max_secs, w.session_max_secs);
+            self.web_logo = w.logo.or(self.web_logo.take());
         }
         if let Some(a) = r.api {
             set(&mut self.dialects, a.dialects);
@@ -1047,6 +1064,10 @@ impl Config {
             "[web]".into(),
             format!("session_idle_secs = {}", self.web_session_idle_secs),
             format!("session_max_secs = {}", self.web_session_max_secs),
+            match &self.web_logo {
+                Some(f) => format!("logo = {}", q(&f.display().to_string())),
+                None => "# logo: unset, so the pages show the product name only".to_string(),
+            },
             String::new(),
             "[api]".into(),
             format!("dialects = {}", list(&self.dialects)),
@@ -1540,9 +1561,17 @@ fn build_provider(
             .unwrap_or(!matches!(kind, ProviderKind::Oidc | ProviderKind::Autha)),
         signup: r.signup,
         timeout_secs: r.timeout_secs.unwrap_or(10),
+        label: r.label.take(),
     };
     if !(1..=60).contains(&p.timeout_secs) {
         problems.push(format!("providers.{name}: timeout_secs must be 1..=60"));
+    }
+    if p.label.as_ref().is_some_and(|l| {
+        l.trim().is_empty() || l.chars().count() > 64 || l.chars().any(char::is_control)
+    }) {
+        problems.push(format!(
+            "providers.{name}: label must be 1 to 64 characters on one line"
+        ));
     }
     for (field, v) in [
         ("issuer", &p.issuer),

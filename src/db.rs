@@ -56,6 +56,9 @@ const MIGRATIONS: &[&str] = &[
     // 13 -> 14: consents, what people granted apps at the OpenID
     // provider's consent page (issue 13).
     include_str!("migrations/014_consents.sql"),
+    // 14 -> 15: oauth_states of sign-ins started at the sign-in page (no
+    // client; return_to), issue 13.
+    include_str!("migrations/015_web_social.sql"),
 ];
 
 /// The schema version this build writes.

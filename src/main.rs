@@ -833,6 +833,12 @@ fn preflight(cfg: &Config) -> Vec<Result<String, Error>> {
             None => "mail templates: the built-in ones".into(),
         }),
     ];
+    if let Some(path) = &cfg.web_logo {
+        out.push(
+            hallpass::web::pages::Logo::load(path)
+                .map(|l| format!("web logo: {} ({})", path.display(), l.content_type)),
+        );
+    }
     if cfg.algorithm == jwt::Alg::Rs256 {
         let file = cfg
             .rsa_key_file

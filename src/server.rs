@@ -80,6 +80,11 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
     // A template that does not parse stops the start, before anything
     // listens (check-config runs the same check).
     let templates = mail::Templates::load(config.mail_templates.as_deref())?;
+    // So does a logo that cannot be read, is too big or is no image.
+    let logo = match &config.web_logo {
+        Some(path) => Some(crate::web::pages::Logo::load(path)?),
+        None => None,
+    };
     // Bound before any file is made: a busy port leaves no new database
     // or key file behind.
     let listener = listen(&config.listen)?;
@@ -118,9 +123,11 @@ pub fn serve(config: Config, clock: Clock) -> Result<Running, Error> {
         .saturating_sub(hashing);
     let gate = HashGate::new(hashing, waiting, Duration::from_secs(5));
     let dummy = password::dummy_hash(config.pbkdf2_iterations)?;
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         config, clock, public_url, issuer, master, keys, gate, dummy, templates,
-    ));
+    );
+    app.logo = logo;
+    let app = Arc::new(app);
     app.limiter.load(&conn)?;
 
     // Each SQLite connection holds up to three descriptors (database,
@@ -296,6 +303,11 @@ fn background_tick(bg: &mut Ctx, tick: u64) -> Result<(), Error> {
             bg.app.set_keys(fresh);
         }
         bg.app.limiter.save(&mut bg.conn, now)?;
+    }
+    // The browser sessions used in the last second (web/session.rs).
+    let seen = bg.app.web_seen.take();
+    if !seen.is_empty() {
+        bg.write(|tx| crate::web::session::Seen::flush(tx, &seen))?;
     }
     // Login activity past its retention, a batch a second (activity.rs).
     crate::activity::sweep_expired(bg, now)?;

@@ -2,7 +2,10 @@
 //! sign-in"): the eight seed providers' start and callback routes, and
 //! `/auth/oidc/NAME[/callback]` for every configured provider. Parameters
 //! come from the query (GET) or a form (POST; Apple posts its callback).
-//! The flow is `social::start` and `social::callback`.
+//! The flow is `social::start` and `social::callback`. The sign-in page
+//! starts its own sign-ins (`api/web/signin.rs`); they come back to these
+//! same callbacks (the redirect URI registered at the provider is one),
+//! which hand their end to the pages.
 
 use serde_json::{json, Value};
 
@@ -13,7 +16,7 @@ use crate::auth;
 use crate::config::{Provider, ProviderKind};
 use crate::error::Error;
 use crate::http::{parse_form, Request, Response};
-use crate::social::{self, kinds, Callback, Redirect, Start};
+use crate::social::{self, kinds, Answer, Callback, Redirect, Start};
 
 /// The seed kinds, with their start and callback handlers.
 macro_rules! seed_routes {
@@ -132,10 +135,14 @@ fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response,
         error: get(&f, "error"),
         binding,
         apple_user: get(&f, "user"),
+        session: req.cookie(crate::web::session::cookie_name(&cx.app.public_url)),
     };
     let path = kinds::redirect_path(&cx.app.config.providers, &provider);
-    let r = social::callback(cx, &provider, &path, &cb, &peer(req))?;
-    Ok(redirect(r))
+    match social::callback(cx, &provider, &path, &cb, &peer(req))? {
+        Answer::Redirect(r) => Ok(redirect(r)),
+        // A sign-in started at the sign-in page ends there.
+        Answer::Pages(end) => Ok(super::web::upstream_answer(cx, end)),
+    }
 }
 
 /// `POST /{google,cognito,keycloak}/logout` (SourceLoop 19.2.2): ends the
@@ -190,6 +197,11 @@ pub fn openapi() -> Vec<Op> {
                 "To the client's redirect URL with ?code= or ?error=&error_description=",
             )
             .resp_header(302, "Location", "The client's redirect URL")
+            .empty(
+                303,
+                "A sign-in started at the sign-in page: on to its return_to signed in, the \
+                 second-factor page, or the sign-in page with why not",
+            )
             .errors(E, &[400, 404, 429]);
         if method == "GET" {
             o.query("state", true, string())

@@ -32,6 +32,10 @@ use crate::factors;
 use crate::limits::Family;
 use crate::sessions;
 use crate::url::percent_encode;
+use crate::web::{
+    self,
+    signin::{FirstStep, PasswordStep},
+};
 
 /// How long a started sign-in may take.
 const STATE_TTL: i64 = 600;
@@ -66,6 +70,9 @@ pub struct Callback<'a> {
     pub binding: Option<&'a str>,
     /// Apple's `user` form field (the name, on the first sign-in only).
     pub apple_user: Option<&'a str>,
+    /// The browser's session cookie of the pages, if any: a sign-in
+    /// started at the sign-in page ends it when the new session starts.
+    pub session: Option<&'a str>,
 }
 
 /// A redirect and the cookie to set with it.
@@ -78,12 +85,49 @@ pub struct Redirect {
 
 /// The row `start` writes.
 struct Pending {
+    target: Target,
+    binding_hash: String,
+    expires_at: i64,
+}
+
+/// Where a sign-in's answer goes.
+enum Target {
+    /// One of our clients: our code to its registered redirect URL.
+    App(AppTarget),
+    /// The sign-in page: a browser session, then this path on our server.
+    Pages { return_to: String },
+}
+
+struct AppTarget {
     client_id: String,
     redirect_url: String,
     app_state: Option<String>,
     code_challenge: Option<String>,
-    binding_hash: String,
-    expires_at: i64,
+}
+
+/// How a sign-in started at the sign-in page ended, for the pages' routes
+/// to answer (`PasswordStep`: a session, or the second factor owed).
+#[derive(Debug)]
+pub struct PagesEnd {
+    /// The path on our server the browser was going to (checked at the
+    /// start, before it was stored).
+    pub return_to: String,
+    /// The provider's configured name.
+    pub provider: String,
+    /// Err: why not, as the activity row's outcome (`provider_refused`,
+    /// `signup_closed`, `link_refused`, ...).
+    pub step: Result<PasswordStep, &'static str>,
+    /// A whole `Set-Cookie` value clearing the binding cookie, or empty.
+    pub cookie: String,
+}
+
+/// What a start or a callback answers.
+#[derive(Debug)]
+pub enum Answer {
+    /// To the provider (a start), or to our client's redirect URL.
+    Redirect(Redirect),
+    /// A sign-in of the sign-in page ended (or could not begin).
+    Pages(PagesEnd),
 }
 
 /// Starts a sign-in with `provider`, whose callback is `callback_path`.
@@ -115,13 +159,57 @@ pub fn start(
         sessions::check_challenge(c, s.code_challenge_method)?;
     }
     let pending = Pending {
-        client_id: client.client_id.clone(),
-        redirect_url: redirect_url.clone(),
-        app_state: s.app_state.map(str::to_string),
-        code_challenge: s.code_challenge.map(str::to_string),
+        target: Target::App(AppTarget {
+            client_id: client.client_id.clone(),
+            redirect_url,
+            app_state: s.app_state.map(str::to_string),
+            code_challenge: s.code_challenge.map(str::to_string),
+        }),
         binding_hash: String::new(),
         expires_at: now + STATE_TTL,
     };
+    match begin(cx, provider, callback_path, pending, peer)? {
+        Answer::Redirect(r) => Ok(r),
+        Answer::Pages(_) => Err(Error::Internal(
+            "an app's sign-in ended at the pages".into(),
+        )),
+    }
+}
+
+/// Starts a sign-in with `provider` from the sign-in page (a form the
+/// caller has checked): the same state row, binding cookie, PKCE and
+/// nonce as an app's, answered at the same callback, where it ends in a
+/// browser session and `return_to` (a path on this server, which the
+/// caller has checked) instead of our code.
+pub fn start_pages(
+    cx: &mut Ctx,
+    provider: &Provider,
+    callback_path: &str,
+    return_to: &str,
+    peer: &Peer,
+) -> Result<Answer, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Token, &peer.ip, now)?;
+    let pending = Pending {
+        target: Target::Pages {
+            return_to: return_to.to_string(),
+        },
+        binding_hash: String::new(),
+        expires_at: now + STATE_TTL,
+    };
+    begin(cx, provider, callback_path, pending, peer)
+}
+
+/// The common start: the provider's endpoints, the state row, and the
+/// redirect upstream with its binding cookie.
+fn begin(
+    cx: &mut Ctx,
+    provider: &Provider,
+    callback_path: &str,
+    pending: Pending,
+    peer: &Peer,
+) -> Result<Answer, Error> {
+    let now = cx.now();
     let state = cx.app.social.state(&provider.name).ok_or_else(|| {
         Error::Internal(format!("provider {} has no runtime state", provider.name))
     })?;
@@ -133,11 +221,21 @@ pub fn start(
             }
             cx.app.metrics.login(f.outcome);
             auth::record_refusal(cx, None, &provider.name, f.outcome, peer)?;
-            return Ok(failure_redirect(&pending, &f));
+            return Ok(failure_answer(&pending, provider, &f, String::new()));
         }
     };
     let our_state = random_token()?;
     let binding = random_token()?;
+    let (client_id, redirect_url, app_state, code_challenge, return_to) = match &pending.target {
+        Target::App(a) => (
+            Some(&a.client_id),
+            Some(&a.redirect_url),
+            a.app_state.as_ref(),
+            a.code_challenge.as_ref(),
+            None,
+        ),
+        Target::Pages { return_to } => (None, None, None, None, Some(return_to)),
+    };
     cx.write(|tx| {
         // A flood of starts (each a row for 10 minutes) is capped.
         let live: i64 = tx.query_row(
@@ -150,18 +248,20 @@ pub fn start(
         }
         tx.execute(
             "INSERT INTO oauth_states (state_hash, provider, client_id, redirect_url, app_state,
-                                       code_challenge, binding_hash, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                       code_challenge, binding_hash, created_at, expires_at,
+                                       return_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 token_hash(&our_state),
                 provider.name,
-                pending.client_id,
-                pending.redirect_url,
-                pending.app_state,
-                pending.code_challenge,
+                client_id,
+                redirect_url,
+                app_state,
+                code_challenge,
                 token_hash(&binding),
                 now,
-                pending.expires_at
+                pending.expires_at,
+                return_to
             ],
         )?;
         Ok(())
@@ -186,7 +286,7 @@ pub fn start(
     }
     let location = with_query(&authorize, &query);
     let cookie = binding_cookie(cx, provider, callback_path, &our_state, Some(&binding));
-    Ok(Redirect { location, cookie })
+    Ok(Answer::Redirect(Redirect { location, cookie }))
 }
 
 /// The redirect URL our client asked for, if registered; else its first.
@@ -330,18 +430,30 @@ impl From<FetchError> for Failure {
     }
 }
 
-/// The 302 to the client with `?error=`.
-fn failure_redirect(p: &Pending, f: &Failure) -> Redirect {
-    let mut q = vec![
-        ("error", f.code.to_string()),
-        ("error_description", f.description.clone()),
-    ];
-    if let Some(s) = &p.app_state {
-        q.push(("state", s.clone()));
-    }
-    Redirect {
-        location: with_query(&p.redirect_url, &q),
-        cookie: String::new(),
+/// A failure's answer: for an app, the 302 to its redirect URL with
+/// `?error=`; for the pages, the page's own (`cookie`: the binding
+/// cookie's clearing, or empty).
+fn failure_answer(p: &Pending, provider: &Provider, f: &Failure, cookie: String) -> Answer {
+    match &p.target {
+        Target::App(a) => {
+            let mut q = vec![
+                ("error", f.code.to_string()),
+                ("error_description", f.description.clone()),
+            ];
+            if let Some(s) = &a.app_state {
+                q.push(("state", s.clone()));
+            }
+            Answer::Redirect(Redirect {
+                location: with_query(&a.redirect_url, &q),
+                cookie,
+            })
+        }
+        Target::Pages { return_to } => Answer::Pages(PagesEnd {
+            return_to: return_to.clone(),
+            provider: provider.name.clone(),
+            step: Err(f.outcome),
+            cookie,
+        }),
     }
 }
 
@@ -458,14 +570,16 @@ fn busy() -> Failure {
 }
 
 /// Finishes a sign-in at `provider`'s callback. Err only before the state
-/// is known (no redirect is safe then); every later outcome is a redirect.
+/// is known (no redirect is safe then); every later outcome is a redirect
+/// to the app, or for a sign-in started at the sign-in page, the pages'
+/// answer (a session, the second factor owed, or why not).
 pub fn callback(
     cx: &mut Ctx,
     provider: &Provider,
     callback_path: &str,
     cb: &Callback,
     peer: &Peer,
-) -> Result<Redirect, Error> {
+) -> Result<Answer, Error> {
     let now = cx.now();
     cx.app.limiter.take(Family::Token, &peer.ip, now)?;
     let our_state = cb
@@ -476,38 +590,60 @@ pub fn callback(
     let pending = pending
         .filter(|p| p.expires_at > now)
         .ok_or_else(|| Error::BadRequest("This sign-in is unknown, used or expired".into()))?;
-    // The client may have been removed, or the URL unregistered, since.
-    let still = accounts::get_client(&cx.conn, &pending.client_id)?
-        .is_some_and(|c| c.redirect_urls.contains(&pending.redirect_url));
-    if !still {
-        return Err(Error::BadRequest(
-            "The client or its redirect URL is no longer registered".into(),
-        ));
+    if let Target::App(a) = &pending.target {
+        // The client may have been removed, or the URL unregistered, since.
+        let still = accounts::get_client(&cx.conn, &a.client_id)?
+            .is_some_and(|c| c.redirect_urls.contains(&a.redirect_url));
+        if !still {
+            return Err(Error::BadRequest(
+                "The client or its redirect URL is no longer registered".into(),
+            ));
+        }
     }
     let clear = binding_cookie(cx, provider, callback_path, our_state, None);
-    let outcome = finish(cx, provider, callback_path, cb, our_state, &pending, peer);
-    let mut redirect = match outcome {
-        Ok(code) => {
+    let outcome = match &pending.target {
+        Target::App(a) => finish_app(
+            cx,
+            provider,
+            callback_path,
+            cb,
+            our_state,
+            &pending,
+            a,
+            peer,
+        )
+        .map(|code| {
             let mut q = vec![("code", code)];
-            if let Some(s) = &pending.app_state {
+            if let Some(s) = &a.app_state {
                 q.push(("state", s.clone()));
             }
-            Redirect {
-                location: with_query(&pending.redirect_url, &q),
-                cookie: String::new(),
-            }
+            Answer::Redirect(Redirect {
+                location: with_query(&a.redirect_url, &q),
+                cookie: clear.clone(),
+            })
+        }),
+        Target::Pages { return_to } => {
+            finish_pages(cx, provider, callback_path, cb, our_state, &pending, peer).map(|step| {
+                Answer::Pages(PagesEnd {
+                    return_to: return_to.clone(),
+                    provider: provider.name.clone(),
+                    step: Ok(step),
+                    cookie: clear.clone(),
+                })
+            })
         }
+    };
+    match outcome {
+        Ok(answer) => Ok(answer),
         Err((actor, f)) => {
             if let Some(d) = &f.detail {
                 cx.app.log.line(format!("social: {}: {d}", provider.name));
             }
             cx.app.metrics.login(f.outcome);
             auth::record_refusal(cx, actor.as_deref(), &provider.name, f.outcome, peer)?;
-            failure_redirect(&pending, &f)
+            Ok(failure_answer(&pending, provider, &f, clear))
         }
-    };
-    redirect.cookie = clear;
-    Ok(redirect)
+    }
 }
 
 /// Takes (deletes and returns) a started sign-in.
@@ -519,14 +655,27 @@ fn take_state(
     Ok(tx
         .query_row(
             "DELETE FROM oauth_states WHERE state_hash = ?1 AND provider = ?2
-             RETURNING client_id, redirect_url, app_state, code_challenge, binding_hash, expires_at",
+             RETURNING client_id, redirect_url, app_state, code_challenge, binding_hash,
+                       expires_at, return_to",
             params![token_hash(state), provider],
             |r| {
+                let client_id: Option<String> = r.get(0)?;
+                let redirect_url: Option<String> = r.get(1)?;
+                let return_to: Option<String> = r.get(6)?;
+                // The table's CHECK makes a row one or the other.
+                let target = match (client_id, redirect_url, return_to) {
+                    (Some(client_id), Some(redirect_url), _) => Target::App(AppTarget {
+                        client_id,
+                        redirect_url,
+                        app_state: r.get(2)?,
+                        code_challenge: r.get(3)?,
+                    }),
+                    (_, _, return_to) => Target::Pages {
+                        return_to: return_to.unwrap_or_default(),
+                    },
+                };
                 Ok(Pending {
-                    client_id: r.get(0)?,
-                    redirect_url: r.get(1)?,
-                    app_state: r.get(2)?,
-                    code_challenge: r.get(3)?,
+                    target,
                     binding_hash: r.get(4)?,
                     expires_at: r.get(5)?,
                 })
@@ -547,8 +696,44 @@ struct Person {
     upstream: Option<String>,
 }
 
-/// The rest of the callback; Err carries the user (when known) and why.
-fn finish(
+/// The rest of an app's callback: our code; Err carries the user (when
+/// known) and why.
+#[allow(clippy::too_many_arguments)]
+fn finish_app(
+    cx: &mut Ctx,
+    provider: &Provider,
+    callback_path: &str,
+    cb: &Callback,
+    our_state: &str,
+    pending: &Pending,
+    app: &AppTarget,
+    peer: &Peer,
+) -> Result<String, Refusal> {
+    let anon = |f: Failure| (None, f);
+    let client = accounts::get_client(&cx.conn, &app.client_id)
+        .ok()
+        .flatten()
+        .ok_or_else(|| anon(fail("access_denied", "client_gone", "The client is gone")))?;
+    let user = signed_in_user(cx, provider, callback_path, cb, our_state, pending)?;
+    let owed = factors::required(cx, &user).map_err(|e| anon(internal(e)))?;
+    let grant = auth::grant_for(&user, Some(&client), &["fed"]);
+    auth::issue_code(
+        cx,
+        &client,
+        &grant,
+        owed,
+        app.code_challenge.as_deref(),
+        &provider.name,
+        peer,
+    )
+    .map_err(|e| (Some(user.id.clone()), internal(e)))
+}
+
+/// The rest of a callback of the sign-in page: what the pages' own first
+/// step leads to (`web::signin::after_first_step`: a session, or a TOTP
+/// user's pending second factor), logged under the provider's name with
+/// amr ["fed"] as in an app's sign-in.
+fn finish_pages(
     cx: &mut Ctx,
     provider: &Provider,
     callback_path: &str,
@@ -556,7 +741,26 @@ fn finish(
     our_state: &str,
     pending: &Pending,
     peer: &Peer,
-) -> Result<String, (Option<String>, Failure)> {
+) -> Result<PasswordStep, Refusal> {
+    let user = signed_in_user(cx, provider, callback_path, cb, our_state, pending)?;
+    let first = FirstStep {
+        method: provider.name.clone(),
+        amr: vec!["fed".into()],
+    };
+    web::signin::after_first_step(cx, &user, &first, cb.session, peer)
+        .map_err(|e| (Some(user.id.clone()), internal(e)))
+}
+
+/// Who signed in: the binding cookie checked, the provider's answer
+/// exchanged and verified, the user found, linked or created.
+fn signed_in_user(
+    cx: &mut Ctx,
+    provider: &Provider,
+    callback_path: &str,
+    cb: &Callback,
+    our_state: &str,
+    pending: &Pending,
+) -> Result<User, Refusal> {
     let anon = |f: Failure| (None, f);
     let bound = cb
         .binding
@@ -600,10 +804,6 @@ fn finish(
         ),
         None => None,
     };
-    let client = accounts::get_client(&cx.conn, &pending.client_id)
-        .ok()
-        .flatten()
-        .ok_or_else(|| anon(fail("access_denied", "client_gone", "The client is gone")))?;
     let now = cx.now();
     let signup = provider
         .signup
@@ -617,23 +817,11 @@ fn finish(
             Error::Internal("sign-in refused; rolled back".into())
         })
     });
-    let user = match (linked, refused) {
-        (Ok(u), _) => u,
-        (Err(_), Some((actor, f))) => return Err((actor, f)),
-        (Err(e), None) => return Err(anon(internal(e))),
-    };
-    let owed = factors::required(cx, &user).map_err(|e| anon(internal(e)))?;
-    let grant = auth::grant_for(&user, Some(&client), &["fed"]);
-    auth::issue_code(
-        cx,
-        &client,
-        &grant,
-        owed,
-        pending.code_challenge.as_deref(),
-        &provider.name,
-        peer,
-    )
-    .map_err(|e| (Some(user.id.clone()), internal(e)))
+    match (linked, refused) {
+        (Ok(u), _) => Ok(u),
+        (Err(_), Some(r)) => Err(r),
+        (Err(e), None) => Err(anon(internal(e))),
+    }
 }
 
 /// A failure of ours: the client learns only that, the log learns what.

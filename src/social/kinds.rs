@@ -276,6 +276,30 @@ pub fn ends_upstream(kind: ProviderKind) -> bool {
     )
 }
 
+/// The sign-in page's button text for `p`: its `label`, else the brand a
+/// person knows for the kinds that are one company's sign-in (Google,
+/// Microsoft, Apple, Facebook, Instagram, GitHub), else the configured
+/// name (keycloak, cognito, autha, auth0 and oidc are someone's own
+/// server, which the operator names).
+pub fn label(p: &Provider) -> String {
+    if let Some(l) = &p.label {
+        return l.clone();
+    }
+    match p.kind {
+        ProviderKind::Google => "Google".into(),
+        ProviderKind::Azure => "Microsoft".into(),
+        ProviderKind::Apple => "Apple".into(),
+        ProviderKind::Facebook => "Facebook".into(),
+        ProviderKind::Instagram => "Instagram".into(),
+        ProviderKind::Github => "GitHub".into(),
+        ProviderKind::Keycloak
+        | ProviderKind::Cognito
+        | ProviderKind::Autha
+        | ProviderKind::Auth0
+        | ProviderKind::Oidc => p.name.clone(),
+    }
+}
+
 /// True when the kind's token endpoint takes the client's credentials in
 /// the form (`client_secret_post`): Apple (its signed secret), Facebook,
 /// Instagram and GitHub. OpenID providers get HTTP Basic, the method

@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use crate::config::Provider;
 
-pub use flow::{callback, cookie_name, end_upstream, start, Callback, Redirect, Start};
+pub use flow::{
+    callback, cookie_name, end_upstream, start, start_pages, Answer, Callback, PagesEnd, Redirect,
+    Start,
+};
 
 /// How long a discovery document is trusted before it is fetched again.
 const DISCOVERY_TTL: i64 = 3600;

@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::signup::{self, Inviter, SignupForm};
 use crate::totp::{self, State};
 
-use super::signin::{self, Lifetimes};
+use super::signin::{self, FirstStep, Lifetimes};
 
 /// The first factor an emailed link or code counts as.
 const AMR: &str = "email";
@@ -162,7 +162,7 @@ pub fn sign_up(
         username: None,
     };
     let (_, id) = signup::create_user_then(cx, token, &form, peer, |tx, user| {
-        signin::finish_in(tx, &times, user, &[AMR], old, peer, now)
+        finish_in(tx, &times, user, old, peer, now)
     })?;
     cx.app.metrics.login("success");
     Ok(id)
@@ -179,9 +179,23 @@ fn step_in(
     now: i64,
 ) -> Result<Step, Error> {
     if totp::state(tx, &user.id, now)? == State::On {
-        return signin::owe_in(tx, user, AMR, now).map(Step::SecondFactor);
+        return signin::owe_in(tx, user, &FirstStep::new(signin::METHOD, &[AMR]), now)
+            .map(Step::SecondFactor);
     }
-    signin::finish_in(tx, times, user, &[AMR], old, peer, now).map(Step::Done)
+    finish_in(tx, times, user, old, peer, now).map(Step::Done)
+}
+
+/// The session of an emailed sign-in, in the caller's transaction.
+fn finish_in(
+    tx: &Transaction,
+    times: &Lifetimes,
+    user: &User,
+    old: Option<&str>,
+    peer: &Peer,
+    now: i64,
+) -> Result<String, Error> {
+    let grant = crate::auth::grant_for(user, None, &[AMR]);
+    signin::finish_in(tx, times, &grant, signin::METHOD, old, peer, now)
 }
 
 fn count(cx: &Ctx, step: &Step) {

@@ -7,9 +7,11 @@
 //! none has a script or an inline style (the CSP forbids both).
 //!
 //! Every page sees `product` (the `[mail] product` setting: one name for
-//! the product in mail and on the pages) and `title`.
+//! the product in mail and on the pages), `title`, and `logo` when `[web]
+//! logo` is set (`Logo`, served at `/assets/logo`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use minijinja::{Environment, Value};
@@ -63,14 +65,39 @@ fn env() -> Result<&'static Environment<'static>, Error> {
     .map_err(|e| Error::Internal(e.clone()))
 }
 
+/// What heads every page: the product's name, and whether a logo is
+/// served (`From<&str>`: the name alone).
+#[derive(Debug, Clone, Copy)]
+pub struct Brand<'a> {
+    pub product: &'a str,
+    pub logo: bool,
+}
+
+impl<'a> From<&'a str> for Brand<'a> {
+    fn from(product: &'a str) -> Brand<'a> {
+        Brand {
+            product,
+            logo: false,
+        }
+    }
+}
+
 /// The values a page is rendered with.
 #[derive(Debug, Default)]
 pub struct Page(BTreeMap<&'static str, Value>);
 
 impl Page {
-    /// A page titled `title`, for `product`.
-    pub fn new(product: &str, title: &str) -> Page {
-        Page::default().set("product", product).set("title", title)
+    /// A page titled `title`, for `brand` (a product name, or a `Brand`).
+    pub fn new<'a>(brand: impl Into<Brand<'a>>, title: &str) -> Page {
+        let b = brand.into();
+        let page = Page::default()
+            .set("product", b.product)
+            .set("title", title);
+        if b.logo {
+            page.set("logo", true)
+        } else {
+            page
+        }
     }
 
     /// Sets a value.
@@ -91,6 +118,72 @@ impl Page {
             .and_then(|t| t.render(Value::from(ctx)))
             .map_err(|e| Error::Internal(format!("page template {name}: {e}")))
     }
+}
+
+/// The largest logo accepted: a page's header image, not a photograph.
+pub const LOGO_MAX: u64 = 256 * 1024;
+
+/// The `[web] logo` file, read once at start and served from memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logo {
+    pub bytes: Vec<u8>,
+    /// Found from the file's first bytes, not its name.
+    pub content_type: &'static str,
+}
+
+impl Logo {
+    /// Reads `path`: at most `LOGO_MAX` bytes of PNG, SVG, JPEG or WebP.
+    /// The error names the setting, the file and what is wrong.
+    pub fn load(path: &Path) -> Result<Logo, Error> {
+        let bad = |why: String| {
+            Error::BadRequest(format!(
+                "web.logo {}: {why}",
+                crate::db::absolute(path).display()
+            ))
+        };
+        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        if !meta.is_file() {
+            return Err(bad("is not a file".into()));
+        }
+        if meta.len() > LOGO_MAX {
+            return Err(bad(format!(
+                "is {} KiB; a logo may be at most {} KiB",
+                meta.len().div_ceil(1024),
+                LOGO_MAX / 1024
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        if bytes.len() as u64 > LOGO_MAX {
+            return Err(bad(format!(
+                "a logo may be at most {} KiB",
+                LOGO_MAX / 1024
+            )));
+        }
+        let content_type = image_type(&bytes)
+            .ok_or_else(|| bad("is not a PNG, SVG, JPEG or WebP image".into()))?;
+        Ok(Logo {
+            bytes,
+            content_type,
+        })
+    }
+}
+
+/// The media type of an image, from its first bytes.
+fn image_type(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some("image/png");
+    }
+    if b.starts_with(&[0xff, 0xd8, 0xff]) {
+        return Some("image/jpeg");
+    }
+    if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    // SVG is text: UTF-8 markup with an <svg> element. Whatever it holds,
+    // it is served under the pages' CSP (no script) and nosniff.
+    let text = std::str::from_utf8(b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b)).ok()?;
+    let lower = text.to_ascii_lowercase();
+    (lower.trim_start().starts_with('<') && lower.contains("<svg")).then_some("image/svg+xml")
 }
 
 #[cfg(test)]
@@ -114,5 +207,55 @@ mod tests {
             .render("signin.html")
             .unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("/assets/logo"), "no logo unless set");
+        let html = Page::new(
+            Brand {
+                product: "Acme \"SSO\"",
+                logo: true,
+            },
+            "Sign in",
+        )
+        .render("signin.html")
+        .unwrap();
+        assert!(
+            html.contains(r#"<img class="logo" src="/assets/logo" alt="Acme &quot;SSO&quot;">"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_logo_is_known_by_its_bytes_and_refused_when_big_or_not_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        for (name, bytes, want) in [
+            ("a.png", &b"\x89PNG\r\n\x1a\n...."[..], "image/png"),
+            ("a.jpg", &[0xff, 0xd8, 0xff, 0xe0, 0, 0][..], "image/jpeg"),
+            ("a.webp", &b"RIFF\x10\0\0\0WEBPVP8 "[..], "image/webp"),
+            (
+                "a.svg",
+                &b"\xef\xbb\xbf<?xml version=\"1.0\"?>\n<SVG xmlns=\"http://www.w3.org/2000/svg\"/>"[..],
+                "image/svg+xml",
+            ),
+        ] {
+            let logo = Logo::load(&put(name, bytes)).unwrap();
+            assert_eq!(logo.content_type, want, "{name}");
+            assert_eq!(logo.bytes, bytes);
+        }
+        let e = Logo::load(&put("a.gif", b"GIF89a...."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a PNG, SVG, JPEG or WebP image"), "{e}");
+        let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
+        big.resize(LOGO_MAX as usize + 1, 0);
+        let e = Logo::load(&put("big.png", &big)).unwrap_err().to_string();
+        assert!(e.contains("at most 256 KiB"), "{e}");
+        let e = Logo::load(&dir.path().join("gone.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("web.logo") && e.contains("gone.png"), "{e}");
     }
 }

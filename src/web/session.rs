@@ -155,15 +155,39 @@ pub fn start(
     Ok(id)
 }
 
-/// How often `last_seen_at` is written at most (one write a minute per
-/// busy browser, not one per request).
+/// How often `last_seen_at` moves at most (one write a minute per busy
+/// browser, not one per request).
 const TOUCH_EVERY: i64 = 60;
 
 /// The live session named by a cookie value (idle and absolute lifetimes
-/// checked, and an active, undeleted user; last_seen refreshed at most
-/// once a minute).
+/// checked, and an active, undeleted user). A read only, which counts as
+/// no use of the session (see `current_seen`).
 pub fn current(
     conn: &Connection,
+    cookie_value: &str,
+    now: i64,
+) -> Result<Option<BrowserSession>, Error> {
+    lookup(conn, None, cookie_value, now)
+}
+
+/// `current` for a request that uses the session: the use is kept in
+/// `seen`, in memory (at most once a minute per session), for the
+/// background thread to write (`Seen::flush`), and the idle check counts
+/// such a use at once. Still a read only: the routes that read the session
+/// on every request (`/oauth2/authorize`, the pages) never wait on the
+/// writer.
+pub fn current_seen(
+    conn: &Connection,
+    seen: &Seen,
+    cookie_value: &str,
+    now: i64,
+) -> Result<Option<BrowserSession>, Error> {
+    lookup(conn, Some(seen), cookie_value, now)
+}
+
+fn lookup(
+    conn: &Connection,
+    seen: Option<&Seen>,
     cookie_value: &str,
     now: i64,
 ) -> Result<Option<BrowserSession>, Error> {
@@ -173,9 +197,9 @@ pub fn current(
     let id_hash = token_hash(cookie_value);
     let row = conn
         .prepare_cached(
-            "SELECT s.user_id, s.amr, s.auth_time, s.created_at, s.last_seen_at
+            "SELECT s.user_id, s.amr, s.auth_time, s.created_at, s.last_seen_at, s.idle_secs
                FROM web_sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at + s.idle_secs > ?2
+              WHERE s.id_hash = ?1 AND s.expires_at > ?2
                 AND u.status = 'active' AND u.deleted_at IS NULL",
         )?
         .query_row(params![id_hash, now], |r| {
@@ -185,16 +209,25 @@ pub fn current(
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })
         .optional()?;
-    let Some((user_id, amr, auth_time, created_at, mut last_seen_at)) = row else {
+    let Some((user_id, amr, auth_time, created_at, stored, idle_secs)) = row else {
         return Ok(None);
     };
-    if now - last_seen_at >= TOUCH_EVERY {
-        conn.prepare_cached("UPDATE web_sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
-            .execute(params![id_hash, now])?;
-        last_seen_at = now;
+    let mut last_seen_at = seen
+        .and_then(|s| s.get(&id_hash))
+        .unwrap_or(stored)
+        .max(stored);
+    if last_seen_at + idle_secs <= now {
+        return Ok(None);
+    }
+    if let Some(seen) = seen {
+        if now - last_seen_at >= TOUCH_EVERY {
+            seen.note(&id_hash, now);
+            last_seen_at = now;
+        }
     }
     Ok(Some(BrowserSession {
         id_hash,
@@ -204,6 +237,54 @@ pub fn current(
         created_at,
         last_seen_at,
     }))
+}
+
+/// Sessions used since their row was last written: id hash -> when. The
+/// workers note a use here (no database write on a request); the
+/// background thread writes them every second in one transaction under
+/// the writer lock. A crash loses at most a second of uses, which only
+/// shortens an idle session's life by that much.
+#[derive(Debug, Default)]
+pub struct Seen(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+/// Uses kept in memory at most; beyond it (a flood of distinct sessions
+/// within a second) a use is dropped, never the server's memory.
+const SEEN_MAX: usize = 100_000;
+
+impl Seen {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        // The map holds plain values, replaced whole: a poisoned lock is
+        // used as it is.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id_hash: &str) -> Option<i64> {
+        self.lock().get(id_hash).copied()
+    }
+
+    fn note(&self, id_hash: &str, now: i64) {
+        let mut m = self.lock();
+        if m.len() < SEEN_MAX || m.contains_key(id_hash) {
+            let at = m.entry(id_hash.to_string()).or_insert(now);
+            *at = (*at).max(now);
+        }
+    }
+
+    /// The uses noted so far, taken out of the map.
+    pub fn take(&self) -> Vec<(String, i64)> {
+        self.lock().drain().collect()
+    }
+
+    /// Writes `uses` (from `take`), in the caller's transaction.
+    pub fn flush(tx: &Connection, uses: &[(String, i64)]) -> Result<(), Error> {
+        let mut st = tx.prepare_cached(
+            "UPDATE web_sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id_hash = ?1",
+        )?;
+        for (id_hash, at) in uses {
+            st.execute(params![id_hash, at])?;
+        }
+        Ok(())
+    }
 }
 
 /// Ends a session (sign-out). A value naming no session is no error.
@@ -320,21 +401,35 @@ mod tests {
             .unwrap();
         assert_ne!(stored, id);
         assert_eq!(stored, token_hash(&id));
-        let s = current(&conn, &id, 1050).unwrap().unwrap();
+        let seen = Seen::default();
+        let s = current_seen(&conn, &seen, &id, 1050).unwrap().unwrap();
         assert_eq!((s.user_id.as_str(), s.auth_time), (user.as_str(), 1000));
         assert_eq!(s.amr, amr);
         assert_eq!(s.last_seen_at, 1000, "touched at most once a minute");
-        assert_eq!(
-            current(&conn, &id, 1080).unwrap().unwrap().last_seen_at,
-            1080
-        );
-        assert!(current(&conn, &id, 1180).unwrap().is_none(), "idle");
+        assert!(seen.take().is_empty());
+        let s = current_seen(&conn, &seen, &id, 1080).unwrap().unwrap();
+        assert_eq!(s.last_seen_at, 1080);
+        // Noted, not written: the read wrote nothing...
+        let stored = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT last_seen_at FROM web_sessions", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(stored(&conn), 1000);
+        // ... yet the use counts at once, and lands with the flush.
+        assert!(current_seen(&conn, &seen, &id, 1150).unwrap().is_some());
+        Seen::flush(&conn, &seen.take()).unwrap();
+        assert_eq!(stored(&conn), 1150);
+        assert!(current(&conn, &id, 1249).unwrap().is_some());
+        assert!(current(&conn, &id, 1250).unwrap().is_none(), "idle");
         // Kept alive, it still ends at the absolute expiry.
         let id = start(&conn, &user, &amr, 100, 300, 2000).unwrap();
         for t in [2090, 2180, 2270] {
-            assert!(current(&conn, &id, t).unwrap().is_some(), "{t}");
+            assert!(current_seen(&conn, &seen, &id, t).unwrap().is_some(), "{t}");
         }
-        assert!(current(&conn, &id, 2300).unwrap().is_none(), "absolute");
+        assert!(
+            current_seen(&conn, &seen, &id, 2300).unwrap().is_none(),
+            "absolute"
+        );
         assert_eq!(sweep(&conn, 2300).unwrap(), 2);
     }
 

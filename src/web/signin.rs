@@ -7,17 +7,24 @@
 //! A user whose TOTP is on gets no session after the password: only a
 //! pending token (`codes::WEB_SECOND_FACTOR`, single use, `PENDING_TTL`,
 //! `MAX_ATTEMPTS` wrong codes), which the second-factor form needs with
-//! the code. The session starts after the factor, with a new id.
+//! the code. The session starts after the factor, with a new id, in one
+//! transaction with the token's use and the activity row: a token is
+//! spent only by the sign-in it finishes. The token keeps how the sign-in
+//! began (`FirstStep`: the password form, a provider at the sign-in
+//! page, an emailed link or code), for the activity row's method and the
+//! session's amr. Flows that use something up as they sign in (an emailed
+//! link or code) start the session in their own transaction through
+//! `finish_in` / `owe_in`.
 
 use crate::accounts::{self, User};
 use crate::app::Ctx;
 use crate::audit::{self, Entry};
 use crate::auth::{self, Peer};
 use crate::codes;
-use crate::crypto::random_token;
 use crate::error::Error;
 use crate::factors::{self, MAX_ATTEMPTS};
 use crate::limits::Family;
+use crate::sessions::Grant;
 use crate::totp::{Confirm, RecoveryUse};
 use rusqlite::Transaction;
 
@@ -48,23 +55,7 @@ pub fn password(
     peer: &Peer,
 ) -> Result<PasswordStep, Error> {
     let user = auth::check_password_as(cx, login, password, peer, METHOD)?;
-    if factors::required(cx, &user)? {
-        let now = cx.now();
-        let token = random_token()?;
-        cx.write(|tx| {
-            codes::issue_token(
-                tx,
-                codes::WEB_SECOND_FACTOR,
-                &user.id,
-                &token,
-                PENDING_TTL,
-                now,
-            )
-        })?;
-        cx.app.metrics.login("second_factor_owed");
-        return Ok(PasswordStep::SecondFactor(token));
-    }
-    finish(cx, &user, &["pwd"], old, peer).map(PasswordStep::Done)
+    after_first_step(cx, &user, &FirstStep::password(), old, peer)
 }
 
 /// True while `pending` names a half-done sign-in that may still be
@@ -100,33 +91,159 @@ pub fn second_factor(
     let amr = match factors::check(cx, &user, factor, Confirm::No, peer) {
         Ok(amr) => amr,
         Err(e) => {
+            // A wrong code counts against the pending sign-in too (its own
+            // write: the factor's lock and audit row are already written).
             if e == Error::OtpInvalid {
                 cx.write(|tx| codes::fail(tx, &found.hash))?;
             }
             return Err(e);
         }
     };
-    if !cx.write(|tx| codes::consume(tx, &found.hash, now))? {
-        return Err(Error::TokenInvalid);
-    }
-    let first = found.data.as_deref().unwrap_or("pwd");
-    finish(cx, &user, &[first, amr], old, peer)
+    let first = FirstStep::of(&found);
+    let mut amr_all: Vec<&str> = first.amr.iter().map(String::as_str).collect();
+    amr_all.push(amr);
+    let grant = auth::grant_for(&user, None, &amr_all);
+    let id = start_session(cx, &grant, &first.method, old, peer, |tx| {
+        // Taken once, in the transaction that starts the session: a second
+        // use of the same token (a replayed form, a double click) finds it
+        // used, or past its limits, and starts nothing.
+        let live = codes::find_token(tx, codes::WEB_SECOND_FACTOR, pending, now)?
+            .is_some_and(|f| f.hash == found.hash && f.attempts < MAX_ATTEMPTS);
+        if !live || !codes::consume(tx, &found.hash, now)? {
+            return Err(Error::TokenInvalid);
+        }
+        Ok(())
+    })?;
+    Ok(id)
 }
 
-/// A complete sign-in: the activity row and a session with a new id, in
-/// one transaction; the browser's old session (if any) ends in it.
-pub(crate) fn finish(
+/// How a half-done sign-in began, kept with its pending token: the
+/// activity log's method and the amr of its first step. A token without
+/// it is the password form's ("web", ["pwd"]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FirstStep {
+    pub method: String,
+    pub amr: Vec<String>,
+}
+
+impl FirstStep {
+    /// A first step logged as `method` that proved `amr`.
+    pub fn new(method: &str, amr: &[&str]) -> FirstStep {
+        FirstStep {
+            method: method.into(),
+            amr: amr.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn password() -> FirstStep {
+        FirstStep::new(METHOD, &["pwd"])
+    }
+
+    fn of(found: &codes::Found) -> FirstStep {
+        found
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_else(FirstStep::password)
+    }
+}
+
+/// What a first step that proved who the user is (a password, a provider's
+/// sign-in) leads to: a session, or when their TOTP is on, a pending token
+/// for the second-factor form that remembers `first`. `old` is the session
+/// cookie the browser already holds, ended when the new session starts.
+pub(crate) fn after_first_step(
     cx: &mut Ctx,
     user: &User,
-    amr: &[&str],
+    first: &FirstStep,
     old: Option<&str>,
     peer: &Peer,
+) -> Result<PasswordStep, Error> {
+    if factors::required(cx, user)? {
+        let now = cx.now();
+        let token = cx.write(|tx| owe_in(tx, user, first, now))?;
+        cx.app.metrics.login("second_factor_owed");
+        return Ok(PasswordStep::SecondFactor(token));
+    }
+    let amr: Vec<&str> = first.amr.iter().map(String::as_str).collect();
+    let grant = auth::grant_for(user, None, &amr);
+    start_session(cx, &grant, &first.method, old, peer, |_| Ok(())).map(PasswordStep::Done)
+}
+
+/// A complete sign-in: `also` (what else the sign-in uses up), the
+/// activity row and a session with a new id, in one transaction; the
+/// browser's old session (if any) ends in it.
+fn start_session(
+    cx: &mut Ctx,
+    grant: &Grant,
+    method: &str,
+    old: Option<&str>,
+    peer: &Peer,
+    also: impl FnOnce(&rusqlite::Transaction) -> Result<(), Error>,
 ) -> Result<String, Error> {
     let now = cx.now();
     let times = Lifetimes::of(cx);
-    let id = cx.write(|tx| finish_in(tx, &times, user, amr, old, peer, now))?;
+    let id = cx.write(|tx| {
+        also(tx)?;
+        finish_in(tx, &times, grant, method, old, peer, now)
+    })?;
     cx.app.metrics.login("success");
     Ok(id)
+}
+
+/// A session's lifetimes, read from the config before a transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lifetimes {
+    idle: i64,
+    max: i64,
+}
+
+impl Lifetimes {
+    pub(crate) fn of(cx: &Ctx) -> Lifetimes {
+        Lifetimes {
+            idle: cx.app.config.web_session_idle_secs,
+            max: cx.app.config.web_session_max_secs,
+        }
+    }
+}
+
+/// A complete sign-in's writes in the caller's transaction: the browser's
+/// old session (if any) ends, the activity row, a session with a new id,
+/// whose cookie value is returned. The caller counts the sign-in.
+pub(crate) fn finish_in(
+    tx: &Transaction,
+    times: &Lifetimes,
+    grant: &Grant,
+    method: &str,
+    old: Option<&str>,
+    peer: &Peer,
+    now: i64,
+) -> Result<String, Error> {
+    if let Some(old) = old {
+        session::end(tx, old, now)?;
+    }
+    auth::record_sign_in(tx, grant, method, peer, now)?;
+    session::start(tx, &grant.user_id, &grant.amr, times.idle, times.max, now)
+}
+
+/// A half-done sign-in whose first step was `first`, in the caller's
+/// transaction: returns the pending token for its cookie.
+pub(crate) fn owe_in(
+    tx: &Transaction,
+    user: &User,
+    first: &FirstStep,
+    now: i64,
+) -> Result<String, Error> {
+    let data = serde_json::to_string(first)?;
+    codes::issue_link(
+        tx,
+        codes::WEB_SECOND_FACTOR,
+        &user.id,
+        Some(&user.id),
+        Some(&data),
+        PENDING_TTL,
+        now,
+    )
 }
 
 /// Signs a browser out: ends its session and logs a LOGOUT row. A cookie
@@ -152,62 +269,4 @@ pub fn sign_out(cx: &mut Ctx, cookie_value: &str, peer: &Peer) -> Result<(), Err
             now,
         )
     })
-}
-
-/// A session's lifetimes, read from the config before a transaction.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lifetimes {
-    idle: i64,
-    max: i64,
-}
-
-impl Lifetimes {
-    pub(crate) fn of(cx: &Ctx) -> Lifetimes {
-        Lifetimes {
-            idle: cx.app.config.web_session_idle_secs,
-            max: cx.app.config.web_session_max_secs,
-        }
-    }
-}
-
-/// `finish`'s writes, in the caller's transaction (a flow that uses up an
-/// emailed link or code starts the session in the same one); returns the
-/// new session's cookie value. The caller counts the sign-in.
-pub(crate) fn finish_in(
-    tx: &Transaction,
-    times: &Lifetimes,
-    user: &User,
-    amr: &[&str],
-    old: Option<&str>,
-    peer: &Peer,
-    now: i64,
-) -> Result<String, Error> {
-    let grant = auth::grant_for(user, None, amr);
-    if let Some(old) = old {
-        session::end(tx, old, now)?;
-    }
-    auth::record_sign_in(tx, &grant, METHOD, peer, now)?;
-    session::start(tx, &user.id, &grant.amr, times.idle, times.max, now)
-}
-
-/// A half-done sign-in whose first factor was `first` (an amr other than
-/// the password's, kept with the pending token), in the caller's
-/// transaction: returns the pending token for its cookie.
-pub(crate) fn owe_in(
-    tx: &Transaction,
-    user: &User,
-    first: &str,
-    now: i64,
-) -> Result<String, Error> {
-    let token = random_token()?;
-    codes::issue_token_with(
-        tx,
-        codes::WEB_SECOND_FACTOR,
-        &user.id,
-        &token,
-        Some(first),
-        PENDING_TTL,
-        now,
-    )?;
-    Ok(token)
 }

@@ -28,3 +28,4 @@ mod web;
 mod web_account;
 mod web_consent;
 mod web_emailed;
+mod web_social;

@@ -23,24 +23,24 @@ use crate::support::{Resp, TestServer};
 
 /// hallpass's public URL here: every redirect URI it sends upstream starts
 /// with it (https, so the binding cookie is Secure).
-const PUBLIC: &str = "https://auth.example.test";
+pub(crate) const PUBLIC: &str = "https://auth.example.test";
 /// The client's registered redirect URL (support::add_client).
 const APP: &str = "https://app.example/cb";
 /// The app's own state, with characters that need encoding.
 const APP_STATE: &str = "app/state 1&x=y";
 
 /// A running hallpass with providers, and one confidential client.
-struct World {
-    s: TestServer,
-    client: Client,
-    secret: String,
+pub(crate) struct World {
+    pub(crate) s: TestServer,
+    pub(crate) client: Client,
+    pub(crate) secret: String,
 }
 
 /// Starts hallpass with global `signup` and the `[providers.*]` tables of
 /// `providers` (TOML; `{IDP}` is replaced by the fake's base URL), loaded
 /// through Config::load as an operator's file would be. The fake's clock
 /// becomes the server's.
-fn world(idp: &FakeIdp, signup: &str, providers: &str) -> World {
+pub(crate) fn world(idp: &FakeIdp, signup: &str, providers: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hallpass.toml");
     let text = format!(
@@ -75,34 +75,34 @@ fn oidc_idp(client_id: &str, secret: &str, callback: &str) -> FakeIdp {
 }
 
 /// The usual Google-kind provider on the fake, by discovery.
-const GOOGLE: &str = r#"
+pub(crate) const GOOGLE: &str = r#"
 [providers.google]
 client_id = "g-client"
 client_secret = "g-secret"
 issuer = "{IDP}"
 "#;
 
-fn google_idp() -> FakeIdp {
+pub(crate) fn google_idp() -> FakeIdp {
     oidc_idp("g-client", "g-secret", "/auth/google-auth-redirect")
 }
 
 /// The decoded query of a URL.
-fn query_of(url: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> HashMap<String, String> {
     let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     let q = q.split('#').next().unwrap_or("");
     parse_form(q).into_iter().collect()
 }
 
 /// A sign-in begun at our start route.
-struct Started {
+pub(crate) struct Started {
     /// The provider's authorize URL (our 302's Location).
-    location: String,
+    pub(crate) location: String,
     /// Our state as sent upstream.
-    state: String,
+    pub(crate) state: String,
     /// `name=value` of the binding cookie.
-    cookie: String,
+    pub(crate) cookie: String,
     /// The whole Set-Cookie value.
-    set_cookie: String,
+    pub(crate) set_cookie: String,
 }
 
 fn started(r: &Resp, idp: &FakeIdp) -> Started {
@@ -147,7 +147,7 @@ fn start_with(w: &World, idp: &FakeIdp, route: &str, extra: &str) -> Started {
 }
 
 /// Where the provider sends the browser back to us.
-enum Back {
+pub(crate) enum Back {
     /// GET this path and query at hallpass.
     Get(String),
     /// POST these fields (form-encoded) to this path at hallpass.
@@ -167,7 +167,7 @@ fn browser() -> ureq::Agent {
 
 /// The browser at the provider's authorize URL: the user signs in there
 /// and is sent back to us (a 302, or Apple's auto-submitting form).
-fn authorize(idp: &FakeIdp, st: &Started) -> Back {
+pub(crate) fn authorize(idp: &FakeIdp, st: &Started) -> Back {
     let mut resp = browser().get(&st.location).call().unwrap();
     let status = resp.status().as_u16();
     let location = resp
@@ -300,7 +300,7 @@ fn me(w: &World, code: &str) -> Value {
 
 /// A user whose address hallpass has verified (support::add_user's users
 /// have not): only such an account is linked by email.
-fn verified_user(s: &TestServer, email: &str) -> User {
+pub(crate) fn verified_user(s: &TestServer, email: &str) -> User {
     let user = s.add_user(email);
     let mut conn = s.conn();
     db::immediate(&mut conn, |tx| {
@@ -310,7 +310,7 @@ fn verified_user(s: &TestServer, email: &str) -> User {
     user
 }
 
-fn count(s: &TestServer, sql: &str) -> i64 {
+pub(crate) fn count(s: &TestServer, sql: &str) -> i64 {
     s.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -319,7 +319,7 @@ fn users(s: &TestServer) -> i64 {
 }
 
 /// (login_type, outcome, method) of every login_activity row, oldest first.
-fn activity(s: &TestServer) -> Vec<(String, String, String)> {
+pub(crate) fn activity(s: &TestServer) -> Vec<(String, String, String)> {
     let conn = s.conn();
     let mut st = conn
         .prepare(
@@ -334,7 +334,7 @@ fn activity(s: &TestServer) -> Vec<(String, String, String)> {
 }
 
 /// The activity rows whose method names `provider`.
-fn activity_of(s: &TestServer, provider: &str) -> Vec<(String, String)> {
+pub(crate) fn activity_of(s: &TestServer, provider: &str) -> Vec<(String, String)> {
     activity(s)
         .into_iter()
         .filter(|(_, _, m)| m.contains(provider))

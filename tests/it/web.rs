@@ -506,3 +506,234 @@ fn an_app_signs_a_person_in_through_the_pages_and_the_openid_provider() {
     assert_eq!(claims["email"], "ada@example.com");
     assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
 }
+
+#[test]
+fn a_pending_sign_in_finishes_once_even_replayed_with_its_cookie_and_another_code() {
+    let s = TestServer::start();
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let pending = b.cookie("hallpass_pending").expect("a pending cookie");
+    let page = b.get(location(&r));
+    let csrf = field(&page.body, "csrf");
+    let r = b.post(
+        "/signin/second-factor",
+        &[("csrf", &csrf), ("code", &code_at(&secret, s.now()))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), "/account");
+    // The same pending cookie again (a copy kept by an attacker, a
+    // double submit), with a code of the next step that is itself valid.
+    let again = s.request(
+        "POST",
+        "/signin/second-factor",
+        &[
+            ("Cookie", &format!("hallpass_pending={pending}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(
+            format!(
+                "csrf={}&code={}",
+                enc(&csrf),
+                code_at(&secret, s.now() + 30)
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert!(location(&again).starts_with("/signin?"), "{again:?}");
+    assert!(set_cookie(&again, "hallpass").is_none(), "no session");
+    let sessions: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1);
+    // The token is used, and used in the sign-in's own transaction: its
+    // used_at is the session's creation time, one activity row.
+    let (used, created): (i64, i64) = s
+        .conn()
+        .query_row(
+            "SELECT c.used_at, w.created_at FROM one_time_codes c, web_sessions w
+              WHERE c.kind = 'web_second_factor'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(used, created);
+    let web: i64 = s
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM login_activity WHERE login_type IN ('ACCESS', 'RELOGIN')
+                AND token_payload ->> '$.method' = 'web'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(web, 1);
+}
+
+#[test]
+fn concurrent_second_factor_posts_start_one_session() {
+    let s = TestServer::start_with(|c| c.limits.login_burst = 100.0);
+    let (client, cs) = s.add_client();
+    let user = s.add_user("ann@example.com");
+    let secret = enable_native(&s, &client, &cs, &user);
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let pending = b.cookie("hallpass_pending").unwrap();
+    let csrf = field(&b.get(location(&r)).body, "csrf");
+    let now = s.now();
+    let started: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [now - 30, now, now + 30]
+            .into_iter()
+            .map(|t| {
+                let (s, pending, csrf, code) = (&s, &pending, &csrf, code_at(&secret, t));
+                scope.spawn(move || {
+                    let r = s.request(
+                        "POST",
+                        "/signin/second-factor",
+                        &[
+                            ("Cookie", &format!("hallpass_pending={pending}")),
+                            ("Content-Type", "application/x-www-form-urlencoded"),
+                        ],
+                        Some(format!("csrf={}&code={code}", enc(csrf)).as_bytes()),
+                    );
+                    r.status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        started.iter().all(|s| matches!(s, 303 | 401)),
+        "{started:?}"
+    );
+    let sessions: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1, "{started:?}");
+}
+
+#[test]
+fn reading_a_session_writes_nothing_and_its_use_is_written_in_the_background() {
+    let s = TestServer::start_with(|c| c.web_session_idle_secs = 3600);
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    let stored = || -> i64 {
+        s.conn()
+            .query_row("SELECT last_seen_at FROM web_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    let signed_in_at = stored();
+    // Within a minute, a use moves nothing.
+    s.advance(30);
+    assert_eq!(b.get("/account").status, 200);
+    assert_eq!(stored(), signed_in_at);
+    // Later, the use is noted and written by the background thread (once
+    // a second), not by the request.
+    s.advance(100);
+    assert_eq!(b.get("/account").status, 200);
+    let want = signed_in_at + 130;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never written: {}",
+            stored()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_configured_logo_is_served_with_its_type_and_shown_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    // A scripted SVG: served, but under the pages' CSP it can do nothing.
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
+    let path = dir.path().join("logo.svg");
+    std::fs::write(&path, svg).unwrap();
+    let s = TestServer::start_with(|c| {
+        c.web_logo = Some(path.clone());
+        c.mail_product = "Acme Login".into();
+    });
+    s.add_user("ann@example.com");
+    let b = Browser::new(&s);
+    let r = b.get("/assets/logo");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(r.header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(r.body.as_bytes(), svg);
+    assert_page_headers(&r);
+    let img = r#"<img class="logo" src="/assets/logo" alt="Acme Login">"#;
+    for path in ["/signin", "/signout"] {
+        let page = b.get(path);
+        assert!(page.body.contains(img), "{path}: {}", page.body);
+    }
+    assert_eq!(b.sign_in(None, "ann", PASSWORD).status, 303);
+    assert!(b.get("/account").body.contains(img));
+
+    // Without one: the name as text, and no logo route to speak of.
+    let s = TestServer::start();
+    let b = Browser::new(&s);
+    assert_eq!(b.get("/assets/logo").status, 404);
+    let page = b.get("/signin");
+    assert!(!page.body.contains("/assets/logo"));
+    assert!(page.body.contains("<p class=\"product\">hallpass</p>"));
+}
+
+#[test]
+fn a_missing_oversized_or_unknown_logo_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(256 * 1024 + 1, 0);
+    std::fs::write(&big, &bytes).unwrap();
+    let gif = dir.path().join("logo.gif");
+    std::fs::write(&gif, b"GIF89a......").unwrap();
+    for (file, says) in [
+        (dir.path().join("missing.png"), "cannot be read"),
+        (big, "at most 256 KiB"),
+        (gif, "is not a PNG, SVG, JPEG or WebP image"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = crate::support::test_config(&data);
+        c.web_logo = Some(file.clone());
+        let e = match hallpass::serve(c, hallpass::clock::Clock::manual(0)) {
+            Ok(_) => panic!("{} was accepted", file.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("web.logo") && e.contains(says), "{e}");
+        assert!(
+            !data.path().join("hallpass.db").exists(),
+            "refused before anything is made"
+        );
+    }
+}
+
+#[test]
+fn check_config_reads_the_logo_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("logo.png"), b"\x89PNG\r\n\x1a\n....").unwrap();
+    std::fs::write(d.join("logo.txt"), b"hello").unwrap();
+    let check = |logo: &str| {
+        std::fs::write(d.join("h.toml"), format!("[web]\nlogo = \"{logo}\"\n")).unwrap();
+        let mut cmd = crate::cli::hallpass(d);
+        cmd.args(["check-config", "--config", "h.toml"]);
+        crate::cli::run_command(cmd, None)
+    };
+    let (ok, out, err) = check("logo.png");
+    assert!(ok, "{err}");
+    assert!(out.contains("logo = \"logo.png\""), "{out}");
+    assert!(err.contains("web logo: logo.png (image/png)"), "{err}");
+    let (ok, _, err) = check("logo.txt");
+    assert!(!ok);
+    assert!(
+        err.contains("web.logo") && err.contains("is not a PNG, SVG, JPEG or WebP image"),
+        "{err}"
+    );
+}

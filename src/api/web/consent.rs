@@ -102,7 +102,7 @@ pub fn authorize_error(cx: &Ctx, e: &Error) -> Response {
                 "The app that sent you here is misconfigured: {message}. Signing in to it \
                  cannot go on from here; tell whoever runs the app, who needs to fix its \
                  settings or its registration in {}.",
-                product(cx)
+                product(cx).product
             );
             match Page::new(product(cx), "This app is misconfigured")
                 .set("message", text)

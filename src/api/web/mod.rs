@@ -29,7 +29,7 @@ use super::{peer, Params, Route};
 use crate::app::Ctx;
 use crate::error::Error;
 use crate::http::{parse_form, percent_encode, Request, Response};
-use crate::web::pages::{Page, STYLESHEET};
+use crate::web::pages::{Brand, Page, STYLESHEET};
 use crate::web::session::{self, BrowserSession};
 
 /// The pages' route table.
@@ -39,6 +39,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(consent::routes());
     all.extend(emailed::routes());
     all.push(Route::new("GET", "/assets/hallpass.css", stylesheet));
+    all.push(Route::new("GET", "/assets/logo", logo));
     all
 }
 
@@ -53,7 +54,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 /// The browser session named by the request's cookie, if live.
 pub fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
     match req.cookie(session::cookie_name(&cx.app.public_url)) {
-        Some(v) => session::current(&cx.conn, v, cx.now()),
+        Some(v) => session::current_seen(&cx.conn, &cx.app.web_seen, v, cx.now()),
         None => Ok(None),
     }
 }
@@ -83,8 +84,13 @@ fn see_other(location: &str) -> Response {
     )
 }
 
-fn product(cx: &Ctx) -> &str {
-    &cx.app.config.mail_product
+/// The product's name, and the logo when one is set: what heads a page
+/// (`Page::new(product(cx), ...)`).
+fn product(cx: &Ctx) -> Brand<'_> {
+    Brand {
+        product: &cx.app.config.mail_product,
+        logo: cx.app.logo.is_some(),
+    }
 }
 
 /// The error page for `e`, in words for a person; internal detail is
@@ -214,7 +220,10 @@ fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSessio
     let Some(value) = req.cookie(session::cookie_name(&cx.app.public_url)) else {
         return Ok(None);
     };
-    Ok(session::current(&cx.conn, value, cx.now())?.map(|s| (value.to_string(), s)))
+    Ok(
+        session::current_seen(&cx.conn, &cx.app.web_seen, value, cx.now())?
+            .map(|s| (value.to_string(), s)),
+    )
 }
 
 /// How the page names the signed-in user.
@@ -224,10 +233,35 @@ fn who(cx: &Ctx, s: &BrowserSession) -> Result<String, Error> {
     Ok(user.display_name().to_string())
 }
 
+/// The end of a provider's sign-in started at the sign-in page, for the
+/// provider's callback route (api/social.rs).
+pub(crate) use signin::upstream_answer;
+
 fn stylesheet(_: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
     Ok(secure(
         Response::text(200, "text/css; charset=utf-8", STYLESHEET.to_string())
             .with_header("Cache-Control", "public, max-age=3600"),
+    ))
+}
+
+/// `[web] logo`, as read at start, under the pages' headers: their CSP
+/// (`default-src 'none'`, so an SVG's script or external loads do
+/// nothing, even opened on its own) and nosniff.
+fn logo(cx: &mut Ctx, _: &Request, _: &Params) -> Result<Response, Error> {
+    let Some(logo) = &cx.app.logo else {
+        return Ok(secure(Response::text(
+            404,
+            "text/plain; charset=utf-8",
+            "no logo is configured".into(),
+        )));
+    };
+    Ok(secure(
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), logo.content_type.into())],
+            body: logo.bytes.clone(),
+        }
+        .with_header("Cache-Control", "public, max-age=3600"),
     ))
 }
 
@@ -239,6 +273,11 @@ pub fn openapi() -> Vec<Op> {
     all.extend(consent::openapi());
     all.extend(emailed::openapi());
     all.push(op("GET", "/assets/hallpass.css", "The pages' stylesheet").json_text(200, "text/css"));
+    all.push(
+        op("GET", "/assets/logo", "The configured logo ([web] logo)")
+            .json_text(200, "image/*")
+            .json_text(404, "text/plain"),
+    );
     all
 }
 

@@ -1,6 +1,15 @@
-//! The sign-in, second-factor and sign-out forms.
+//! The sign-in, second-factor and sign-out forms, and the sign-in page's
+//! buttons for the upstream providers: a form per provider posting to
+//! `/signin/provider` (the sign-in form's CSRF token, `return_to`), which
+//! starts the provider's sign-in (`social::start_pages`); the provider's
+//! callback (api/social.rs, the routes registered at the provider) hands
+//! its end back here (`upstream_answer`).
+
+use std::collections::BTreeMap;
 
 use super::*;
+use crate::config::Provider;
+use crate::social::{self, kinds, Answer, PagesEnd};
 use crate::web::signin::{self, PasswordStep, PENDING_TTL};
 
 /// The sign-in and sign-out forms' routes.
@@ -8,6 +17,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         Route::new("GET", "/signin", signin_form),
         Route::new("POST", "/signin", signin_post),
+        Route::new("POST", "/signin/provider", provider_post),
         Route::new("GET", "/signin/second-factor", second_factor_form),
         Route::new("POST", "/signin/second-factor", second_factor_post),
         Route::new("GET", "/signout", signout_form),
@@ -20,7 +30,45 @@ pub fn routes() -> Vec<Route> {
 fn signin_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         let return_to = safe_return_to(req.query("return_to"));
-        signin_page(cx, req, 200, SigninView::blank(return_to))
+        let mut view = SigninView::blank(return_to);
+        // Back from a provider that did not sign the person in: a word
+        // from a fixed list, never text from the URL.
+        if let Some(reason) = req.query("failed") {
+            let provider = req.query("provider").and_then(|n| configured(cx, n));
+            view.notice = upstream_failure(reason, provider.map(kinds::label));
+        }
+        signin_page(cx, req, 200, view)
+    })
+}
+
+/// The configured provider named `name`.
+fn configured<'c>(cx: &'c Ctx, name: &str) -> Option<&'c Provider> {
+    cx.app.config.providers.iter().find(|p| p.name == name)
+}
+
+/// What the sign-in page says when a provider's sign-in ended without a
+/// session; `reason` is the activity row's outcome (social/flow.rs).
+fn upstream_failure(reason: &str, label: Option<String>) -> Option<String> {
+    let with = label.unwrap_or_else(|| "the provider".into());
+    Some(match reason {
+        "unbound_state" => {
+            format!("That sign-in with {with} was started in another browser. Start it again here.")
+        }
+        "provider_refused" => format!("The sign-in with {with} was cancelled or refused."),
+        "provider_unreachable" | "provider_busy" => {
+            format!("{with} did not answer in time. Try again in a moment.")
+        }
+        "signup_closed" => {
+            format!("No account here is linked to that {with} account, and sign-up is closed.")
+        }
+        "link_refused" => "An account with that email address exists already. Sign in to it \
+                           another way."
+            .into(),
+        "user_inactive" => "This account is disabled. Ask your administrator.".into(),
+        "provider_error" | "provider_misconfigured" | "bad_id_token" | "bad_userinfo" | "error" => {
+            format!("Signing in with {with} failed. Try again, or sign in another way.")
+        }
+        _ => return None,
     })
 }
 
@@ -68,6 +116,21 @@ fn signin_page(cx: &Ctx, req: &Request, status: u16, v: SigninView) -> Result<Re
     if let Some(n) = v.notice {
         page = page.set("notice", n);
     }
+    let providers: Vec<minijinja::Value> = cx
+        .app
+        .config
+        .providers
+        .iter()
+        .map(|p| {
+            minijinja::Value::from(BTreeMap::from([
+                ("name", p.name.clone()),
+                ("label", kinds::label(p)),
+            ]))
+        })
+        .collect();
+    if !providers.is_empty() {
+        page = page.set("providers", providers);
+    }
     let mut resp = html(status, page.render("signin.html")?);
     if fresh {
         resp = resp.with_header(
@@ -111,21 +174,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         let old = req.cookie(session::cookie_name(&public));
         match signin::password(cx, login, password, old, &peer(req)) {
             Ok(PasswordStep::Done(id)) => Ok(signed_in(cx, return_to, &id)),
-            Ok(PasswordStep::SecondFactor(token)) => {
-                let to = format!(
-                    "/signin/second-factor?return_to={}",
-                    percent_encode(return_to)
-                );
-                Ok(see_other(&to).with_header(
-                    "Set-Cookie",
-                    &session::set_cookie(
-                        &public,
-                        session::pending_cookie_name(&public),
-                        &token,
-                        PENDING_TTL,
-                    ),
-                ))
-            }
+            Ok(PasswordStep::SecondFactor(token)) => Ok(to_second_factor(cx, return_to, &token)),
             Err(Error::InvalidCredentials) => {
                 // The same words for an unknown name and a wrong password.
                 view.password_error = Some("The email, username or password is not right.");
@@ -146,6 +195,71 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
             Err(e) => Err(e),
         }
     })
+}
+
+/// 303 to the second-factor page, with the pending sign-in's cookie.
+fn to_second_factor(cx: &Ctx, return_to: &str, token: &str) -> Response {
+    let public = cx.app.public_url.as_str();
+    let to = format!(
+        "/signin/second-factor?return_to={}",
+        percent_encode(return_to)
+    );
+    see_other(&to).with_header(
+        "Set-Cookie",
+        &session::set_cookie(
+            public,
+            session::pending_cookie_name(public),
+            token,
+            PENDING_TTL,
+        ),
+    )
+}
+
+// --- upstream providers ---------------------------------------------------------
+
+/// A provider's button: starts its sign-in, to come back to `return_to`.
+fn provider_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let form = Form::read(req)?;
+        let csrf = req.cookie(session::csrf_cookie_name(&cx.app.public_url));
+        if !session::csrf_ok(&cx.app.master, csrf, form.get("csrf")) {
+            return Err(csrf_refused());
+        }
+        let return_to = safe_return_to(Some(form.get("return_to")));
+        let Some(provider) = configured(cx, form.get("provider")).cloned() else {
+            let mut view = SigninView::blank(return_to);
+            view.notice = Some("That way of signing in is not offered here.".into());
+            return signin_page(cx, req, 422, view);
+        };
+        let path = kinds::redirect_path(&cx.app.config.providers, &provider);
+        match social::start_pages(cx, &provider, &path, return_to, &peer(req))? {
+            Answer::Redirect(r) => Ok(see_other(&r.location).with_header("Set-Cookie", &r.cookie)),
+            Answer::Pages(end) => Ok(upstream_answer(cx, end)),
+        }
+    })
+}
+
+/// How a sign-in started here ends, at the provider's callback or at its
+/// start: signed in (303 to `return_to` with the session cookie), the
+/// second factor owed (as after a password), or back to the sign-in page
+/// with why not. Every answer clears the sign-in's binding cookie.
+pub(crate) fn upstream_answer(cx: &Ctx, end: PagesEnd) -> Response {
+    let return_to = safe_return_to(Some(&end.return_to));
+    let resp = match &end.step {
+        Ok(PasswordStep::Done(id)) => signed_in(cx, return_to, id),
+        Ok(PasswordStep::SecondFactor(token)) => to_second_factor(cx, return_to, token),
+        Err(reason) => see_other(&format!(
+            "/signin?return_to={}&failed={}&provider={}",
+            percent_encode(return_to),
+            percent_encode(reason),
+            percent_encode(&end.provider)
+        )),
+    };
+    if end.cookie.is_empty() {
+        resp
+    } else {
+        resp.with_header("Set-Cookie", &end.cookie)
+    }
 }
 
 /// 303 to `return_to` with the new session's cookie, kept by the browser
@@ -323,11 +437,23 @@ fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
 /// The sign-in and sign-out forms' operations.
 pub fn openapi() -> Vec<Op> {
     vec![
-        page_op("GET", "/signin", "The sign-in page").query("return_to", false, string()),
+        page_op("GET", "/signin", "The sign-in page")
+            .query("return_to", false, string())
+            .query("failed", false, string())
+            .query("provider", false, string()),
         form_op(
             "/signin",
             "Signs in with a login name and password (a form)",
         ),
+        op(
+            "POST",
+            "/signin/provider",
+            "Starts a sign-in at an upstream provider (a form: csrf, return_to, provider)",
+        )
+        .empty(303, "To the provider (Location), or back to /signin")
+        .json_text(403, "text/html")
+        .json_text(422, "text/html")
+        .json_text(429, "text/html"),
         page_op(
             "GET",
             "/signin/second-factor",
