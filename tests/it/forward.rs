@@ -450,3 +450,122 @@ fn over_https_with_a_cookie_domain_the_shared_cookie_is_read() {
         "https://auth.home.example/signin?rd=https%3A%2F%2Fapp.home.example%2F"
     );
 }
+
+#[test]
+fn the_cli_lists_the_rules_refuses_bad_ones_and_tests_a_url() {
+    use crate::cli::{hallpass, run_command};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("h.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "public_url = \"https://auth.home.example\"\n[web]\ncookie_domain = \"home.example\"\n\
+             [access]\n{RULES}"
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut init = hallpass(dir.path());
+    init.args(["init", "--config", cfg]);
+    assert!(run_command(init, None).0);
+    let mut add = hallpass(dir.path());
+    add.args([
+        "user",
+        "add",
+        "bob@example.com",
+        "--username",
+        "bob",
+        "--password-stdin",
+        "--config",
+        cfg,
+    ]);
+    let (ok, _, err) = run_command(add, Some(&format!("{PASSWORD}\n")));
+    assert!(ok, "{err}");
+
+    let mut check = hallpass(dir.path());
+    check.args(["check-config", "--config", cfg]);
+    let (ok, out, err) = run_command(check, None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("# rule 6\n[[access.rules]]\ndomain = [\"*.home.example\"]"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "access rule 2: domain app.home.example, path /admin, groups admins: one_factor"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("access: no rule matching: deny"), "{err}");
+
+    let test = |args: &[&str]| {
+        let mut c = hallpass(dir.path());
+        c.args(["access", "test"])
+            .args(args)
+            .args(["--config", cfg]);
+        let (ok, out, err) = run_command(c, None);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let out = test(&["https://app.home.example/admin/x"]);
+    assert!(out.contains("as anonymous"), "{out}");
+    assert!(out.contains("rule 2: "), "{out}");
+    assert!(out.contains("decision: sign in first"), "{out}");
+    let out = test(&["https://app.home.example/admin/x", "--user", "bob"]);
+    assert!(
+        out.contains("rule 3: domain app.home.example, path /admin: deny"),
+        "{out}"
+    );
+    assert!(out.contains("decision: deny (403)"), "{out}");
+    let out = test(&[
+        "https://app.home.example/api/v1",
+        "--user",
+        "bob",
+        "--method",
+        "delete",
+    ]);
+    assert!(
+        out.contains("rule 5: ") && out.contains("decision: deny"),
+        "{out}"
+    );
+    let out = test(&["https://app.home.example/secure", "--user", "bob"]);
+    assert!(out.contains("decision: second factor first"), "{out}");
+    let out = test(&[
+        "https://app.home.example/secure",
+        "--user",
+        "bob",
+        "--two-factor",
+    ]);
+    assert!(
+        out.contains("decision: allow (200): Remote-User bob"),
+        "{out}"
+    );
+    let out = test(&["https://other.example/"]);
+    assert!(
+        out.contains("no rule matches: default_policy deny"),
+        "{out}"
+    );
+
+    // An unreachable rule and an unknown policy are refused, by number.
+    for (extra, says) in [
+        (
+            "[[access.rules]]\ndomain = \"x.home.example\"\npolicy = \"deny\"\n",
+            "access rule 7 (domain x.home.example: deny) is never reached: rule 6",
+        ),
+        (
+            "[[access.rules]]\ndomain = \"other.example\"\npolicy = \"allow\"\n",
+            "access rule 7: unknown policy \"allow\"",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("public_url = \"https://auth.home.example\"\n[access]\n{RULES}{extra}"),
+        )
+        .unwrap();
+        let mut check = hallpass(dir.path());
+        check.args(["check-config", "--config", cfg]);
+        let (ok, _, err) = run_command(check, None);
+        assert!(!ok);
+        assert!(err.contains(says), "{err}");
+    }
+}
