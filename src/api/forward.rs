@@ -15,7 +15,9 @@
 //!   `Location` (the snippet's `error_page 401` sends the browser there);
 //!   otherwise (Traefik, Caddy, which pass any answer on to the browser)
 //!   302 to it. Deny is 403; allow is 200 with `Remote-User`,
-//!   `Remote-Email`, `Remote-Name` and `Remote-Groups`.
+//!   `Remote-Email`, `Remote-Name` and `Remote-Groups`; bypass is 200
+//!   with those headers empty, so that a proxy copying them overwrites a
+//!   client's forged ones.
 //! * Who: an `Authorization: Bearer` access token (an API client behind
 //!   the proxy), else the browser session's cookie. A bearer token that
 //!   is not valid, without a live session beside it, is 401 with
@@ -77,7 +79,14 @@ fn verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
             .with_header("Remote-Email", &id.email)
             .with_header("Remote-Name", &id.name)
             .with_header("Remote-Groups", &id.groups),
-        Decision::Bypass => Response::empty(200),
+        // Empty, not absent: a proxy that copies these headers then
+        // replaces whatever the client sent (Caddy 2.6 otherwise sets the
+        // literal text of its placeholder; nginx drops an empty header).
+        Decision::Bypass => Response::empty(200)
+            .with_header("Remote-User", "")
+            .with_header("Remote-Email", "")
+            .with_header("Remote-Name", "")
+            .with_header("Remote-Groups", ""),
         Decision::Deny => text(403, "access to this resource is denied"),
         Decision::NeedSignIn => send_to(cx, SIGN_IN, &target, nginx),
         Decision::NeedSecondFactor => send_to(cx, STEP_UP, &target, nginx),
