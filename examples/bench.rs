@@ -21,6 +21,11 @@
 //! next to the same load with an empty outbox; and the latency of
 //! forget-password and magic_link for known against unknown addresses.
 //!
+//! Forward-auth (issue 14): GET /auth/verify with a valid session cookie
+//! (Traefik's headers, a one_factor rule, the user's headers on 200) next
+//! to GET /auth/me on the same server, in alternation, with server CPU
+//! per request for both; also alone with `HALLPASS_BENCH_FORWARD=only`.
+//!
 //! Login activity (issue 10), also alone with `HALLPASS_BENCH_ACTIVITY=only`:
 //! 1,000,000 login_activity rows (1,000 users, 180 days) written straight
 //! into the database in one transaction before the server starts; then
@@ -470,6 +475,10 @@ fn main() {
         activity(&bin);
         return;
     }
+    if std::env::var("HALLPASS_BENCH_FORWARD").as_deref() == Ok("only") {
+        forward_auth(&bin);
+        return;
+    }
     if std::env::var("HALLPASS_BENCH_MAIL").as_deref() == Ok("only") {
         mail_drain(&bin);
         enumeration_timing(&bin);
@@ -623,6 +632,7 @@ fn main() {
         size as f64 / 1_048_576.0
     );
     oidc_flow(&bin, me_rps);
+    forward_auth(&bin);
     mail_drain(&bin);
     enumeration_timing(&bin);
     activity(&bin);
@@ -750,6 +760,95 @@ fn oidc_flow(bin: &Path, me_rps: f64) {
     println!(
         "  GET /oauth2/userinfo      {ui_rps:>9.0} req/s   p99 {ui_p99:.2} ms   = {:.0}% of /auth/me, errors {ui_err}",
         100.0 * ui_rps / me_rps
+    );
+}
+
+/// Forward-auth (issue 14): GET /auth/verify with a live session cookie,
+/// as Traefik asks it (the original request in X-Forwarded-*, a
+/// one_factor rule under a wildcard, 200 with the Remote-* headers),
+/// next to GET /auth/me on the same server, measured in alternation.
+fn forward_auth(bin: &Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("bench.toml"),
+        "db = \"bench.db\"\naccess_log = false\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         public_url = \"http://auth.home.example\"\n\
+         [limits]\nlogin_burst = 1e9\nlogin_per_minute = 1e9\n\
+         token_burst = 1e9\ntoken_per_minute = 1e9\n\
+         [web]\ncookie_domain = \"home.example\"\n\
+         [access]\n\
+         [[access.rules]]\ndomain = \"app.home.example\"\npath = \"/admin\"\npolicy = \"deny\"\n\
+         [[access.rules]]\ndomain = \"*.home.example\"\npolicy = \"one_factor\"\n",
+    )
+    .expect("config");
+    cli_init(bin, d);
+    cli_user(bin, d, &["ada@example.com"], Some("1000"));
+    let (client_id, secret) = cli_client(bin, d);
+    let (mut child, addr, _) = start(bin, d);
+    let cookie = web_session(&addr);
+    let login = json!({"client_id": client_id, "client_secret": secret, "username": "ada@example.com", "password": PASSWORD});
+    let mut c = Conn::open(&addr);
+    let tokens: Vec<String> = (0..CONNS)
+        .map(|_| {
+            let (st, body) = c.call("POST", "/auth/login-token", None, Some(&login));
+            assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+            let v: Value = serde_json::from_slice(&body).expect("json");
+            v["accessToken"].as_str().expect("at").to_string()
+        })
+        .collect();
+    let (st, h, _) = c.send(
+        "GET",
+        "/auth/verify",
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.home.example"),
+            ("X-Forwarded-Uri", "/photos/2024?page=3"),
+            ("Cookie", &cookie),
+        ],
+        b"",
+    );
+    assert_eq!(st, 200, "GET /auth/verify");
+    assert!(h
+        .iter()
+        .any(|(k, v)| k == "remote-user" && v == "ada@example.com"));
+    let mut verify_runs = Vec::new();
+    let mut me_runs = Vec::new();
+    for _ in 0..ROUNDS {
+        verify_runs.push(drive_measured(
+            child.id(),
+            &addr,
+            vec![cookie.clone(); CONNS],
+            |c, cookie| {
+                let (st, _, _) = c.send(
+                    "GET",
+                    "/auth/verify",
+                    &[
+                        ("X-Forwarded-Method", "GET"),
+                        ("X-Forwarded-Proto", "https"),
+                        ("X-Forwarded-Host", "app.home.example"),
+                        ("X-Forwarded-Uri", "/photos/2024?page=3"),
+                        ("Cookie", cookie),
+                    ],
+                    b"",
+                );
+                st == 200
+            },
+        ));
+        me_runs.push(drive_measured(child.id(), &addr, tokens.clone(), |c, t| {
+            c.call("GET", "/auth/me", Some(t), None).0 == 200
+        }));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    let (v_rps, v_p99, v_err, v_cpu) = median(&verify_runs);
+    let (me_rps, me_p99, _, me_cpu) = median(&me_runs);
+    println!("  forward-auth (issue 14), on one server, in alternation:");
+    println!("  GET /auth/me (bearer)     {me_rps:>9.0} req/s   p99 {me_p99:.2} ms   server CPU {me_cpu:.0} us/req");
+    println!(
+        "  GET /auth/verify (cookie) {v_rps:>9.0} req/s   p99 {v_p99:.2} ms   server CPU {v_cpu:.0} us/req   = {:.0}% of /auth/me, errors {v_err}",
+        100.0 * v_rps / me_rps
     );
 }
 

@@ -442,6 +442,14 @@ pub struct Config {
     /// A PNG, SVG, JPEG or WebP file shown at the top of every page (read
     /// at start: `web::pages::Logo::load`). Default none.
     pub web_logo: Option<PathBuf>,
+    /// The parent domain the session cookie is scoped to (`Domain=`), so
+    /// that one sign-in covers every app under it (forward-auth); the
+    /// public URL's host must be inside it. Default none: the cookie is
+    /// the sign-in host's alone.
+    pub cookie_domain: Option<String>,
+    /// The forward-auth access rules (`[access]`, `[[access.rules]]`).
+    /// Default: no rules, everything denied.
+    pub access: crate::forward::Access,
     /// Enabled dialects.
     pub dialects: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed: addresses or CIDR
@@ -482,6 +490,7 @@ struct RawConfig {
     mail: Option<RawMail>,
     activity: Option<RawActivity>,
     web: Option<RawWeb>,
+    access: Option<crate::forward::rules::RawAccess>,
     api: Option<RawApi>,
     providers: Option<BTreeMap<String, RawProvider>>,
 }
@@ -582,6 +591,7 @@ struct RawWeb {
     session_idle_secs: Option<i64>,
     session_max_secs: Option<i64>,
     logo: Option<PathBuf>,
+    cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -637,6 +647,8 @@ impl Config {
             web_session_idle_secs: 7 * 86_400,
             web_session_max_secs: 30 * 86_400,
             web_logo: None,
+            cookie_domain: None,
+            access: crate::forward::Access::default(),
             dialects: ALL_DIALECTS.iter().map(|s| s.to_string()).collect(),
             trusted_proxies: Vec::new(),
             access_log: AccessLog::Text,
@@ -757,6 +769,10 @@ impl Config {
             set(&mut self.web_session_idle_secs, w.session_idle_secs);
             set(&mut self.web_session_max_secs, w.session_max_secs);
             self.web_logo = w.logo.or(self.web_logo.take());
+            self.cookie_domain = w.cookie_domain.or(self.cookie_domain.take());
+        }
+        if let Some(a) = r.access {
+            self.access = crate::forward::Access::from_raw(a)?;
         }
         if let Some(a) = r.api {
             set(&mut self.dialects, a.dialects);
@@ -918,6 +934,9 @@ impl Config {
                  (now {idle} and {max})"
             ));
         }
+        if let Some(d) = &self.cookie_domain {
+            check_cookie_domain(d, self.public_url.as_deref()).map_err(Error::BadRequest)?;
+        }
         let l = &self.limits;
         if l.login_burst < 1.0
             || l.token_burst < 1.0
@@ -1068,7 +1087,13 @@ impl Config {
                 Some(f) => format!("logo = {}", q(&f.display().to_string())),
                 None => "# logo: unset, so the pages show the product name only".to_string(),
             },
+            opt(
+                "cookie_domain",
+                &self.cookie_domain,
+                "the session cookie is the sign-in host's alone",
+            ),
             String::new(),
+            self.access.describe(),
             "[api]".into(),
             format!("dialects = {}", list(&self.dialects)),
             String::new(),
@@ -1079,6 +1104,35 @@ impl Config {
             out.push_str(&p.describe());
         }
         out
+    }
+}
+
+/// `[web] cookie_domain`: a lower-case domain of at least two labels (a
+/// browser refuses a cookie for a bare top-level name, and an IP address
+/// has no subdomains), with the public URL's host equal to it or under
+/// it (else the sign-in pages could not set the cookie at all).
+fn check_cookie_domain(d: &str, public_url: Option<&str>) -> Result<(), String> {
+    let looks_like_ip = d.parse::<IpAddr>().is_ok()
+        || d.rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if d != d.to_ascii_lowercase()
+        || !crate::forward::rules::is_host(d)
+        || !d.contains('.')
+        || looks_like_ip
+    {
+        return Err(format!(
+            "web.cookie_domain = {d:?} must be a lower-case domain name of two labels or more,              without a leading dot, e.g. \"home.example\""
+        ));
+    }
+    let host = public_url.and_then(crate::forward::public_host);
+    match host {
+        Some(h) if h == d || h.ends_with(&format!(".{d}")) => Ok(()),
+        _ => Err(format!(
+            "web.cookie_domain = {d:?} needs public_url on a host inside it \
+             (e.g. https://auth.{d}); public_url is {}",
+            public_url.map_or("unset".to_string(), |u| format!("{u:?}"))
+        )),
     }
 }
 
@@ -1737,6 +1791,58 @@ mod tests {
         assert_eq!(c.activity_retention_days, d.activity_retention_days);
         assert_eq!(c.web_session_idle_secs, d.web_session_idle_secs);
         assert_eq!(c.web_session_max_secs, d.web_session_max_secs);
+    }
+
+    #[test]
+    fn cookie_domain_must_contain_the_public_url_host_and_access_rules_parse_back() {
+        let ok = load_toml(
+            "public_url = \"https://auth.home.example\"\n[web]\ncookie_domain = \"home.example\"\n\
+             [access]\ndefault_policy = \"one_factor\"\n[[access.rules]]\n\
+             domain = \"*.home.example\"\npath = \"/admin\"\npolicy = \"deny\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.cookie_domain.as_deref(), Some("home.example"));
+        assert_eq!(ok.access.rules.len(), 1);
+        let again = load_toml(&ok.describe(), &[]).unwrap();
+        assert_eq!(again.cookie_domain, ok.cookie_domain);
+        assert_eq!(again.access.describe(), ok.access.describe());
+        assert!(ok.describe().contains("# rule 1\n[[access.rules]]"));
+        // The public URL's host itself is inside.
+        assert!(load_toml(
+            "public_url = \"https://home.example\"\n[web]\ncookie_domain = \"home.example\"\n",
+            &[]
+        )
+        .is_ok());
+        for (public, domain, says) in [
+            (
+                "https://auth.other.example",
+                "home.example",
+                "needs public_url",
+            ),
+            (
+                "https://evilhome.example",
+                "home.example",
+                "needs public_url",
+            ),
+            ("https://auth.example", "example", "two labels"),
+            ("https://a.home.example", ".home.example", "two labels"),
+            ("https://a.Home.example", "Home.example", "lower-case"),
+            ("http://10.0.0.1", "0.0.1", "two labels"),
+            ("https://a.home.example", "home.example/x", "two labels"),
+        ] {
+            let e = load_toml(
+                &format!("public_url = {public:?}\n[web]\ncookie_domain = {domain:?}\n"),
+                &[],
+            )
+            .unwrap_err();
+            assert!(
+                e.contains("cookie_domain") && e.contains(says),
+                "{domain}: {e}"
+            );
+        }
+        let e = load_toml("[web]\ncookie_domain = \"home.example\"\n", &[]).unwrap_err();
+        assert!(e.contains("public_url is unset"), "{e}");
     }
 
     #[test]

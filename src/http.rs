@@ -29,6 +29,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The client's IP (from X-Forwarded-For only behind a trusted proxy).
     pub ip: String,
+    /// True when the peer itself is in `trusted_proxies`: only then are
+    /// its forwarded headers (X-Forwarded-*, X-Original-URL) believed.
+    pub from_trusted_proxy: bool,
     /// The body bytes (at most `MAX_BODY`).
     pub body: Vec<u8>,
     /// The user a handler's bearer check proved (`api::bearer`), for the
@@ -54,6 +57,7 @@ impl Request {
             query: parse_form(query),
             headers: Vec::new(),
             ip: "127.0.0.1".into(),
+            from_trusted_proxy: false,
             body: Vec::new(),
             user: OnceCell::new(),
         }
@@ -64,6 +68,7 @@ impl Request {
     pub fn set_peer(&mut self, peer: IpAddr, trusted_proxies: &[IpRange]) {
         let xff = self.header_all("x-forwarded-for");
         self.ip = client_ip(Some(peer), xff.as_deref(), trusted_proxies);
+        self.from_trusted_proxy = trusted_proxies.iter().any(|t| t.contains(peer));
     }
 
     /// A header's value (name in any case).

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod factors;
 pub mod filter;
+pub mod forward;
 pub mod http;
 pub mod jwt;
 pub mod limits;

@@ -35,6 +35,7 @@ enum Command {
     Mail(MailCmd),
     Backup(Backup),
     Activity(ActivityCmd),
+    Access(AccessCmd),
 }
 
 /// `println!` for the commands' output: when the reader has gone (`hallpass
@@ -609,6 +610,40 @@ struct ActivityCmd {
 }
 }
 
+#[derive(FromArgs)]
+#[argh(subcommand, name = "access")]
+/// Forward-auth's access rules ([access] in the config).
+struct AccessCmd {
+    #[argh(subcommand)]
+    cmd: AccessSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum AccessSub {
+    Test(AccessTest),
+}
+
+common_flags! {
+#[derive(FromArgs)]
+#[argh(subcommand, name = "test")]
+/// Say which rule matches URL and what it decides, for a user or anonymous.
+struct AccessTest {
+    /// the URL an app is asked at, e.g. https://app.home.example/admin
+    #[argh(positional)]
+    url: String,
+    /// the user asking (email, username or id); default anonymous
+    #[argh(option)]
+    user: Option<String>,
+    /// the request's method (default GET)
+    #[argh(option, default = "String::from(\"GET\")")]
+    method: String,
+    /// the user's session has a second factor (default: password only)
+    #[argh(switch)]
+    two_factor: bool,
+}
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(args) => args,
@@ -745,6 +780,9 @@ fn run(cmd: Command) -> Result<(), Error> {
         },
         Command::Backup(c) => backup(c),
         Command::Activity(c) => activity(c),
+        Command::Access(a) => match a.cmd {
+            AccessSub::Test(c) => access_test(c),
+        },
     }
 }
 
@@ -902,6 +940,14 @@ fn serve(c: Serve) -> Result<(), Error> {
     if let Err(warning) = check_mail_command(&cfg) {
         eprintln!("warning: {warning}");
     }
+    // The handler goes in before anything is announced: a SIGTERM that
+    // follows a "listening" line at once (a supervisor, a test) must stop
+    // the server gracefully, not kill it by the default action.
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| Error::Internal(format!("cannot install the signal handler: {e}")))?;
     let made = NewFiles::note(&cfg);
     let running = hallpass::serve(cfg, Clock::System).inspect_err(|_| made.remove())?;
     drop(made);
@@ -913,11 +959,6 @@ fn serve(c: Serve) -> Result<(), Error> {
     if let Some(hint) = running.first_start_hint() {
         log.line(hint);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .map_err(|e| Error::Internal(format!("cannot install the signal handler: {e}")))?;
     // Until a signal, or the listener's failure (checked every second).
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         rx.recv_timeout(std::time::Duration::from_secs(1))
@@ -978,6 +1019,9 @@ fn check_config(c: CheckConfig) -> Result<(), Error> {
         Err(problem) => problems.push(problem),
     }
     for line in hallpass::social::kinds::setup_lines(cfg.public_url.as_deref(), &cfg.providers) {
+        eprintln!("{line}");
+    }
+    for line in access_lines(&cfg) {
         eprintln!("{line}");
     }
     // One cause (an unreadable database) can fail two checks alike.
@@ -1638,5 +1682,95 @@ fn activity(c: ActivityCmd) -> Result<(), Error> {
             r.ip_address.as_deref().unwrap_or("-"),
         );
     }
+    Ok(())
+}
+
+/// check-config's lines on the access rules: each in order, then the
+/// default.
+fn access_lines(cfg: &Config) -> Vec<String> {
+    let a = &cfg.access;
+    let mut out: Vec<String> = a
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("access rule {}: {}", i + 1, r.summary()))
+        .collect();
+    out.push(format!(
+        "access: no rule matching: {}{}",
+        a.default_policy.name(),
+        match &cfg.cookie_domain {
+            Some(d) => format!("; the session cookie covers {d} and every host under it"),
+            None =>
+                "; no [web] cookie_domain: the session cookie reaches the sign-in host only".into(),
+        }
+    ));
+    out
+}
+
+fn access_test(c: AccessTest) -> Result<(), Error> {
+    use hallpass::forward::{self, Decision, Target, Who};
+    let (cfg, who, groups) = match &c.user {
+        Some(u) => {
+            let (cfg, conn) = open(c.config, c.db)?;
+            let user = accounts::find_user(&conn, u)?;
+            let groups = forward::groups(&conn, &user)?;
+            let amr: Vec<String> = if c.two_factor {
+                vec!["pwd".into(), "otp".into()]
+            } else {
+                vec!["pwd".into()]
+            };
+            (cfg, Some(Who::new(user, &amr)), groups)
+        }
+        None => (load(c.config, c.db, Flags::default())?, None, Vec::new()),
+    };
+    let target = Target::from_url(&c.method, &c.url).map_err(Error::BadRequest)?;
+    let v = forward::decide_with(&cfg.access, &target, who.as_ref(), &groups);
+    let who_text = match &who {
+        Some(w) => format!(
+            "{} ({}; groups {})",
+            w.user.display_name(),
+            if w.two_factor {
+                "with a second factor"
+            } else {
+                "password only"
+            },
+            groups.join(", ")
+        ),
+        None => "anonymous".into(),
+    };
+    println!(
+        "request: {} {} (host {}, path {}) as {who_text}",
+        target.method, target.url, target.host, target.path
+    );
+    match v.rule {
+        Some(i) => println!("rule {}: {}", i + 1, cfg.access.rules[i].summary()),
+        None => println!(
+            "no rule matches: default_policy {}",
+            cfg.access.default_policy.name()
+        ),
+    }
+    let public = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let reachable = forward::safe_rd(&target.url, cfg.cookie_domain.as_deref(), &public).is_some();
+    let decision = match v.decision {
+        Decision::Allow(id) => format!(
+            "allow (200): Remote-User {}, Remote-Groups {}",
+            id.user, id.groups
+        ),
+        Decision::Bypass => "bypass (200, no sign-in, no user headers)".into(),
+        Decision::Deny => "deny (403)".into(),
+        Decision::NeedSignIn if reachable => "sign in first (to the sign-in page)".into(),
+        Decision::NeedSecondFactor if reachable => {
+            "second factor first (to the step-up page)".into()
+        }
+        Decision::NeedSignIn | Decision::NeedSecondFactor => format!(
+            "refused (403): a sign-in is needed, but {} is outside [web] cookie_domain, so \
+             the session cookie would never reach it",
+            target.host
+        ),
+    };
+    println!("decision: {decision}");
     Ok(())
 }

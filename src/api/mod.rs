@@ -15,6 +15,7 @@ use crate::http::{Request, Response};
 use crate::jwt::Claims;
 
 pub mod admin;
+pub mod forward;
 pub mod lagrello;
 pub mod meta;
 pub mod mfa;
@@ -106,6 +107,13 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
             openapi: oidc::openapi,
             render: oidc::render,
         },
+        // Forward-auth for reverse proxies: always on, like oidc.
+        Dialect {
+            name: "forward",
+            routes: forward::routes(),
+            openapi: forward::openapi,
+            render: native::render,
+        },
         Dialect {
             name: "yat",
             routes: yat::routes(),
@@ -140,7 +148,7 @@ pub fn dialects(enabled: &dyn Fn(&str) -> bool) -> Vec<Dialect> {
     ];
     all.into_iter()
         .filter(|d| match d.name {
-            "meta" | "admin" | "web" | "oidc" => true,
+            "meta" | "admin" | "web" | "oidc" | "forward" => true,
             "social" => enabled("native"),
             name => enabled(name),
         })

@@ -47,12 +47,25 @@ pub const COOKIE: &str = "__Host-hallpass";
 /// Over plain http (a browser refuses `__Host-` without Secure).
 pub const COOKIE_PLAIN: &str = "hallpass";
 
-/// The cookie name in use for this public URL.
+/// Over https with `[web] cookie_domain`: `__Secure-` (the browser takes
+/// it only with Secure, so a page served over plain http cannot set or
+/// overwrite it), and no `__Host-`, which forbids a Domain.
+pub const COOKIE_SHARED: &str = "__Secure-hallpass";
+
+/// The cookie name in use for this public URL, without a cookie domain.
 pub fn cookie_name(public_url: &str) -> &'static str {
-    if is_https(public_url) {
-        COOKIE
-    } else {
-        COOKIE_PLAIN
+    cookie_name_for(public_url, None)
+}
+
+/// The session cookie's name for this public URL and `[web]
+/// cookie_domain`: `__Host-hallpass` over https (the host's alone),
+/// `__Secure-hallpass` over https with a cookie domain, `hallpass` over
+/// plain http.
+pub fn cookie_name_for(public_url: &str, cookie_domain: Option<&str>) -> &'static str {
+    match (is_https(public_url), cookie_domain) {
+        (true, None) => COOKIE,
+        (true, Some(_)) => COOKIE_SHARED,
+        (false, _) => COOKIE_PLAIN,
     }
 }
 
@@ -86,6 +99,25 @@ fn is_https(public_url: &str) -> bool {
 pub fn set_cookie(public_url: &str, name: &str, value: &str, max_age: i64) -> String {
     let secure = if is_https(public_url) { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// The session cookie's Set-Cookie value: `set_cookie`'s attributes, and
+/// `Domain=` when a cookie domain is set (so every host under it gets the
+/// cookie: forward-auth's one sign-in). `max_age` 0 deletes it (with the
+/// same Domain, or the browser would keep it).
+pub fn set_session_cookie(
+    public_url: &str,
+    cookie_domain: Option<&str>,
+    value: &str,
+    max_age: i64,
+) -> String {
+    let name = cookie_name_for(public_url, cookie_domain);
+    let mut c = set_cookie(public_url, name, value, max_age);
+    if let Some(d) = cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    c
 }
 
 /// How long the pre-sign-in CSRF cookie lives (a form left open for this
@@ -466,5 +498,27 @@ mod tests {
         assert_eq!(cookie_name("http://127.0.0.1:8080"), "hallpass");
         assert!(set_cookie("https://a", COOKIE, "x", 5).ends_with("; Secure"));
         assert!(!set_cookie("http://a", COOKIE_PLAIN, "x", 5).contains("Secure"));
+    }
+
+    #[test]
+    fn with_a_cookie_domain_the_session_cookie_is_shared_under_it() {
+        let https = "https://auth.home.example";
+        let d = Some("home.example");
+        assert_eq!(cookie_name_for(https, None), "__Host-hallpass");
+        assert_eq!(cookie_name_for(https, d), "__Secure-hallpass");
+        assert_eq!(cookie_name_for("http://auth.home.example", d), "hallpass");
+        assert_eq!(
+            set_session_cookie(https, d, "v", 60),
+            "__Secure-hallpass=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure; \
+             Domain=home.example"
+        );
+        assert_eq!(
+            set_session_cookie(https, None, "v", 0),
+            "__Host-hallpass=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
+        );
+        assert_eq!(
+            set_session_cookie("http://auth.home.example", d, "", 0),
+            "hallpass=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Domain=home.example"
+        );
     }
 }

@@ -289,4 +289,31 @@ sldoc=$(bash "$here/sourceloop/export.sh") \
 mkdir -p "$work/sourceloop"
 python3 "$here/sourceloop/check.py" "$bin" "$sldoc" "$work/sourceloop"
 
-echo "interop: 11 passed, 0 failed"
+# Forward-auth (issue 14): Debian's nginx (auth_request) and caddy
+# (forward_auth) in front of a small app. Neither may start as a system
+# service on install (ports 80/443, root): a policy-rc.d that refuses
+# service starts is put in place for the install when the machine has none.
+# forward.py runs each in the foreground with its own config, on ports
+# above 1024.
+if ! command -v nginx >/dev/null || ! command -v caddy >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo_ tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo_ chmod 0755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    $sudo_ apt-get install -y -q nginx caddy >/dev/null 2>&1 \
+        || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q nginx caddy >/dev/null; } \
+        || echo "interop: apt-get install nginx caddy failed" >&2
+    [ -z "$made_policy" ] || $sudo_ rm -f /usr/sbin/policy-rc.d
+fi
+command -v nginx >/dev/null || { echo "interop: nginx is missing" >&2; exit 1; }
+command -v caddy >/dev/null || { echo "interop: caddy is missing" >&2; exit 1; }
+echo "== forward-auth ($(nginx -v 2>&1), caddy $(caddy version | cut -d' ' -f1))"
+mkdir -p "$work/forward"
+python3 "$here/forward.py" "$bin" "$work/forward"
+
+echo "interop: 12 passed, 0 failed"

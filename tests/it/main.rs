@@ -12,6 +12,7 @@ mod conformance;
 mod dialects;
 mod emailed;
 mod fakeidp;
+mod forward;
 mod hostile;
 mod limits;
 mod mail;
