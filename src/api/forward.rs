@@ -33,7 +33,6 @@ use crate::app::Ctx;
 use crate::error::Error;
 use crate::forward::{self, Decision, Target, Who};
 use crate::http::{percent_encode, Request, Response};
-use crate::web::session;
 
 /// The forward-auth route table.
 pub fn routes() -> Vec<Route> {
@@ -121,13 +120,11 @@ fn who(cx: &Ctx, req: &Request) -> Result<Result<Option<Who>, ()>, Error> {
             Err(_) => bad_bearer = true,
         }
     }
-    let public = &cx.app.public_url;
-    let name = session::cookie_name_for(public, cx.app.config.cookie_domain.as_deref());
-    if let Some(value) = req.cookie(name) {
-        if let Some(s) = session::current(&cx.conn, value, cx.now())? {
-            if let Some(user) = crate::accounts::get_user(&cx.conn, &s.user_id)? {
-                return Ok(Ok(Some(Who::new(user, &s.amr))));
-            }
+    // A use of the session, as at the pages: it keeps an idle session
+    // alive while its person uses the apps behind the proxy.
+    if let Some(s) = super::web::browser_session(cx, req)? {
+        if let Some(user) = crate::accounts::get_user(&cx.conn, &s.user_id)? {
+            return Ok(Ok(Some(Who::new(user, &s.amr))));
         }
     }
     Ok(if bad_bearer { Err(()) } else { Ok(None) })

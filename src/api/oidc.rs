@@ -14,7 +14,7 @@ use crate::app::Ctx;
 use crate::error::Error;
 use crate::http::{parse_form, percent_encode, Request, Response};
 use crate::oidc::authorize::{self, Outcome};
-use crate::oidc::browser::{self, BrowserSession};
+use crate::oidc::browser::BrowserSession;
 use crate::oidc::endpoints::{self, EndSession};
 use crate::oidc::token::{self, TokenRequest};
 use crate::oidc::{discovery, oauth_error};
@@ -235,9 +235,7 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         post_logout_redirect_uri: pairs.get("post_logout_redirect_uri")?,
         state: pairs.get("state")?,
     };
-    let value = req
-        .cookie(browser::cookie_name(&cx.app.public_url))
-        .map(str::to_string);
+    let value = super::web::session_cookie(cx, req).map(str::to_string);
     let target = match endpoints::end_session(cx, &ask, value.as_deref())? {
         endpoints::Ended::Done(target) => target,
         // The sign-out page asks, with its CSRF-protected form.
@@ -269,16 +267,7 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         None => Response::text(200, "text/html; charset=utf-8", SIGNED_OUT.to_string()),
     };
     if value.is_some() {
-        let name = browser::cookie_name(&cx.app.public_url);
-        let secure = if name == browser::COOKIE {
-            "; Secure"
-        } else {
-            ""
-        };
-        resp = resp.with_header(
-            "Set-Cookie",
-            &format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"),
-        );
+        resp = resp.with_header("Set-Cookie", &super::web::set_session_cookie(cx, "", 0));
     }
     Ok(no_store(resp))
 }

@@ -135,7 +135,7 @@ fn callback(cx: &mut Ctx, req: &Request, provider: Provider) -> Result<Response,
         error: get(&f, "error"),
         binding,
         apple_user: get(&f, "user"),
-        session: req.cookie(crate::web::session::cookie_name(&cx.app.public_url)),
+        session: super::web::session_cookie(cx, req),
     };
     let path = kinds::redirect_path(&cx.app.config.providers, &provider);
     match social::callback(cx, &provider, &path, &cb, &peer(req))? {

@@ -52,16 +52,11 @@ pub const COOKIE_PLAIN: &str = "hallpass";
 /// overwrite it), and no `__Host-`, which forbids a Domain.
 pub const COOKIE_SHARED: &str = "__Secure-hallpass";
 
-/// The cookie name in use for this public URL, without a cookie domain.
-pub fn cookie_name(public_url: &str) -> &'static str {
-    cookie_name_for(public_url, None)
-}
-
 /// The session cookie's name for this public URL and `[web]
 /// cookie_domain`: `__Host-hallpass` over https (the host's alone),
 /// `__Secure-hallpass` over https with a cookie domain, `hallpass` over
 /// plain http.
-pub fn cookie_name_for(public_url: &str, cookie_domain: Option<&str>) -> &'static str {
+pub fn cookie_name(public_url: &str, cookie_domain: Option<&str>) -> &'static str {
     match (is_https(public_url), cookie_domain) {
         (true, None) => COOKIE,
         (true, Some(_)) => COOKIE_SHARED,
@@ -111,7 +106,7 @@ pub fn set_session_cookie(
     value: &str,
     max_age: i64,
 ) -> String {
-    let name = cookie_name_for(public_url, cookie_domain);
+    let name = cookie_name(public_url, cookie_domain);
     let mut c = set_cookie(public_url, name, value, max_age);
     if let Some(d) = cookie_domain {
         c.push_str("; Domain=");
@@ -494,8 +489,8 @@ mod tests {
         assert!(!csrf_ok(&m, Some(&w), &t));
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
         assert!(!csrf_ok(&other, Some(&v), &t));
-        assert_eq!(cookie_name("https://auth.example"), "__Host-hallpass");
-        assert_eq!(cookie_name("http://127.0.0.1:8080"), "hallpass");
+        assert_eq!(cookie_name("https://auth.example", None), "__Host-hallpass");
+        assert_eq!(cookie_name("http://127.0.0.1:8080", None), "hallpass");
         assert!(set_cookie("https://a", COOKIE, "x", 5).ends_with("; Secure"));
         assert!(!set_cookie("http://a", COOKIE_PLAIN, "x", 5).contains("Secure"));
     }
@@ -504,9 +499,9 @@ mod tests {
     fn with_a_cookie_domain_the_session_cookie_is_shared_under_it() {
         let https = "https://auth.home.example";
         let d = Some("home.example");
-        assert_eq!(cookie_name_for(https, None), "__Host-hallpass");
-        assert_eq!(cookie_name_for(https, d), "__Secure-hallpass");
-        assert_eq!(cookie_name_for("http://auth.home.example", d), "hallpass");
+        assert_eq!(cookie_name(https, None), "__Host-hallpass");
+        assert_eq!(cookie_name(https, d), "__Secure-hallpass");
+        assert_eq!(cookie_name("http://auth.home.example", d), "hallpass");
         assert_eq!(
             set_session_cookie(https, d, "v", 60),
             "__Secure-hallpass=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure; \

@@ -186,7 +186,7 @@ fn account_page(cx: &Ctx, value: &str, s: &BrowserSession, view: View) -> Result
 /// when the session has ended.
 fn account_form(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSession, Form)>, Error> {
     let form = Form::read(req)?;
-    let value = req.cookie(session::cookie_name(&cx.app.public_url));
+    let value = session_cookie(cx, req);
     if !session::csrf_ok(&cx.app.master, value, form.get("csrf")) {
         return Err(csrf_refused());
     }
@@ -233,12 +233,9 @@ fn password_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
         }
         match account::change_password(cx, &s, current, new, &peer(req)) {
             Ok(id) => {
-                let public = cx.app.public_url.as_str();
                 let max_age = cx.app.config.web_session_max_secs;
-                Ok(see_other("/account?done=password#password").with_header(
-                    "Set-Cookie",
-                    &session::set_cookie(public, session::cookie_name(public), &id, max_age),
-                ))
+                Ok(see_other("/account?done=password#password")
+                    .with_header("Set-Cookie", &set_session_cookie(cx, &id, max_age)))
             }
             Err(e) => {
                 // The policy's words are about the new password; the rest

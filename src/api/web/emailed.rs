@@ -306,7 +306,7 @@ fn link_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         let Some(token) = token_of(Some(form.get("token"))) else {
             return dead_link(cx, "sign-in", "/signin/email-link");
         };
-        let old = req.cookie(session::cookie_name(&cx.app.public_url));
+        let old = session_cookie(cx, req);
         match flows::use_link(cx, token, old, &peer(req)) {
             Ok((step, return_to)) => {
                 let return_to = safe_return_to(return_to.as_deref());
@@ -405,7 +405,7 @@ fn code_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         if code.trim().is_empty() {
             return code_entry(cx, req, 422, email, return_to, Some("Enter the code."));
         }
-        let old = req.cookie(session::cookie_name(&cx.app.public_url));
+        let old = session_cookie(cx, req);
         match flows::use_code(cx, email, code, old, &peer(req)) {
             Ok(step) => Ok(after_step(cx, step, return_to)),
             Err(Error::Validation { .. }) => code_entry(
@@ -565,8 +565,7 @@ fn reset_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
         match flows::reset(cx, token, password, &peer(req)) {
             Ok(()) => {
                 // Every session of the account ended, this browser's too.
-                let public = cx.app.public_url.clone();
-                let clear = session::set_cookie(&public, session::cookie_name(&public), "", 0);
+                let clear = set_session_cookie(cx, "", 0);
                 Ok(message(
                     cx,
                     200,
@@ -707,7 +706,7 @@ fn signup_finish(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
             return signup_form(cx, req, 422, token, &email, name, errors);
         }
         let name = (!name.is_empty()).then_some(name);
-        let old = req.cookie(session::cookie_name(&cx.app.public_url));
+        let old = session_cookie(cx, req);
         match flows::sign_up(cx, token, name, password, old, &peer(req)) {
             Ok(id) => Ok(super::signin::signed_in(cx, "/account", &id)),
             Err(Error::TokenExpired | Error::TokenRevoked | Error::TokenInvalid) => {

@@ -51,9 +51,31 @@ pub fn routes() -> Vec<Route> {
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                        frame-ancestors 'none'; base-uri 'none'";
 
+/// The session cookie's name here: for the public URL's scheme and
+/// `[web] cookie_domain` (web/session.rs says which).
+pub fn session_cookie_name(cx: &Ctx) -> &'static str {
+    session::cookie_name(&cx.app.public_url, cx.app.config.cookie_domain.as_deref())
+}
+
+/// The session cookie's value in `req`, if any.
+pub fn session_cookie<'r>(cx: &Ctx, req: &'r Request) -> Option<&'r str> {
+    req.cookie(session_cookie_name(cx))
+}
+
+/// The Set-Cookie of session cookie `value` (`max_age` 0 deletes it),
+/// with `Domain=` when a cookie domain is set.
+pub fn set_session_cookie(cx: &Ctx, value: &str, max_age: i64) -> String {
+    session::set_session_cookie(
+        &cx.app.public_url,
+        cx.app.config.cookie_domain.as_deref(),
+        value,
+        max_age,
+    )
+}
+
 /// The browser session named by the request's cookie, if live.
 pub fn browser_session(cx: &Ctx, req: &Request) -> Result<Option<BrowserSession>, Error> {
-    match req.cookie(session::cookie_name(&cx.app.public_url)) {
+    match session_cookie(cx, req) {
         Some(v) => session::current_seen(&cx.conn, &cx.app.web_seen, v, cx.now()),
         None => Ok(None),
     }
@@ -217,7 +239,7 @@ fn csrf_refused() -> Error {
 
 /// The session cookie's value and its live session.
 fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSession)>, Error> {
-    let Some(value) = req.cookie(session::cookie_name(&cx.app.public_url)) else {
+    let Some(value) = session_cookie(cx, req) else {
         return Ok(None);
     };
     Ok(

@@ -171,7 +171,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
             view.password_error = Some("That is longer than any password here.");
             return signin_page(cx, req, 422, view);
         }
-        let old = req.cookie(session::cookie_name(&public));
+        let old = session_cookie(cx, req);
         match signin::password(cx, login, password, old, &peer(req)) {
             Ok(PasswordStep::Done(id)) => Ok(signed_in(cx, return_to, &id)),
             Ok(PasswordStep::SecondFactor(token)) => Ok(to_second_factor(cx, return_to, &token)),
@@ -270,10 +270,7 @@ pub(super) fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
     let max_age = cx.app.config.web_session_max_secs;
     let clear = |name: &str| session::set_cookie(public, name, "", 0);
     see_other(return_to)
-        .with_header(
-            "Set-Cookie",
-            &session::set_cookie(public, session::cookie_name(public), id, max_age),
-        )
+        .with_header("Set-Cookie", &set_session_cookie(cx, id, max_age))
         .with_header("Set-Cookie", &clear(session::csrf_cookie_name(public)))
         .with_header("Set-Cookie", &clear(session::pending_cookie_name(public)))
 }
@@ -328,7 +325,7 @@ fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
         if code.trim().is_empty() {
             return second_factor_page(cx, 422, pending, return_to, Some("Enter a code."));
         }
-        let old = req.cookie(session::cookie_name(&public));
+        let old = session_cookie(cx, req);
         match signin::second_factor(cx, pending, code, old, &peer(req)) {
             Ok(id) => Ok(signed_in(cx, return_to, &id)),
             Err(Error::OtpInvalid) if signin::pending_live(cx, pending)? => second_factor_page(
@@ -415,9 +412,7 @@ fn post_logout(
 fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         let form = Form::read(req)?;
-        let public = cx.app.public_url.clone();
-        let name = session::cookie_name(&public);
-        let value = req.cookie(name);
+        let value = session_cookie(cx, req);
         if !session::csrf_ok(&cx.app.master, value, form.get("csrf")) {
             return Err(csrf_refused());
         }
@@ -430,7 +425,7 @@ fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
             Some(b) => b.url,
             None => "/signin".to_string(),
         };
-        Ok(see_other(&to).with_header("Set-Cookie", &session::set_cookie(&public, name, "", 0)))
+        Ok(see_other(&to).with_header("Set-Cookie", &set_session_cookie(cx, "", 0)))
     })
 }
 
