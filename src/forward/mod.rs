@@ -197,9 +197,7 @@ impl Who {
     /// From an RFC 8176 `amr` list (a session's or a token's): a second
     /// factor is a TOTP or recovery code.
     pub fn new(user: User, amr: &[String]) -> Who {
-        let two_factor = amr
-            .iter()
-            .any(|a| a == "otp" || a == "recovery" || a == "mfa");
+        let two_factor = crate::web::signin::has_second_factor(amr);
         Who { user, two_factor }
     }
 }

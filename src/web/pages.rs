@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/second_factor.html"),
     ),
     ("signout.html", include_str!("templates/signout.html")),
+    ("step_up.html", include_str!("templates/step_up.html")),
     ("account.html", include_str!("templates/account.html")),
     (
         "account_totp.html",

@@ -117,6 +117,51 @@ pub fn second_factor(
     Ok(id)
 }
 
+/// Step-up: a signed-in session whose sign-in had no second factor (a
+/// forward-auth `two_factor` rule asked for one) proves it with a TOTP or
+/// recovery code. The answer is a new session (new id, the old one ended
+/// in the same transaction, which also checks it is still live) whose amr
+/// adds the factor, logged as a sign-in with method "web". A wrong code is
+/// OtpInvalid, counted against the account's second-factor lock.
+pub fn step_up(
+    cx: &mut Ctx,
+    s: &session::BrowserSession,
+    cookie_value: &str,
+    code: &str,
+    peer: &Peer,
+) -> Result<String, Error> {
+    let now = cx.now();
+    cx.app.limiter.take(Family::Login, &peer.ip, now)?;
+    let user = accounts::get_user(&cx.conn, &s.user_id)?.ok_or(Error::TokenInvalid)?;
+    if !user.is_active() {
+        return Err(Error::UserInactive);
+    }
+    let code: String = code.split_whitespace().collect();
+    let factor = factors::parse_factor("code", &code, RecoveryUse::SignIn)?;
+    let amr = factors::check(cx, &user, factor, Confirm::No, peer)?;
+    let mut all: Vec<&str> = s
+        .amr
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != amr)
+        .collect();
+    all.push(amr);
+    let grant = auth::grant_for(&user, None, &all);
+    start_session(cx, &grant, METHOD, Some(cookie_value), peer, |tx| {
+        // Signed out (or ended by an admin) meanwhile: nothing to step up.
+        match session::current(tx, cookie_value, now)? {
+            Some(live) if live.user_id == user.id => Ok(()),
+            _ => Err(Error::TokenInvalid),
+        }
+    })
+}
+
+/// True when a session's sign-in had a second factor (RFC 8176 amr).
+pub fn has_second_factor(amr: &[String]) -> bool {
+    amr.iter()
+        .any(|a| matches!(a.as_str(), "otp" | "recovery" | "mfa"))
+}
+
 /// How a half-done sign-in began, kept with its pending token: the
 /// activity log's method and the amr of its first step. A token without
 /// it is the password form's ("web", ["pwd"]).

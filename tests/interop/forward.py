@@ -323,9 +323,8 @@ def flow(name, base, post_method):
     rd = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)["rd"][0]
     check(rd == url, f"rd is the original URL ({rd})")
     done = sign_in(s, loc, "ann")
-    if done.headers["Location"] != rd:
-        print(f"  note: the sign-in page went to {done.headers['Location']}, not rd "
-              "(the pages do not follow rd yet)")
+    check(done.headers["Location"] == rd,
+          f"the sign-in page sends the browser back to rd ({done.headers['Location']})")
     r = s.get(url, headers={"Remote-User": "mallory"}, allow_redirects=False)
     check(r.status_code == 200, f"signed in: the app answers ({r.status_code})")
     j = r.json()
@@ -354,13 +353,17 @@ def flow(name, base, post_method):
     check(r.status_code == 302 and r.headers["Location"].startswith(hp + "/signin/step-up?rd="),
           f"a password-only session on a two_factor path goes to the step-up ({r.headers.get('Location')})")
     step = s.get(r.headers["Location"], allow_redirects=False)
-    if step.status_code == 404:
-        print("  note: the step-up page is not there yet (sign-in pages, coordinator)")
+    check(step.status_code == 403 and "/account#two-factor" in step.text,
+          f"ann has no TOTP: the step-up page says to set it up ({step.status_code})")
+    r = s.get(base + "/vault", allow_redirects=False)
+    check(r.status_code == 302, "and the vault stays shut")
     # bea has TOTP: signing in asks for the code, then the vault opens.
     b = requests.Session()
     r = b.get(base + "/vault/door", allow_redirects=False)
     check(r.status_code == 302, "anonymous on the two_factor path: to sign in")
-    sign_in(b, r.headers["Location"], "bea", bea_secret)
+    rd = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["Location"]).query)["rd"][0]
+    done = sign_in(b, r.headers["Location"], "bea", bea_secret)
+    check(done.headers["Location"] == rd, "after the code, back to rd")
     r = b.get(base + "/vault/door", allow_redirects=False)
     check(r.status_code == 200 and r.json()["remote_user"] == "bea",
           f"after the code, the two_factor path passes ({r.status_code})")

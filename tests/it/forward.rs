@@ -573,3 +573,149 @@ fn the_cli_lists_the_rules_refuses_bad_ones_and_tests_a_url() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn the_sign_in_page_returns_to_rd_with_the_shared_cookie_and_the_step_up_adds_the_factor() {
+    let s = server();
+    let (client, cs) = s.add_client();
+    let ann = s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let secure = "https://app.home.example/secure/vault?x=1";
+
+    // Sent by the proxy to /signin?rd=…: signed in, back at the app, with
+    // the cookie every host under home.example gets.
+    let b = Browser::new(&s);
+    let page = b.get(&format!(
+        "/signin?rd={}",
+        hallpass::url::percent_encode(secure)
+    ));
+    assert_eq!(crate::browser::field(&page.body, "return_to"), secure);
+    let r = b.post(
+        "/signin",
+        &[
+            ("csrf", &crate::browser::field(&page.body, "csrf")),
+            ("return_to", secure),
+            ("login", "bob"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), secure);
+    let c = crate::browser::set_cookie(&r, "hallpass").unwrap();
+    assert!(c.contains("Domain=home.example"), "{c}");
+    let bob_c = format!("hallpass={}", b.cookie("hallpass").unwrap());
+
+    // bob has no TOTP: the step-up says what to do, and lets nothing by.
+    let r = traefik(&s, "GET", secure, &[("Cookie", &bob_c)]);
+    let step_up = location(&r)
+        .strip_prefix("http://auth.home.example")
+        .unwrap()
+        .to_string();
+    let page = b.get(&step_up);
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("/account#two-factor"), "{}", page.body);
+    crate::browser::assert_page_headers(&page);
+
+    // ann signed in with a password only, then turned TOTP on.
+    let a = Browser::new(&s);
+    assert_eq!(a.sign_in(None, "ann", PASSWORD).status, 303);
+    let secret = enable_native(&s, &client, &cs, &ann);
+    let old = format!("hallpass={}", a.cookie("hallpass").unwrap());
+    assert_eq!(traefik(&s, "GET", secure, &[("Cookie", &old)]).status, 302);
+    let page = a.get(&step_up);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = crate::browser::field(&page.body, "csrf");
+    assert_eq!(crate::browser::field(&page.body, "return_to"), secure);
+    // Without its CSRF token: refused.
+    let r = a.post(
+        "/signin/step-up",
+        &[("return_to", secure), ("code", "123456")],
+    );
+    assert_eq!(r.status, 403);
+    let wrong = if code_at(&secret, s.now()) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let r = a.post(
+        "/signin/step-up",
+        &[("csrf", &csrf), ("return_to", secure), ("code", wrong)],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("id=\"code-error\""), "{}", r.body);
+    let r = a.post(
+        "/signin/step-up",
+        &[
+            ("csrf", &csrf),
+            ("return_to", secure),
+            ("code", &code_at(&secret, s.now())),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(location(&r), secure);
+    let new = format!("hallpass={}", a.cookie("hallpass").unwrap());
+    assert_ne!(new, old, "a new session id after the step-up");
+    let r = traefik(&s, "GET", secure, &[("Cookie", &new)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("remote-user"), Some("ann"));
+    // The password-only session is over.
+    let r = traefik(&s, "GET", "https://app.home.example/", &[("Cookie", &old)]);
+    assert_eq!(r.status, 302);
+    // Already stepped up: the page sends the browser straight on.
+    let r = a.get(&step_up);
+    assert_eq!((r.status, location(&r)), (303, secure));
+}
+
+#[test]
+fn rd_is_followed_only_inside_the_cookie_domain() {
+    let s = TestServer::start_with(|c| {
+        c.public_url = Some("http://auth.home.example".into());
+        c.cookie_domain = Some("home.example".into());
+        c.limits.login_burst = 100.0;
+    });
+    s.add_user("ann@example.com");
+    for (rd, to) in [
+        (
+            "https://grafana.home.example/d/1",
+            "https://grafana.home.example/d/1",
+        ),
+        (
+            "http://auth.home.example/account",
+            "http://auth.home.example/account",
+        ),
+        ("https://evil.example/", "/account"),
+        ("https://home.example.evil.example/", "/account"),
+        ("https://evilhome.example/", "/account"),
+        ("https://app.home.example@evil.example/", "/account"),
+        ("https://evil.example\\@app.home.example/", "/account"),
+        ("//evil.example/", "/account"),
+        ("javascript:alert(1)//home.example", "/account"),
+        ("https://app.home.example%2eevil.example/", "/account"),
+    ] {
+        let b = Browser::new(&s);
+        let page = b.get(&format!("/signin?rd={}", hallpass::url::percent_encode(rd)));
+        let r = b.post(
+            "/signin",
+            &[
+                ("csrf", &crate::browser::field(&page.body, "csrf")),
+                ("return_to", &crate::browser::field(&page.body, "return_to")),
+                ("login", "ann"),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!((r.status, location(&r)), (303, to), "{rd}");
+        // A forged hidden field is held to the same rule.
+        let b = Browser::new(&s);
+        let page = b.get("/signin");
+        let r = b.post(
+            "/signin",
+            &[
+                ("csrf", &crate::browser::field(&page.body, "csrf")),
+                ("return_to", rd),
+                ("login", "ann"),
+                ("password", PASSWORD),
+            ],
+        );
+        assert_eq!((r.status, location(&r)), (303, to), "forged {rd}");
+    }
+}

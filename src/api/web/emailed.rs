@@ -254,7 +254,7 @@ fn link_form(return_to: &str) -> EmailForm<'_> {
 fn email_link_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
-        let return_to = safe_return_to(req.query("return_to"));
+        let return_to = follow(cx, req.query("return_to"));
         link_form(return_to).show(cx, req, 200, "", None)
     })
 }
@@ -263,7 +263,7 @@ fn email_link_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, 
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
         let form = checked_form(cx, req)?;
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let shape = link_form(return_to);
         let email = match shape.address(cx, req, &form)? {
             Ok(e) => e,
@@ -309,7 +309,7 @@ fn link_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         let old = session_cookie(cx, req);
         match flows::use_link(cx, token, old, &peer(req)) {
             Ok((step, return_to)) => {
-                let return_to = safe_return_to(return_to.as_deref());
+                let return_to = follow(cx, return_to.as_deref());
                 Ok(after_step(cx, step, return_to))
             }
             Err(Error::TokenExpired | Error::TokenRevoked | Error::TokenInvalid) => {
@@ -335,7 +335,7 @@ fn code_form(return_to: &str) -> EmailForm<'_> {
 fn email_code_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
-        let return_to = safe_return_to(req.query("return_to"));
+        let return_to = follow(cx, req.query("return_to"));
         code_form(return_to).show(cx, req, 200, "", None)
     })
 }
@@ -344,7 +344,7 @@ fn email_code_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, 
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
         let form = checked_form(cx, req)?;
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let email = match code_form(return_to).address(cx, req, &form)? {
             Ok(e) => e,
             Err(page) => return Ok(page),
@@ -381,7 +381,7 @@ fn code_entry(
 fn code_page(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
-        let return_to = safe_return_to(req.query("return_to"));
+        let return_to = follow(cx, req.query("return_to"));
         let email = req.query("email").unwrap_or("").trim();
         if !crate::accounts::is_mailbox(email) || email.chars().count() > MAX_LOGIN {
             let to = format!("/signin/email-code{}", back_query(return_to));
@@ -395,7 +395,7 @@ fn code_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
     guard(cx, req, |cx, req| {
         mail_on(cx)?;
         let form = checked_form(cx, req)?;
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let email = form.get("email").trim();
         if !crate::accounts::is_mailbox(email) || email.chars().count() > MAX_LOGIN {
             let to = format!("/signin/email-code{}", back_query(return_to));

@@ -209,6 +209,19 @@ pub fn safe_return_to(v: Option<&str>) -> &str {
     }
 }
 
+/// Where a browser goes after a form: `v` when it is a path on this
+/// server (`safe_return_to`), or an absolute URL forward-auth sent the
+/// person from (`rd`): one on this host, or on a host under `[web]
+/// cookie_domain` (`forward::safe_rd`, which refuses userinfo, `\`,
+/// encoded hosts and anything a browser would strip). Else /account.
+pub fn follow<'a>(cx: &Ctx, v: Option<&'a str>) -> &'a str {
+    let domain = cx.app.config.cookie_domain.as_deref();
+    match v.and_then(|u| crate::forward::safe_rd(u, domain, &cx.app.public_url)) {
+        Some(url) => url,
+        None => safe_return_to(v),
+    }
+}
+
 /// The decoded fields of a form body.
 struct Form(Vec<(String, String)>);
 

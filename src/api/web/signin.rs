@@ -20,6 +20,8 @@ pub fn routes() -> Vec<Route> {
         Route::new("POST", "/signin/provider", provider_post),
         Route::new("GET", "/signin/second-factor", second_factor_form),
         Route::new("POST", "/signin/second-factor", second_factor_post),
+        Route::new("GET", "/signin/step-up", step_up_form),
+        Route::new("POST", "/signin/step-up", step_up_post),
         Route::new("GET", "/signout", signout_form),
         Route::new("POST", "/signout", signout_post),
     ]
@@ -29,7 +31,7 @@ pub fn routes() -> Vec<Route> {
 
 fn signin_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
-        let return_to = safe_return_to(req.query("return_to"));
+        let return_to = follow(cx, req.query("return_to").or(req.query("rd")));
         let mut view = SigninView::blank(return_to);
         // Back from a provider that did not sign the person in: a word
         // from a fixed list, never text from the URL.
@@ -149,7 +151,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         if !session::csrf_ok(&cx.app.master, csrf, form.get("csrf")) {
             return Err(csrf_refused());
         }
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let login = form.get("login").trim();
         let password = form.get("password");
         let mut view = SigninView::blank(return_to);
@@ -225,7 +227,7 @@ fn provider_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
         if !session::csrf_ok(&cx.app.master, csrf, form.get("csrf")) {
             return Err(csrf_refused());
         }
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let Some(provider) = configured(cx, form.get("provider")).cloned() else {
             let mut view = SigninView::blank(return_to);
             view.notice = Some("That way of signing in is not offered here.".into());
@@ -244,7 +246,7 @@ fn provider_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
 /// second factor owed (as after a password), or back to the sign-in page
 /// with why not. Every answer clears the sign-in's binding cookie.
 pub(crate) fn upstream_answer(cx: &Ctx, end: PagesEnd) -> Response {
-    let return_to = safe_return_to(Some(&end.return_to));
+    let return_to = follow(cx, Some(&end.return_to));
     let resp = match &end.step {
         Ok(PasswordStep::Done(id)) => signed_in(cx, return_to, id),
         Ok(PasswordStep::SecondFactor(token)) => to_second_factor(cx, return_to, token),
@@ -279,7 +281,7 @@ pub(super) fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
 
 fn second_factor_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
-        let return_to = safe_return_to(req.query("return_to"));
+        let return_to = follow(cx, req.query("return_to"));
         let pending = req.cookie(session::pending_cookie_name(&cx.app.public_url));
         match pending {
             Some(p) if signin::pending_live(cx, p)? => {
@@ -320,7 +322,7 @@ fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
             return Err(csrf_refused());
         }
         let pending = pending.unwrap_or_default();
-        let return_to = safe_return_to(Some(form.get("return_to")));
+        let return_to = follow(cx, Some(form.get("return_to")));
         let code = form.get("code");
         if code.trim().is_empty() {
             return second_factor_page(cx, 422, pending, return_to, Some("Enter a code."));
@@ -344,6 +346,91 @@ fn second_factor_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Respons
             ),
             // Too many wrong codes, or the five minutes are over.
             Err(Error::OtpInvalid | Error::TokenInvalid) => Ok(expired_sign_in(return_to)),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+// --- step-up -----------------------------------------------------------------
+
+fn step_up_form(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let rd = follow(cx, req.query("rd").or(req.query("return_to")));
+        let Some((value, s)) = signed_in_as(cx, req)? else {
+            // Not signed in: a full sign-in asks for the factor anyway.
+            return Ok(see_other(&format!(
+                "/signin?return_to={}",
+                percent_encode(rd)
+            )));
+        };
+        if signin::has_second_factor(&s.amr) {
+            return Ok(see_other(rd));
+        }
+        step_up_page(cx, 200, &value, &s, rd, None)
+    })
+}
+
+/// The step-up page: the code form for a user whose TOTP is on; for one
+/// without, what to do (403: the app cannot be reached without it).
+fn step_up_page(
+    cx: &Ctx,
+    status: u16,
+    value: &str,
+    s: &BrowserSession,
+    rd: &str,
+    code_error: Option<&str>,
+) -> Result<Response, Error> {
+    let totp_on = crate::factors::state(cx, &s.user_id)? == crate::totp::State::On;
+    let mut page = Page::new(product(cx), "Two-factor authentication")
+        .set("csrf", session::csrf_token(&cx.app.master, value))
+        .set("return_to", rd)
+        .set("totp_on", totp_on);
+    if let Some(e) = code_error {
+        page = page.set("code_error", e);
+    }
+    let status = if totp_on { status } else { 403 };
+    Ok(html(status, page.render("step_up.html")?))
+}
+
+fn step_up_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
+    guard(cx, req, |cx, req| {
+        let form = Form::read(req)?;
+        let value = session_cookie(cx, req);
+        if !session::csrf_ok(&cx.app.master, value, form.get("csrf")) {
+            return Err(csrf_refused());
+        }
+        let rd = follow(cx, Some(form.get("return_to")));
+        let Some((value, s)) = signed_in_as(cx, req)? else {
+            return Ok(see_other(&format!(
+                "/signin?return_to={}",
+                percent_encode(rd)
+            )));
+        };
+        let code = form.get("code");
+        if code.trim().is_empty() {
+            return step_up_page(cx, 422, &value, &s, rd, Some("Enter a code."));
+        }
+        let again =
+            |cx: &Ctx, status, message| step_up_page(cx, status, &value, &s, rd, Some(message));
+        match signin::step_up(cx, &s, &value, code, &peer(req)) {
+            Ok(id) => Ok(signed_in(cx, rd, &id)),
+            Err(Error::OtpInvalid) => {
+                again(cx, 401, "That code is not right. Try the current code.")
+            }
+            Err(Error::Validation { .. }) => {
+                again(cx, 422, "Enter the 6-digit code or a recovery code.")
+            }
+            Err(Error::RateLimited { retry_after }) => {
+                Ok(
+                    again(cx, 429, "Too many attempts. Wait a moment and try again.")?
+                        .with_header("Retry-After", &retry_after.to_string()),
+                )
+            }
+            // Signed out meanwhile, or the account disabled.
+            Err(Error::TokenInvalid | Error::UserInactive) => Ok(see_other(&format!(
+                "/signin?return_to={}",
+                percent_encode(rd)
+            ))),
             Err(e) => Err(e),
         }
     })
