@@ -34,7 +34,7 @@ use crate::sessions;
 use crate::url::percent_encode;
 use crate::web::{
     self,
-    signin::{FirstStep, PasswordStep},
+    signin::{FirstStep, Step},
 };
 
 /// How long a started sign-in may take.
@@ -106,7 +106,7 @@ struct AppTarget {
 }
 
 /// How a sign-in started at the sign-in page ended, for the pages' routes
-/// to answer (`PasswordStep`: a session, or the second factor owed).
+/// to answer (`Step`: a session, or the second factor owed).
 #[derive(Debug)]
 pub struct PagesEnd {
     /// The path on our server the browser was going to (checked at the
@@ -116,7 +116,7 @@ pub struct PagesEnd {
     pub provider: String,
     /// Err: why not, as the activity row's outcome (`provider_refused`,
     /// `signup_closed`, `link_refused`, ...).
-    pub step: Result<PasswordStep, &'static str>,
+    pub step: Result<Step, &'static str>,
     /// A whole `Set-Cookie` value clearing the binding cookie, or empty.
     pub cookie: String,
 }
@@ -741,7 +741,7 @@ fn finish_pages(
     our_state: &str,
     pending: &Pending,
     peer: &Peer,
-) -> Result<PasswordStep, Refusal> {
+) -> Result<Step, Refusal> {
     let user = signed_in_user(cx, provider, callback_path, cb, our_state, pending)?;
     let first = FirstStep {
         method: provider.name.clone(),

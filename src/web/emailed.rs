@@ -30,19 +30,10 @@ use crate::error::Error;
 use crate::signup::{self, Inviter, SignupForm};
 use crate::totp::{self, State};
 
-use super::signin::{self, FirstStep, Lifetimes};
+use super::signin::{self, FirstStep, Lifetimes, Step};
 
 /// The first factor an emailed link or code counts as.
 const AMR: &str = "email";
-
-/// Where a used link or code leads.
-#[derive(Debug)]
-pub enum Step {
-    /// Signed in: the new session's cookie value.
-    Done(String),
-    /// A second factor is owed: the pending token (for its cookie).
-    SecondFactor(String),
-}
 
 /// True when the emailed flows are offered: a mail command is configured.
 pub fn mail_on(config: &Config) -> bool {

@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("signout.html", include_str!("templates/signout.html")),
     ("step_up.html", include_str!("templates/step_up.html")),
+    ("code_form.html", include_str!("templates/code_form.html")),
     ("account.html", include_str!("templates/account.html")),
     (
         "account_totp.html",

@@ -36,9 +36,10 @@ pub const PENDING_TTL: i64 = 300;
 /// The activity log's method for the pages.
 pub const METHOD: &str = "web";
 
-/// What a right password leads to.
+/// What a first step (a password, a provider, an emailed link or code)
+/// leads to.
 #[derive(Debug)]
-pub enum PasswordStep {
+pub enum Step {
     /// Signed in: the new session's cookie value.
     Done(String),
     /// A second factor is owed: the pending token (for its cookie).
@@ -53,7 +54,7 @@ pub fn password(
     password: &str,
     old: Option<&str>,
     peer: &Peer,
-) -> Result<PasswordStep, Error> {
+) -> Result<Step, Error> {
     let user = auth::check_password_as(cx, login, password, peer, METHOD)?;
     after_first_step(cx, &user, &FirstStep::password(), old, peer)
 }
@@ -203,16 +204,16 @@ pub(crate) fn after_first_step(
     first: &FirstStep,
     old: Option<&str>,
     peer: &Peer,
-) -> Result<PasswordStep, Error> {
+) -> Result<Step, Error> {
     if factors::required(cx, user)? {
         let now = cx.now();
         let token = cx.write(|tx| owe_in(tx, user, first, now))?;
         cx.app.metrics.login("second_factor_owed");
-        return Ok(PasswordStep::SecondFactor(token));
+        return Ok(Step::SecondFactor(token));
     }
     let amr: Vec<&str> = first.amr.iter().map(String::as_str).collect();
     let grant = auth::grant_for(user, None, &amr);
-    start_session(cx, &grant, &first.method, old, peer, |_| Ok(())).map(PasswordStep::Done)
+    start_session(cx, &grant, &first.method, old, peer, |_| Ok(())).map(Step::Done)
 }
 
 /// A complete sign-in: `also` (what else the sign-in uses up), the

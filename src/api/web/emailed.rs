@@ -18,8 +18,7 @@
 //!   way to ask for a new one.
 
 use super::*;
-use crate::web::emailed::{self as flows, Step};
-use crate::web::signin::PENDING_TTL;
+use crate::web::emailed as flows;
 
 /// The emailed pages' routes.
 pub fn routes() -> Vec<Route> {
@@ -208,30 +207,6 @@ impl EmailForm<'_> {
     }
 }
 
-/// A used link or code: the session's cookie and on to `return_to`, or
-/// the second-factor page with the pending sign-in's cookie.
-fn after_step(cx: &Ctx, step: Step, return_to: &str) -> Response {
-    match step {
-        Step::Done(id) => super::signin::signed_in(cx, return_to, &id),
-        Step::SecondFactor(token) => {
-            let public = cx.app.public_url.as_str();
-            let to = format!(
-                "/signin/second-factor?return_to={}",
-                percent_encode(return_to)
-            );
-            see_other(&to).with_header(
-                "Set-Cookie",
-                &session::set_cookie(
-                    public,
-                    session::pending_cookie_name(public),
-                    &token,
-                    PENDING_TTL,
-                ),
-            )
-        }
-    }
-}
-
 /// The longest link token looked up (ours are 43 characters).
 const MAX_TOKEN: usize = 128;
 
@@ -310,7 +285,7 @@ fn link_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         match flows::use_link(cx, token, old, &peer(req)) {
             Ok((step, return_to)) => {
                 let return_to = follow(cx, return_to.as_deref());
-                Ok(after_step(cx, step, return_to))
+                Ok(super::signin::after_step(cx, &step, return_to))
             }
             Err(Error::TokenExpired | Error::TokenRevoked | Error::TokenInvalid) => {
                 dead_link(cx, "sign-in", "/signin/email-link")
@@ -407,7 +382,7 @@ fn code_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         }
         let old = session_cookie(cx, req);
         match flows::use_code(cx, email, code, old, &peer(req)) {
-            Ok(step) => Ok(after_step(cx, step, return_to)),
+            Ok(step) => Ok(super::signin::after_step(cx, &step, return_to)),
             Err(Error::Validation { .. }) => code_entry(
                 cx,
                 req,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::Provider;
 use crate::social::{self, kinds, Answer, PagesEnd};
-use crate::web::signin::{self, PasswordStep, PENDING_TTL};
+use crate::web::signin::{self, Step, PENDING_TTL};
 
 /// The sign-in and sign-out forms' routes.
 pub fn routes() -> Vec<Route> {
@@ -175,8 +175,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         }
         let old = session_cookie(cx, req);
         match signin::password(cx, login, password, old, &peer(req)) {
-            Ok(PasswordStep::Done(id)) => Ok(signed_in(cx, return_to, &id)),
-            Ok(PasswordStep::SecondFactor(token)) => Ok(to_second_factor(cx, return_to, &token)),
+            Ok(step) => Ok(after_step(cx, &step, return_to)),
             Err(Error::InvalidCredentials) => {
                 // The same words for an unknown name and a wrong password.
                 view.password_error = Some("The email, username or password is not right.");
@@ -197,6 +196,15 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
             Err(e) => Err(e),
         }
     })
+}
+
+/// Where a first step leads: signed in (303 to `return_to` with the
+/// session cookie), or the second-factor page with the pending cookie.
+pub(super) fn after_step(cx: &Ctx, step: &Step, return_to: &str) -> Response {
+    match step {
+        Step::Done(id) => signed_in(cx, return_to, id),
+        Step::SecondFactor(token) => to_second_factor(cx, return_to, token),
+    }
 }
 
 /// 303 to the second-factor page, with the pending sign-in's cookie.
@@ -248,8 +256,7 @@ fn provider_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
 pub(crate) fn upstream_answer(cx: &Ctx, end: PagesEnd) -> Response {
     let return_to = follow(cx, Some(&end.return_to));
     let resp = match &end.step {
-        Ok(PasswordStep::Done(id)) => signed_in(cx, return_to, id),
-        Ok(PasswordStep::SecondFactor(token)) => to_second_factor(cx, return_to, token),
+        Ok(step) => after_step(cx, step, return_to),
         Err(reason) => see_other(&format!(
             "/signin?return_to={}&failed={}&provider={}",
             percent_encode(return_to),
