@@ -1330,3 +1330,122 @@ fn a_plain_link_to_end_session_asks_before_signing_anyone_out() {
         )
     );
 }
+
+// ---- consent clients outside the provider (review 13) ---------------------
+
+/// Makes `client_id` a consent client.
+fn make_consent(s: &TestServer, client_id: &str) {
+    s.conn()
+        .execute(
+            "UPDATE clients SET consent = 1 WHERE client_id = ?1",
+            [client_id],
+        )
+        .unwrap();
+}
+
+/// A consent client's refusal outside the provider: 400 JSON, no redirect,
+/// saying where the app must sign people in.
+fn refused_outside_the_provider(r: &crate::support::Resp) {
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none(), "{:?}", r.headers);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("/oauth2/authorize"), "{message}");
+}
+
+/// Review 13: a plain link to the native social start with a consent
+/// client's id signed a person in to that app (code, /auth/token,
+/// /auth/me) with no consent asked. The start now refuses it.
+#[test]
+fn a_consent_client_cannot_sign_anyone_in_through_the_native_social_start() {
+    use crate::social::{google_idp, world, GOOGLE};
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    make_consent(&w.s, &w.client.client_id);
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}",
+        enc(&w.client.client_id)
+    ));
+    refused_outside_the_provider(&r);
+    // With its secret too: the app is the one that must not skip consent.
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}&client_secret={}",
+        enc(&w.client.client_id),
+        enc(&w.secret)
+    ));
+    refused_outside_the_provider(&r);
+    assert!(idp.authorizations().is_empty());
+    let states: i64 =
+        w.s.conn()
+            .query_row("SELECT count(*) FROM oauth_states", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(states, 0);
+}
+
+/// A client made a consent client between the start and the callback gets
+/// `access_denied` at its redirect URI, and no code is issued.
+#[test]
+fn a_client_made_consent_during_a_social_sign_in_gets_access_denied() {
+    use crate::social::{authorize, callback, google_idp, query_of, started, world, GOOGLE};
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}&state=app1",
+        enc(&w.client.client_id)
+    ));
+    let st = started(&r, &idp);
+    make_consent(&w.s, &w.client.client_id);
+    let back = authorize(&idp, &st);
+    let r = callback(&w.s, &back, Some(&st.cookie));
+    assert_eq!(r.status, 302, "{}", r.body);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(CB), "{loc}");
+    let q = query_of(loc);
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("state").map(String::as_str), Some("app1"));
+    assert!(!q.contains_key("code"));
+    let codes: i64 =
+        w.s.conn()
+            .query_row("SELECT count(*) FROM auth_codes", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(codes, 0);
+}
+
+/// The other native sign-ins that name a client without a consent step
+/// refuse a consent client the same way: emailed sign-in codes and fast
+/// sign-up.
+#[test]
+fn emailed_codes_and_fast_sign_up_refuse_a_consent_client() {
+    let s = TestServer::start_with(|c| c.signup = hallpass::config::Signup::Open);
+    s.add_user("ada@example.com");
+    let (client, secret) = s.add_client();
+    make_consent(&s, &client.client_id);
+    let with = |extra: Value| {
+        let mut b = json!({"client_id": client.client_id, "client_secret": secret});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for path in ["/auth/send-otp", "/auth/passwordless/start"] {
+        let r = s.post(path, &with(json!({"key": "ada@example.com"})));
+        refused_outside_the_provider(&r);
+    }
+    let mailed: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM mail_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mailed, 0);
+    let r = s.post(
+        "/auth/signup/fast",
+        &with(
+            json!({"username": "eve", "password": crate::support::PASSWORD,
+                     "email": "eve@example.com"}),
+        ),
+    );
+    refused_outside_the_provider(&r);
+    let users: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 1);
+}
