@@ -91,16 +91,28 @@ impl Reply<'_> {
 }
 
 /// The path and query of this authorize request, for the sign-in page to
-/// return to; `prompt` dropped and `extra` added when given.
+/// return to; `login` dropped from `prompt` when asked (its other values,
+/// `consent` say, still hold after the new sign-in: OpenID Connect Core
+/// §3.1.2.1), and `extra` added when given.
 fn return_to(
     params: &[(String, String)],
-    drop_prompt: bool,
+    drop_login: bool,
     extra: Option<(&str, String)>,
 ) -> String {
     let mut pairs: Vec<String> = params
         .iter()
-        .filter(|(k, _)| !(drop_prompt && k == "prompt") && k != AUTH_AFTER)
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .filter(|(k, _)| k != AUTH_AFTER)
+        .filter_map(|(k, v)| match k.as_str() {
+            "prompt" if drop_login => {
+                let rest: Vec<&str> = v
+                    .split(' ')
+                    .filter(|p| !p.is_empty() && *p != "login")
+                    .collect();
+                (!rest.is_empty()).then(|| (k.as_str(), rest.join(" ")))
+            }
+            _ => Some((k.as_str(), v.clone())),
+        })
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(&v)))
         .collect();
     if let Some((k, v)) = extra {
         pairs.push(format!("{k}={}", percent_encode(&v)));
@@ -172,9 +184,9 @@ pub fn authorize(
     };
     match check(cx, &p, &t.client, session)? {
         Err((code, description)) => Ok(reply.error(code, &description)),
-        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+        Ok(Checked::SignIn { drop_login, after }) => Ok(Outcome::SignIn(return_to(
             params,
-            drop_prompt,
+            drop_login,
             after.map(|t| (AUTH_AFTER, t.to_string())),
         ))),
         Ok(Checked::Grant(g)) => {
@@ -240,9 +252,9 @@ pub fn decide(
         Err((code, description)) => Ok(reply.error(code, &description)),
         // The sign-in went stale on the page (max_age): sign in again,
         // then the page asks again.
-        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+        Ok(Checked::SignIn { drop_login, after }) => Ok(Outcome::SignIn(return_to(
             &params,
-            drop_prompt,
+            drop_login,
             after.map(|t| (AUTH_AFTER, t.to_string())),
         ))),
         Ok(Checked::Grant(_)) if !allow => {
@@ -301,7 +313,8 @@ fn issue(
 /// What a well-formed request comes to.
 enum Checked<'s> {
     SignIn {
-        drop_prompt: bool,
+        /// Drop `login` from `prompt` on the way back (it is being done).
+        drop_login: bool,
         after: Option<i64>,
     },
     Grant(GrantAsk<'s>),
@@ -437,12 +450,12 @@ fn check<'s>(
             return refuse("login_required", "no one is signed in");
         }
         return Ok(Ok(Checked::SignIn {
-            drop_prompt: false,
+            drop_login: false,
             after: None,
         }));
     };
     // prompt=login: sign in again, once (the return carries the time after
-    // which the sign-in must be, and no prompt).
+    // which the sign-in must be, and the prompt without `login`).
     // Back from the sign-in we asked for, `after` alone decides: max_age
     // (0 included) would otherwise send a browser whose fresh sign-in
     // crossed a second boundary round again (review of issue 13).
@@ -456,7 +469,7 @@ fn check<'s>(
         }
         let login = prompts.contains(&"login");
         return Ok(Ok(Checked::SignIn {
-            drop_prompt: login,
+            drop_login: login,
             after: Some(after.unwrap_or(now)),
         }));
     }
@@ -499,6 +512,22 @@ mod tests {
         assert_eq!(
             return_to(&params, true, Some((AUTH_AFTER, "5".into()))),
             "/oauth2/authorize?client_id=c&redirect_uri=https%3A%2F%2Fa%2Fcb&hallpass_auth_after=5"
+        );
+    }
+
+    #[test]
+    fn the_sign_in_return_keeps_the_other_prompt_values() {
+        let params = vec![
+            ("client_id".to_string(), "c".to_string()),
+            ("prompt".to_string(), "login consent".to_string()),
+        ];
+        assert_eq!(
+            return_to(&params, true, None),
+            "/oauth2/authorize?client_id=c&prompt=consent"
+        );
+        assert_eq!(
+            return_to(&params, false, None),
+            "/oauth2/authorize?client_id=c&prompt=login%20consent"
         );
     }
 }
