@@ -1449,3 +1449,98 @@ fn emailed_codes_and_fast_sign_up_refuse_a_consent_client() {
         .unwrap();
     assert_eq!(users, 1);
 }
+
+// ---- hallpass_auth_after (review 13) --------------------------------------
+
+/// The return_to of a 302 to the sign-in page, decoded.
+fn sign_in_return(r: &crate::support::Resp) -> String {
+    let loc = r.header("location").unwrap_or("");
+    assert!(loc.starts_with("/signin?return_to="), "{} {loc}", r.status);
+    hallpass::url::percent_decode(loc.trim_start_matches("/signin?return_to="), false)
+}
+
+/// Review 13: `hallpass_auth_after` was read from the request as given, so
+/// `prompt=login&hallpass_auth_after=0` (or with `max_age=0`) skipped the
+/// new sign-in. Only a value the server sealed for this same request,
+/// within the hour, counts; the sign-in page's round trip still works.
+#[test]
+fn a_forged_or_foreign_hallpass_auth_after_does_not_skip_the_new_sign_in() {
+    use crate::browser::Browser;
+    use crate::support::PASSWORD;
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, _) = s.add_client();
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ada", PASSWORD).status, 303);
+    s.advance(3600);
+    let req = |state: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", client.client_id.as_str()),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("state", state),
+        ];
+        pairs.extend_from_slice(extra);
+        format!("/oauth2/authorize?{}", query(&pairs))
+    };
+    // Forged: a bare time, or a time with a made-up seal.
+    for forged in ["0", "0.AAAA", "99999999999"] {
+        for ask in [("prompt", "login"), ("max_age", "0")] {
+            let r = b.get(&req("a", &[ask, ("hallpass_auth_after", forged)]));
+            sign_in_return(&r);
+        }
+    }
+    // Foreign: a value sealed for another request (another state).
+    let back = sign_in_return(&b.get(&req("a", &[("max_age", "0")])));
+    let value = hallpass::http::parse_form(back.split_once('?').unwrap().1)
+        .into_iter()
+        .find(|(k, _)| k == "hallpass_auth_after")
+        .unwrap()
+        .1;
+    let r = b.get(&req(
+        "b",
+        &[("max_age", "0"), ("hallpass_auth_after", &value)],
+    ));
+    sign_in_return(&r);
+    // The genuine return, with the old session: asked again.
+    sign_in_return(&b.get(&back));
+    // Through the sign-in page: one new sign-in, then the code.
+    s.advance(1);
+    let r = b.sign_in(Some(&back), "ada", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get(r.header("location").unwrap());
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
+    // Past the hour, the same return asks again.
+    s.advance(hallpass::oidc::authorize::AUTH_AFTER_TTL);
+    sign_in_return(&b.get(&back));
+}
+
+/// prompt=login without a browser session: the one sign-in is the new
+/// one; the return does not ask for another.
+#[test]
+fn prompt_login_without_a_session_asks_for_one_sign_in_only() {
+    use crate::browser::Browser;
+    use crate::support::PASSWORD;
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, _) = s.add_client();
+    let b = Browser::new(&s);
+    let path = format!(
+        "/oauth2/authorize?{}",
+        query(&[
+            ("response_type", "code"),
+            ("client_id", &client.client_id),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("prompt", "login"),
+        ])
+    );
+    let back = sign_in_return(&b.get(&path));
+    assert!(!back.contains("prompt"), "{back}");
+    let r = b.sign_in(Some(&back), "ada", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get(r.header("location").unwrap());
+    assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
+}
