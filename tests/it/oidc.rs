@@ -1544,3 +1544,56 @@ fn prompt_login_without_a_session_asks_for_one_sign_in_only() {
     let r = b.get(r.header("location").unwrap());
     assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
 }
+
+// ---- end-session with an earlier session's id_token (review 13) ----------
+
+/// Review 13 (RP-Initiated Logout 1.0 §2): the hint was matched on `sub`
+/// only, so an id_token from an earlier, ended session signed the same
+/// person out of a later one without asking. Now only an id_token of the
+/// current session (its `auth_time`) ends it silently; an earlier one
+/// goes to the sign-out page's confirm form, as no hint does.
+#[test]
+fn an_id_token_of_an_earlier_session_does_not_end_a_later_one_without_asking() {
+    let f = flow();
+    let old = f.exchange(&f.code("openid", &[])).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // That session ends; days later the same person signs in again.
+    f.s.conn().execute("DELETE FROM web_sessions", []).unwrap();
+    f.s.advance(3 * 86400);
+    let later = browser(&f.s, &f.user.id, &["pwd"], f.s.now());
+    let end = |hint: &str| {
+        f.s.request(
+            "GET",
+            &format!("/oauth2/end-session?{}", query(&[("id_token_hint", hint)])),
+            &[("Cookie", &later)],
+            None,
+        )
+    };
+    let r = end(&old);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/signout"));
+    let sessions = |s: &TestServer| -> i64 {
+        s.conn()
+            .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sessions(&f.s), 1, "the later session is kept");
+    // An id_token of the later session ends it at once.
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", f.client.client_id.as_str()),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+    ];
+    let code = param(&authorize(&f.s, Some(&later), &pairs), "code").unwrap();
+    let current = f.exchange(&code).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = end(&current);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("signed out"));
+    assert_eq!(sessions(&f.s), 0);
+}
