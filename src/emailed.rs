@@ -346,6 +346,8 @@ pub fn redeem_tenant_magic_link(
 /// native /auth/send-otp and /auth/passwordless/start: mails a 6-digit
 /// code (10 min, 5 tries) to the user `key` names, for `client`.
 pub fn send_code(cx: &mut Ctx, client: &Client, key: &str, peer: &Peer) -> Result<(), Error> {
+    // A consent client signs people in at the provider only.
+    crate::oidc::consent::provider_only(client)?;
     let now = cx.now();
     refuse_line_breaks("key", key)?;
     cx.app.limiter.take(Family::Login, &peer.ip, now)?;

@@ -242,6 +242,8 @@ pub fn fast_signup(
     if cx.app.config.signup != Signup::Open {
         return Err(Error::Forbidden("Sign-up is not open".into()));
     }
+    // A consent client signs people in at the provider only.
+    crate::oidc::consent::provider_only(client)?;
     refuse_line_breaks("email", form.email)?;
     accounts::check_email("email", form.email)?;
     accounts::check_username("username", form.username)?;

@@ -13,6 +13,7 @@
 
 use crate::accounts::{self, Client};
 use crate::app::Ctx;
+use crate::crypto::{b64url, ct_eq, hmac_sha256, MasterKey};
 use crate::error::Error;
 use crate::jwt::Alg;
 use crate::oidc::browser::BrowserSession;
@@ -21,9 +22,22 @@ use crate::sessions::{self, Binding, Grant};
 use crate::url::percent_encode;
 
 /// The parameter that carries "sign in again after this time" through
-/// the sign-in page for `prompt=login` (the page returns the browser to
-/// the authorize URL, which must not ask again forever).
+/// the sign-in page for `prompt=login` and `max_age` (the page returns the
+/// browser to the authorize URL, which must not ask again forever).
+///
+/// Its value is `<time>.<seal>`: an HMAC-SHA256 (key derived from the
+/// master key for this purpose alone) over the time and the rest of the
+/// request as the return carries it. The browser holds the URL, so an
+/// unsealed value (`hallpass_auth_after=0` added to a request to skip
+/// the new sign-in), one sealed for another request, or one older than
+/// `AUTH_AFTER_TTL` counts as absent: the sign-in is asked for again
+/// (review 13). Not bound to the browser session: the sign-in it asks for
+/// starts a new one.
 pub const AUTH_AFTER: &str = "hallpass_auth_after";
+
+/// How long a sealed `AUTH_AFTER` is good for: a sign-in page left open
+/// longer than this asks again.
+pub const AUTH_AFTER_TTL: i64 = 3600;
 
 /// What the browser is told.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,21 +105,72 @@ impl Reply<'_> {
 }
 
 /// The path and query of this authorize request, for the sign-in page to
-/// return to; `prompt` dropped and `extra` added when given.
+/// return to; `login` dropped from `prompt` when asked (its other values,
+/// `consent` say, still hold after the new sign-in: OpenID Connect Core
+/// §3.1.2.1), and, with `after`, a sealed `AUTH_AFTER` of that time.
 fn return_to(
+    master: &MasterKey,
     params: &[(String, String)],
-    drop_prompt: bool,
-    extra: Option<(&str, String)>,
+    drop_login: bool,
+    after: Option<i64>,
 ) -> String {
-    let mut pairs: Vec<String> = params
+    let pairs: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| !(drop_prompt && k == "prompt") && k != AUTH_AFTER)
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .filter(|(k, _)| k != AUTH_AFTER)
+        .filter_map(|(k, v)| match k.as_str() {
+            "prompt" if drop_login => {
+                let rest: Vec<&str> = v
+                    .split(' ')
+                    .filter(|p| !p.is_empty() && *p != "login")
+                    .collect();
+                (!rest.is_empty()).then(|| (k.clone(), rest.join(" ")))
+            }
+            _ => Some((k.clone(), v.clone())),
+        })
         .collect();
-    if let Some((k, v)) = extra {
-        pairs.push(format!("{k}={}", percent_encode(&v)));
+    let query = consent::carry(&pairs);
+    match after {
+        Some(t) => {
+            let sealed = format!("{t}.{}", after_seal(master, t, &query));
+            let sep = if query.is_empty() { "" } else { "&" };
+            format!(
+                "/oauth2/authorize?{query}{sep}{AUTH_AFTER}={}",
+                percent_encode(&sealed)
+            )
+        }
+        None => format!("/oauth2/authorize?{query}"),
     }
-    format!("/oauth2/authorize?{}", pairs.join("&"))
+}
+
+/// The seal of an `AUTH_AFTER` time for a request's other parameters
+/// (`consent::carry`'s text), base64url.
+fn after_seal(master: &MasterKey, t: i64, query: &str) -> String {
+    let t = t.to_string();
+    let mut data = Vec::with_capacity(t.len() + 1 + query.len());
+    data.extend_from_slice(t.as_bytes());
+    data.push(0);
+    data.extend_from_slice(query.as_bytes());
+    b64url(&hmac_sha256(&master.derive("oidc auth after"), &data))
+}
+
+/// The time of a request's `AUTH_AFTER` value when we sealed it, for this
+/// request, less than `AUTH_AFTER_TTL` ago; None otherwise (as if absent).
+fn unseal_after(
+    master: &MasterKey,
+    params: &[(String, String)],
+    value: &str,
+    now: i64,
+) -> Option<i64> {
+    let (t, given) = value.split_once('.')?;
+    let t: i64 = t.parse().ok()?;
+    let rest: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != AUTH_AFTER)
+        .cloned()
+        .collect();
+    let want = after_seal(master, t, &consent::carry(&rest));
+    let fresh = t <= now && now - t <= AUTH_AFTER_TTL;
+    (ct_eq(want.as_bytes(), given.as_bytes()) && fresh).then_some(t)
 }
 
 /// The client and the redirect URI a request names, once both are known
@@ -172,10 +237,11 @@ pub fn authorize(
     };
     match check(cx, &p, &t.client, session)? {
         Err((code, description)) => Ok(reply.error(code, &description)),
-        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+        Ok(Checked::SignIn { drop_login, after }) => Ok(Outcome::SignIn(return_to(
+            &cx.app.master,
             params,
-            drop_prompt,
-            after.map(|t| (AUTH_AFTER, t.to_string())),
+            drop_login,
+            after,
         ))),
         Ok(Checked::Grant(g)) => {
             // First-party clients never ask, prompt=consent included: the
@@ -240,10 +306,11 @@ pub fn decide(
         Err((code, description)) => Ok(reply.error(code, &description)),
         // The sign-in went stale on the page (max_age): sign in again,
         // then the page asks again.
-        Ok(Checked::SignIn { drop_prompt, after }) => Ok(Outcome::SignIn(return_to(
+        Ok(Checked::SignIn { drop_login, after }) => Ok(Outcome::SignIn(return_to(
+            &cx.app.master,
             &params,
-            drop_prompt,
-            after.map(|t| (AUTH_AFTER, t.to_string())),
+            drop_login,
+            after,
         ))),
         Ok(Checked::Grant(_)) if !allow => {
             Ok(reply.error("access_denied", "the person did not allow this application"))
@@ -301,7 +368,8 @@ fn issue(
 /// What a well-formed request comes to.
 enum Checked<'s> {
     SignIn {
-        drop_prompt: bool,
+        /// Drop `login` from `prompt` on the way back (it is being done).
+        drop_login: bool,
         after: Option<i64>,
     },
     Grant(GrantAsk<'s>),
@@ -425,24 +493,25 @@ fn check<'s>(
             }
         },
     };
-    let after = match param!(AUTH_AFTER) {
-        None => None,
-        Some(v) => v.parse::<i64>().ok(),
-    };
-    let nonce = param!("nonce").map(str::to_string);
     let now = cx.now();
+    // Only a value we sealed for this request counts (AUTH_AFTER).
+    let after = param!(AUTH_AFTER).and_then(|v| unseal_after(&cx.app.master, p.0, v, now));
+    let nonce = param!("nonce").map(str::to_string);
     let none = prompts.contains(&"none");
     let Some(session) = session else {
         if none {
             return refuse("login_required", "no one is signed in");
         }
+        // The sign-in about to happen is the fresh one prompt=login and
+        // max_age ask for: the return says so, or they would ask again.
+        let fresh = prompts.contains(&"login") || max_age.is_some();
         return Ok(Ok(Checked::SignIn {
-            drop_prompt: false,
-            after: None,
+            drop_login: fresh,
+            after: fresh.then_some(now),
         }));
     };
     // prompt=login: sign in again, once (the return carries the time after
-    // which the sign-in must be, and no prompt).
+    // which the sign-in must be, and the prompt without `login`).
     // Back from the sign-in we asked for, `after` alone decides: max_age
     // (0 included) would otherwise send a browser whose fresh sign-in
     // crossed a second boundary round again (review of issue 13).
@@ -456,7 +525,7 @@ fn check<'s>(
         }
         let login = prompts.contains(&"login");
         return Ok(Ok(Checked::SignIn {
-            drop_prompt: login,
+            drop_login: login,
             after: Some(after.unwrap_or(now)),
         }));
     }
@@ -489,16 +558,71 @@ mod tests {
         );
     }
 
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
-    fn the_sign_in_return_drops_prompt_login_and_adds_the_time() {
-        let params = vec![
-            ("client_id".to_string(), "c".to_string()),
-            ("prompt".to_string(), "login".to_string()),
-            ("redirect_uri".to_string(), "https://a/cb".to_string()),
-        ];
+    fn the_sign_in_return_drops_prompt_login_and_adds_the_sealed_time() {
+        let m = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let params = pairs(&[
+            ("client_id", "c"),
+            ("prompt", "login"),
+            ("redirect_uri", "https://a/cb"),
+        ]);
+        let back = return_to(&m, &params, true, Some(5));
+        let (query, value) = back.split_once("&hallpass_auth_after=").unwrap();
         assert_eq!(
-            return_to(&params, true, Some((AUTH_AFTER, "5".into()))),
-            "/oauth2/authorize?client_id=c&redirect_uri=https%3A%2F%2Fa%2Fcb&hallpass_auth_after=5"
+            query,
+            "/oauth2/authorize?client_id=c&redirect_uri=https%3A%2F%2Fa%2Fcb"
+        );
+        let value = crate::url::percent_decode(value, true);
+        assert!(value.starts_with("5."), "{value}");
+        let returned = consent::uncarry(back.trim_start_matches("/oauth2/authorize?"));
+        assert_eq!(unseal_after(&m, &returned, &value, 5), Some(5));
+        assert_eq!(
+            unseal_after(&m, &returned, &value, 5 + AUTH_AFTER_TTL),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn an_auth_after_not_sealed_for_this_request_and_now_counts_as_absent() {
+        let m = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let params = pairs(&[("client_id", "c"), ("state", "a")]);
+        let back = return_to(&m, &params, true, Some(100));
+        let returned = consent::uncarry(back.trim_start_matches("/oauth2/authorize?"));
+        let value = returned.last().unwrap().1.clone();
+        assert_eq!(unseal_after(&m, &returned, &value, 100), Some(100));
+        // Unsealed, or another time under the same seal.
+        assert_eq!(unseal_after(&m, &returned, "0", 100), None);
+        let seal = value.split_once('.').unwrap().1;
+        assert_eq!(unseal_after(&m, &returned, &format!("0.{seal}"), 100), None);
+        // Another request (state), another key, too old, not yet made.
+        let other = pairs(&[("client_id", "c"), ("state", "b")]);
+        assert_eq!(unseal_after(&m, &other, &value, 100), None);
+        let k = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(unseal_after(&k, &returned, &value, 100), None);
+        assert_eq!(
+            unseal_after(&m, &returned, &value, 101 + AUTH_AFTER_TTL),
+            None
+        );
+        assert_eq!(unseal_after(&m, &returned, &value, 99), None);
+    }
+
+    #[test]
+    fn the_sign_in_return_keeps_the_other_prompt_values() {
+        let m = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let params = pairs(&[("client_id", "c"), ("prompt", "login consent")]);
+        assert_eq!(
+            return_to(&m, &params, true, None),
+            "/oauth2/authorize?client_id=c&prompt=consent"
+        );
+        assert_eq!(
+            return_to(&m, &params, false, None),
+            "/oauth2/authorize?client_id=c&prompt=login%20consent"
         );
     }
 }

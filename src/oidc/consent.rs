@@ -18,15 +18,37 @@
 //! app's provider sessions of that person (refresh tokens, and the access
 //! tokens of those sessions at userinfo and introspection) and its unused
 //! codes.
+//!
+//! A consent client gets a person's identity only here, at the provider,
+//! after that person's consent: the dialect APIs' sign-ins that name a
+//! client by its id (social sign-in, emailed sign-in codes, fast sign-up)
+//! have no consent step, so they refuse one (`provider_only`). Without
+//! that, a plain link to `/auth/google?client_id=` would sign a person in
+//! to the app, silently when the provider remembers them (review 13).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::accounts::Client;
 use crate::crypto::{b64url, ct_eq, hmac_sha256, MasterKey};
 use crate::error::Error;
 use crate::oidc::browser::BrowserSession;
 use crate::oidc::split_scope;
 use crate::url::{percent_decode, percent_encode};
+
+/// Refuses a consent client at a sign-in outside the provider (the
+/// dialect APIs'): it must sign people in through `/oauth2/authorize`,
+/// where they are asked. Ok for a first-party client.
+pub fn provider_only(client: &Client) -> Result<(), Error> {
+    if client.consent {
+        return Err(Error::BadRequest(
+            "This app asks for people's consent: it must sign them in through \
+             /oauth2/authorize (OpenID Connect), not this API"
+                .into(),
+        ));
+    }
+    Ok(())
+}
 
 /// A person's consent to one app, as the account page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -196,10 +196,15 @@ pub fn post_logout(
 
 /// RP-initiated logout 1.0: checks the hint (our signature, our issuer;
 /// expired is fine, `alg: none` never is), ends the browser session named
-/// by `cookie` when the hint is the signed-in person's, and says what
-/// comes next (`Ended`).
+/// by `cookie` when the hint was issued for that very session (its person
+/// and its sign-in time, §2: the hint is "about the End-User's current or
+/// past authenticated session with the Client"; an id_token from an
+/// earlier session of the same person must not end a later one without
+/// asking), and says what comes next (`Ended`).
 pub fn end_session(cx: &mut Ctx, req: &EndSession, cookie: Option<&str>) -> Result<Ended, Error> {
-    let mut hint_sub = None;
+    // The hint's subject and auth_time: the browser session it was issued
+    // from is the one signed in at that time.
+    let mut hinted: Option<(String, i64)> = None;
     let hinted_client = match &req.id_token_hint {
         Some(hint) => {
             let payload = cx.app.keys()?.verify_json(hint).map_err(|_| {
@@ -219,7 +224,10 @@ pub fn end_session(cx: &mut Ctx, req: &EndSession, cookie: Option<&str>) -> Resu
                     "id_token_hint is not an id_token of ours",
                 ));
             }
-            hint_sub = payload["sub"].as_str().map(str::to_string);
+            hinted = payload["sub"]
+                .as_str()
+                .zip(payload["auth_time"].as_i64())
+                .map(|(sub, at)| (sub.to_string(), at));
             payload["aud"].as_str().map(str::to_string)
         }
         None => None,
@@ -257,7 +265,7 @@ pub fn end_session(cx: &mut Ctx, req: &EndSession, cookie: Option<&str>) -> Resu
     if let Some(value) = cookie {
         let now = cx.now();
         match browser::current(&cx.conn, value, now)? {
-            Some(s) if hint_sub.as_deref() == Some(s.user_id.as_str()) => {
+            Some(s) if hinted == Some((s.user_id.clone(), s.auth_time)) => {
                 cx.write(|tx| browser::end(tx, value, now))?;
             }
             Some(_) => return Ok(Ended::Confirm(back.map(|(_, r)| r))),

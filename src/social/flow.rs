@@ -145,6 +145,9 @@ pub fn start(
     } else {
         accounts::get_client(&cx.conn, s.client_id)?.ok_or(Error::ClientInvalid)?
     };
+    // A consent client is the provider's: no sign-in here without the
+    // person's consent (oidc/consent.rs).
+    crate::oidc::consent::provider_only(&client)?;
     let redirect_url = registered(&client, s.redirect_uri)?;
     if let Some(st) = s.app_state {
         if st.len() > MAX_APP_STATE || st.chars().any(char::is_control) {
@@ -714,6 +717,14 @@ fn finish_app(
         .ok()
         .flatten()
         .ok_or_else(|| anon(fail("access_denied", "client_gone", "The client is gone")))?;
+    // Made a consent client since the start: refused as the start would.
+    if client.consent {
+        return Err(anon(fail(
+            "access_denied",
+            "consent_client",
+            "This app must sign people in through /oauth2/authorize",
+        )));
+    }
     let user = signed_in_user(cx, provider, callback_path, cb, our_state, pending)?;
     let owed = factors::required(cx, &user).map_err(|e| anon(internal(e)))?;
     let grant = auth::grant_for(&user, Some(&client), &["fed"]);

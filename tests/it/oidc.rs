@@ -1330,3 +1330,270 @@ fn a_plain_link_to_end_session_asks_before_signing_anyone_out() {
         )
     );
 }
+
+// ---- consent clients outside the provider (review 13) ---------------------
+
+/// Makes `client_id` a consent client.
+fn make_consent(s: &TestServer, client_id: &str) {
+    s.conn()
+        .execute(
+            "UPDATE clients SET consent = 1 WHERE client_id = ?1",
+            [client_id],
+        )
+        .unwrap();
+}
+
+/// A consent client's refusal outside the provider: 400 JSON, no redirect,
+/// saying where the app must sign people in.
+fn refused_outside_the_provider(r: &crate::support::Resp) {
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none(), "{:?}", r.headers);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("/oauth2/authorize"), "{message}");
+}
+
+/// Review 13: a plain link to the native social start with a consent
+/// client's id signed a person in to that app (code, /auth/token,
+/// /auth/me) with no consent asked. The start now refuses it.
+#[test]
+fn a_consent_client_cannot_sign_anyone_in_through_the_native_social_start() {
+    use crate::social::{google_idp, world, GOOGLE};
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    make_consent(&w.s, &w.client.client_id);
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}",
+        enc(&w.client.client_id)
+    ));
+    refused_outside_the_provider(&r);
+    // With its secret too: the app is the one that must not skip consent.
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}&client_secret={}",
+        enc(&w.client.client_id),
+        enc(&w.secret)
+    ));
+    refused_outside_the_provider(&r);
+    assert!(idp.authorizations().is_empty());
+    let states: i64 =
+        w.s.conn()
+            .query_row("SELECT count(*) FROM oauth_states", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(states, 0);
+}
+
+/// A client made a consent client between the start and the callback gets
+/// `access_denied` at its redirect URI, and no code is issued.
+#[test]
+fn a_client_made_consent_during_a_social_sign_in_gets_access_denied() {
+    use crate::social::{authorize, callback, google_idp, query_of, started, world, GOOGLE};
+    let idp = google_idp();
+    let w = world(&idp, "open", GOOGLE);
+    let r = w.s.get(&format!(
+        "/auth/google?client_id={}&state=app1",
+        enc(&w.client.client_id)
+    ));
+    let st = started(&r, &idp);
+    make_consent(&w.s, &w.client.client_id);
+    let back = authorize(&idp, &st);
+    let r = callback(&w.s, &back, Some(&st.cookie));
+    assert_eq!(r.status, 302, "{}", r.body);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(CB), "{loc}");
+    let q = query_of(loc);
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("state").map(String::as_str), Some("app1"));
+    assert!(!q.contains_key("code"));
+    let codes: i64 =
+        w.s.conn()
+            .query_row("SELECT count(*) FROM auth_codes", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(codes, 0);
+}
+
+/// The other native sign-ins that name a client without a consent step
+/// refuse a consent client the same way: emailed sign-in codes and fast
+/// sign-up.
+#[test]
+fn emailed_codes_and_fast_sign_up_refuse_a_consent_client() {
+    let s = TestServer::start_with(|c| c.signup = hallpass::config::Signup::Open);
+    s.add_user("ada@example.com");
+    let (client, secret) = s.add_client();
+    make_consent(&s, &client.client_id);
+    let with = |extra: Value| {
+        let mut b = json!({"client_id": client.client_id, "client_secret": secret});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for path in ["/auth/send-otp", "/auth/passwordless/start"] {
+        let r = s.post(path, &with(json!({"key": "ada@example.com"})));
+        refused_outside_the_provider(&r);
+    }
+    let mailed: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM mail_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mailed, 0);
+    let r = s.post(
+        "/auth/signup/fast",
+        &with(
+            json!({"username": "eve", "password": crate::support::PASSWORD,
+                     "email": "eve@example.com"}),
+        ),
+    );
+    refused_outside_the_provider(&r);
+    let users: i64 = s
+        .conn()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+// ---- hallpass_auth_after (review 13) --------------------------------------
+
+/// The return_to of a 302 to the sign-in page, decoded.
+fn sign_in_return(r: &crate::support::Resp) -> String {
+    let loc = r.header("location").unwrap_or("");
+    assert!(loc.starts_with("/signin?return_to="), "{} {loc}", r.status);
+    hallpass::url::percent_decode(loc.trim_start_matches("/signin?return_to="), false)
+}
+
+/// Review 13: `hallpass_auth_after` was read from the request as given, so
+/// `prompt=login&hallpass_auth_after=0` (or with `max_age=0`) skipped the
+/// new sign-in. Only a value the server sealed for this same request,
+/// within the hour, counts; the sign-in page's round trip still works.
+#[test]
+fn a_forged_or_foreign_hallpass_auth_after_does_not_skip_the_new_sign_in() {
+    use crate::browser::Browser;
+    use crate::support::PASSWORD;
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, _) = s.add_client();
+    let b = Browser::new(&s);
+    assert_eq!(b.sign_in(None, "ada", PASSWORD).status, 303);
+    s.advance(3600);
+    let req = |state: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", client.client_id.as_str()),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("state", state),
+        ];
+        pairs.extend_from_slice(extra);
+        format!("/oauth2/authorize?{}", query(&pairs))
+    };
+    // Forged: a bare time, or a time with a made-up seal.
+    for forged in ["0", "0.AAAA", "99999999999"] {
+        for ask in [("prompt", "login"), ("max_age", "0")] {
+            let r = b.get(&req("a", &[ask, ("hallpass_auth_after", forged)]));
+            sign_in_return(&r);
+        }
+    }
+    // Foreign: a value sealed for another request (another state).
+    let back = sign_in_return(&b.get(&req("a", &[("max_age", "0")])));
+    let value = hallpass::http::parse_form(back.split_once('?').unwrap().1)
+        .into_iter()
+        .find(|(k, _)| k == "hallpass_auth_after")
+        .unwrap()
+        .1;
+    let r = b.get(&req(
+        "b",
+        &[("max_age", "0"), ("hallpass_auth_after", &value)],
+    ));
+    sign_in_return(&r);
+    // The genuine return, with the old session: asked again.
+    sign_in_return(&b.get(&back));
+    // Through the sign-in page: one new sign-in, then the code.
+    s.advance(1);
+    let r = b.sign_in(Some(&back), "ada", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get(r.header("location").unwrap());
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
+    // Past the hour, the same return asks again.
+    s.advance(hallpass::oidc::authorize::AUTH_AFTER_TTL);
+    sign_in_return(&b.get(&back));
+}
+
+/// prompt=login without a browser session: the one sign-in is the new
+/// one; the return does not ask for another.
+#[test]
+fn prompt_login_without_a_session_asks_for_one_sign_in_only() {
+    use crate::browser::Browser;
+    use crate::support::PASSWORD;
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, _) = s.add_client();
+    let b = Browser::new(&s);
+    let path = format!(
+        "/oauth2/authorize?{}",
+        query(&[
+            ("response_type", "code"),
+            ("client_id", &client.client_id),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("prompt", "login"),
+        ])
+    );
+    let back = sign_in_return(&b.get(&path));
+    assert!(!back.contains("prompt"), "{back}");
+    let r = b.sign_in(Some(&back), "ada", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get(r.header("location").unwrap());
+    assert!(param(&r, "code").is_some(), "{:?}", r.header("location"));
+}
+
+// ---- end-session with an earlier session's id_token (review 13) ----------
+
+/// Review 13 (RP-Initiated Logout 1.0 §2): the hint was matched on `sub`
+/// only, so an id_token from an earlier, ended session signed the same
+/// person out of a later one without asking. Now only an id_token of the
+/// current session (its `auth_time`) ends it silently; an earlier one
+/// goes to the sign-out page's confirm form, as no hint does.
+#[test]
+fn an_id_token_of_an_earlier_session_does_not_end_a_later_one_without_asking() {
+    let f = flow();
+    let old = f.exchange(&f.code("openid", &[])).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // That session ends; days later the same person signs in again.
+    f.s.conn().execute("DELETE FROM web_sessions", []).unwrap();
+    f.s.advance(3 * 86400);
+    let later = browser(&f.s, &f.user.id, &["pwd"], f.s.now());
+    let end = |hint: &str| {
+        f.s.request(
+            "GET",
+            &format!("/oauth2/end-session?{}", query(&[("id_token_hint", hint)])),
+            &[("Cookie", &later)],
+            None,
+        )
+    };
+    let r = end(&old);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/signout"));
+    let sessions = |s: &TestServer| -> i64 {
+        s.conn()
+            .query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sessions(&f.s), 1, "the later session is kept");
+    // An id_token of the later session ends it at once.
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", f.client.client_id.as_str()),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+    ];
+    let code = param(&authorize(&f.s, Some(&later), &pairs), "code").unwrap();
+    let current = f.exchange(&code).json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = end(&current);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("signed out"));
+    assert_eq!(sessions(&f.s), 0);
+}

@@ -105,7 +105,7 @@ pub(crate) struct Started {
     pub(crate) set_cookie: String,
 }
 
-fn started(r: &Resp, idp: &FakeIdp) -> Started {
+pub(crate) fn started(r: &Resp, idp: &FakeIdp) -> Started {
     assert_eq!(r.status, 302, "the start answered {}: {}", r.status, r.body);
     let location = r.header("location").expect("a Location").to_string();
     assert!(
@@ -215,7 +215,7 @@ fn attr_after(html: &str, prefix: &str) -> Option<String> {
 }
 
 /// The browser arriving at our callback, with `cookie` (`name=value`).
-fn callback(s: &TestServer, back: &Back, cookie: Option<&str>) -> Resp {
+pub(crate) fn callback(s: &TestServer, back: &Back, cookie: Option<&str>) -> Resp {
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(c) = cookie {
         headers.push(("Cookie", c));

@@ -263,6 +263,34 @@ fn prompt_consent_always_asks_and_prompt_none_answers_from_the_grant() {
     assert!(to_app(&r).contains_key("code"));
 }
 
+/// Review 13: `prompt=login consent` lost `consent` on the way back from
+/// the new sign-in (the whole `prompt` was dropped), so a person who had
+/// consented before was not asked again. Only `login` is dropped now.
+#[test]
+fn prompt_login_consent_still_asks_for_consent_after_the_new_sign_in() {
+    let (s, client, _) = setup();
+    let b = signed_in(&s);
+    let page = consent_page(&b, &authorize_path(&client.client_id, "openid", &[]));
+    post(&b, &answer(&page, "allow"));
+    s.advance(5);
+    let r = b.get(&authorize_path(
+        &client.client_id,
+        "openid",
+        &[("prompt", "login consent")],
+    ));
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back =
+        hallpass::url::percent_decode(location(&r).trim_start_matches("/signin?return_to="), false);
+    assert!(back.starts_with("/oauth2/authorize?"), "{back}");
+    assert!(back.contains("prompt=consent"), "{back}");
+    let r = b.sign_in(Some(&back), "ada", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Signed in anew: the consent page, though the grant covers the scope.
+    let page = consent_page(&b, location(&r));
+    let r = post(&b, &answer(&page, "allow"));
+    assert!(to_app(&r).contains_key("code"), "{:?}", location(&r));
+}
+
 #[test]
 fn the_consent_form_needs_its_csrf_token_and_its_own_session() {
     let (s, client, _) = setup();
