@@ -86,7 +86,10 @@ fn either(body: &Json, a: &str, b: &str) -> Result<Option<String>, Error> {
 fn client(cx: &Ctx, body: &Json) -> Result<Client, Error> {
     let id = either(body, "client_id", "clientId")?.ok_or_else(|| Error::required("client_id"))?;
     let secret = either(body, "client_secret", "clientSecret")?;
-    accounts::authenticate_client(&cx.conn, &id, secret.as_deref())
+    let client = accounts::authenticate_client(&cx.conn, &id, secret.as_deref())?;
+    // A consent client signs people in at the OpenID provider only.
+    crate::oidc::consent::provider_only(&client)?;
+    Ok(client)
 }
 
 fn login(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {

@@ -1597,3 +1597,28 @@ fn an_id_token_of_an_earlier_session_does_not_end_a_later_one_without_asking() {
     assert!(r.body.contains("signed out"));
     assert_eq!(sessions(&f.s), 0);
 }
+
+/// The native password sign-in names its client too: a consent client's
+/// app may not collect a person's password and skip the consent page.
+#[test]
+fn the_native_password_sign_in_refuses_a_consent_client() {
+    let s = TestServer::start();
+    s.add_user("ada@example.com");
+    let (client, secret) = s.add_client();
+    let login = |s: &TestServer| {
+        s.post(
+            "/auth/login",
+            &json!({"client_id": client.client_id, "client_secret": secret,
+                    "username": "ada", "password": crate::support::PASSWORD}),
+        )
+    };
+    assert_eq!(login(&s).status, 200);
+    make_consent(&s, &client.client_id);
+    refused_outside_the_provider(&login(&s));
+    let r = s.post(
+        "/auth/login-token",
+        &json!({"client_id": client.client_id, "client_secret": secret,
+                "username": "ada", "password": crate::support::PASSWORD}),
+    );
+    refused_outside_the_provider(&r);
+}
