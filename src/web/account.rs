@@ -199,8 +199,11 @@ fn method_words(method: &str, amr: &[&str]) -> String {
 /// Changes the password (`current` must be right; `new` must pass the
 /// policy and differ). Every token family and every browser session of
 /// the user ends, and this browser's goes on under a new id, returned for
-/// its cookie. Errors: IncorrectPassword, RateLimited, Validation (field
-/// `password`: the new one).
+/// its cookie. Errors: IncorrectPassword (also when the stored password
+/// changed while this one was checked and hashed), RateLimited,
+/// Validation (field `password`: the new one), TokenRevoked (this
+/// browser's session ended meanwhile: nothing is changed, and the browser
+/// signs in again).
 pub fn change_password(
     cx: &mut Ctx,
     s: &BrowserSession,
@@ -214,6 +217,12 @@ pub fn change_password(
         cx.app.config.web_session_max_secs,
     );
     auth::change_password_and(cx, &user, current, new, peer, |tx, now| {
+        // Ended while the password was checked and hashed ("sign out other
+        // sessions" in another browser, the admin): renewing it would bring
+        // it back, so the whole change is refused.
+        if !session::exists(tx, &s.id_hash)? {
+            return Err(Error::TokenRevoked);
+        }
         sessions::revoke_user_families(tx, &user.id, None, "password changed", now)?;
         // The same sign-in, carried on: its methods and its time (an app
         // asking for max_age must not see a sign-in that did not happen).

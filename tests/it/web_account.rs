@@ -3,13 +3,26 @@
 //! off, new recovery codes, recent sign-ins, signing out other sessions,
 //! and the CSRF token every form needs.
 
+use hallpass::auth::{self, Peer};
+use hallpass::web::{account as flows, session};
+use hallpass::{password, Error};
 use serde_json::json;
 
 use crate::browser::{assert_page_headers, field, location, Browser};
 use crate::second_factor::code_at;
-use crate::support::{TestServer, PASSWORD};
+use crate::support::{TestServer, ITERATIONS, PASSWORD};
 
 const NEW_PASSWORD: &str = "violet-heron-lantern-73";
+/// Someone else's choice: a stolen session's, a phished password's.
+const OTHER_PASSWORD: &str = "umber-falcon-cistern-88";
+
+/// The source a flow called directly sees.
+fn peer() -> Peer {
+    Peer {
+        ip: "127.0.0.1".into(),
+        user_agent: None,
+    }
+}
 
 /// A browser signed in as `login` (with `password`).
 fn signed_in<'a>(s: &'a TestServer, login: &str, password: &str) -> Browser<'a> {
@@ -276,6 +289,68 @@ fn changing_the_password_checks_both_and_ends_every_other_session() {
     let r = Browser::new(&s).sign_in(None, "ann", PASSWORD);
     assert_eq!(r.status, 401, "{}", r.body);
     signed_in(&s, "ann", NEW_PASSWORD);
+}
+
+/// Review 13, F1: a password change checks the current password against
+/// the user row its request read first, and hashes the new one outside
+/// any transaction. A reset by the owner landing in between (here put
+/// there by hand: the row is read, the stored hash replaced, then the
+/// change runs on what it read) must stand, not be overwritten.
+#[test]
+fn a_password_change_does_not_undo_a_reset_made_while_it_ran() {
+    let s = TestServer::start();
+    let read_first = s.add_user("vic@example.com");
+    let reset = password::hash(NEW_PASSWORD, ITERATIONS).unwrap();
+    s.conn()
+        .execute(
+            "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+            [&reset, &read_first.id],
+        )
+        .unwrap();
+    // The same function behind the account page and the JSON API's
+    // change-password.
+    let r = auth::change_password_and(
+        &mut s.ctx(),
+        &read_first,
+        PASSWORD,
+        OTHER_PASSWORD,
+        &peer(),
+        |_, _| Ok(()),
+    );
+    assert_eq!(r, Err(Error::IncorrectPassword));
+    // The reset's password signs in; the change's does not.
+    let r = Browser::new(&s).sign_in(None, "vic", OTHER_PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    signed_in(&s, "vic", NEW_PASSWORD);
+}
+
+/// Review 13, F1: the account page's change renews this browser's session
+/// under a new id; a session ended while the change ran ("sign out other
+/// sessions" from the owner's browser, a reset, the admin) must stay
+/// ended, and the change must not happen.
+#[test]
+fn a_password_change_does_not_bring_back_a_session_ended_while_it_ran() {
+    let s = TestServer::start();
+    s.add_user("vic@example.com");
+    let b = signed_in(&s, "vic", PASSWORD);
+    let mut cx = s.ctx();
+    let cookie = b.cookie("hallpass").unwrap();
+    let read_first = session::current(&cx.conn, &cookie, s.now())
+        .unwrap()
+        .unwrap();
+    s.conn()
+        .execute(
+            "DELETE FROM web_sessions WHERE id_hash = ?1",
+            [&read_first.id_hash],
+        )
+        .unwrap();
+    let r = flows::change_password(&mut cx, &read_first, PASSWORD, OTHER_PASSWORD, &peer());
+    assert_eq!(r, Err(Error::TokenRevoked));
+    assert_eq!(live_web_sessions(&s), 0);
+    // Nothing changed: the password is the old one.
+    let r = Browser::new(&s).sign_in(None, "vic", OTHER_PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    signed_in(&s, "vic", PASSWORD);
 }
 
 #[test]

@@ -237,6 +237,9 @@ fn password_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
                 Ok(see_other("/account?done=password#password")
                     .with_header("Set-Cookie", &set_session_cookie(cx, &id, max_age)))
             }
+            // The session ended while the change was under way: nothing
+            // changed, and this browser is signed out.
+            Err(Error::TokenRevoked) => Ok(to_sign_in()),
             Err(e) => {
                 // The policy's words are about the new password; the rest
                 // about the current one.
