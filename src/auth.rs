@@ -21,6 +21,7 @@ use rusqlite::{Connection, Transaction};
 use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
 use crate::audit::{self, Entry};
+use crate::codes;
 use crate::crypto::uuid_v4;
 use crate::error::Error;
 use crate::jwt::Claims;
@@ -658,7 +659,10 @@ pub fn change_password(
 /// the stored one is still the hash that was checked: a reset, an admin's
 /// change or another change that landed in between is never undone by
 /// this one, which is then refused as `IncorrectPassword` (the password
-/// given is no longer the current one).
+/// given is no longer the current one). In the same transaction every
+/// emailed link and code of the account and every half-done sign-in
+/// owing a second factor is used up (`codes::void_user`), as a reset
+/// does: nothing mailed or begun under the old password outlives it.
 pub fn change_password_and<T>(
     cx: &mut Ctx,
     user: &User,
@@ -691,6 +695,7 @@ pub fn change_password_and<T>(
         // A new password makes every source's guesses at the old one moot.
         softlock::clear_password(tx, &user.id)?;
         sessions::drop_codes(tx, &user.id)?;
+        codes::void_user(tx, &user.id, now)?;
         end(tx, now)
     })
 }

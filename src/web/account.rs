@@ -6,11 +6,14 @@
 //! * Password change: `auth::change_password_and`, the flow of native
 //!   PATCH /auth/change-password (the sign-in rate limit, the account's
 //!   soft lock on the current password, the password policy, a new hash,
-//!   the account's owed codes dropped). Every token family and every other
-//!   browser session of the user ends in its transaction, as at the API;
-//!   this browser's session goes on under a new id (a new credential is a
-//!   new privilege level: OWASP's session management cheat sheet renews
-//!   the id then), with its methods and its sign-in time.
+//!   the account's owed codes dropped, every emailed link and code and
+//!   every half-done sign-in used up, as a reset does; refused when the
+//!   stored password or this session changed meanwhile). Every token
+//!   family and every other browser session of the user ends in its
+//!   transaction, as at the API; this browser's session goes on under a
+//!   new id (a new credential is a new privilege level: OWASP's session
+//!   management cheat sheet renews the id then), with its methods and its
+//!   sign-in time.
 //! * Two-factor on: `factors::enroll` draws a pending secret; the code
 //!   that confirms it is checked like any second factor (`factors::
 //!   check_in`: the factor's soft lock, a step used once, a FAILED row for
@@ -25,8 +28,10 @@
 //! * Sign out other sessions ends every other browser session of the user
 //!   and revokes every token family (apps signed in through the APIs or
 //!   the OpenID provider end at their next refresh; their access tokens
-//!   fail `auth::authenticate` at once), and logs one LOGOUT row; this
-//!   browser stays signed in, its id and sign-in time unchanged.
+//!   fail `auth::authenticate` at once), uses up the sign-ins under way
+//!   (one owing its second factor, an app's unused code), and logs one
+//!   LOGOUT row; this browser stays signed in, its id and sign-in time
+//!   unchanged.
 //! * Apps: the consents the person gave apps of the OpenID provider
 //!   (`oidc::consent`); withdrawing one also revokes that app's provider
 //!   sessions of the person, and its next sign-in asks again.
@@ -39,6 +44,7 @@ use crate::app::Ctx;
 use crate::audit::{self, Entry};
 use crate::auth::{self, Peer};
 use crate::clock::iso8601;
+use crate::codes;
 use crate::crypto::MasterKey;
 use crate::error::Error;
 use crate::factors::{self, Factor};
@@ -378,9 +384,10 @@ pub fn regenerate_recovery(
     Ok(codes)
 }
 
-/// Ends every other browser session of the user and revokes every token
-/// family, with one LOGOUT row, in one transaction. Returns how many
-/// browser sessions and token families ended.
+/// Ends every other browser session of the user, revokes every token
+/// family and uses up the sign-ins under way (a pending second factor,
+/// an unused auth code), with one LOGOUT row, in one transaction. Returns
+/// how many browser sessions and token families ended.
 pub fn sign_out_others(
     cx: &mut Ctx,
     s: &BrowserSession,
@@ -390,6 +397,10 @@ pub fn sign_out_others(
     let user_id = s.user_id.clone();
     cx.write(|tx| {
         let browsers = session::end_others(tx, &user_id, &s.id_hash)?;
+        // Sign-ins under way elsewhere end too: one owing its second
+        // factor (pages or mfa dialect), an app's unused code.
+        codes::void_pending_second_factor(tx, &user_id, now)?;
+        sessions::drop_codes(tx, &user_id)?;
         let families = sessions::revoke_user_tokens(
             tx,
             &user_id,

@@ -353,6 +353,124 @@ fn a_password_change_does_not_bring_back_a_session_ended_while_it_ran() {
     signed_in(&s, "vic", PASSWORD);
 }
 
+/// The link to `path` in a mail's text.
+fn mailed_link(mail: &str, path: &str) -> String {
+    let at = mail
+        .find(&format!("{path}?token="))
+        .unwrap_or_else(|| panic!("no {path} link in {mail}"));
+    mail[at..]
+        .split(char::is_whitespace)
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Asks the emailed pages for a reset link, then (a minute later, past
+/// the per-address quota's interval) a sign-in link; returns both.
+fn mailed_reset_and_sign_in_links(s: &TestServer, email: &str) -> (String, String) {
+    let b = Browser::new(s);
+    let page = b.get("/signin/forgot");
+    let r = b.post(
+        "/signin/forgot",
+        &[("csrf", &field(&page.body, "csrf")), ("email", email)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reset = mailed_link(&s.last_mail(email).text, "/signin/reset");
+    s.advance(61);
+    let page = b.get("/signin/email-link");
+    let r = b.post(
+        "/signin/email-link",
+        &[
+            ("csrf", &field(&page.body, "csrf")),
+            ("email", email),
+            ("return_to", "/account"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let link = mailed_link(&s.last_mail(email).text, "/signin/link");
+    // Both live before the change.
+    for l in [&reset, &link] {
+        assert_eq!(Browser::new(s).get(l).status, 200, "{l}");
+    }
+    (reset, link)
+}
+
+/// Review 13, F2: links and codes mailed before a password change die
+/// with the old password, as they do at a reset: a reset link in a mailbox
+/// someone else reads must not undo the owner's change.
+#[test]
+fn a_password_change_uses_up_the_links_mailed_before_it() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let (client, secret) = s.add_client();
+    let app = s.login_token(&client, &secret, "ann");
+
+    // The JSON API's change-password.
+    let (reset, link) = mailed_reset_and_sign_in_links(&s, "ann@example.com");
+    let r = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        app["accessToken"].as_str().unwrap(),
+        &json!({"oldPassword": PASSWORD, "password": NEW_PASSWORD}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    for l in [&reset, &link] {
+        let page = Browser::new(&s).get(l);
+        assert_eq!(page.status, 410, "{l}: {}", page.body);
+    }
+
+    // The account page's.
+    s.advance(61);
+    let (reset, link) = mailed_reset_and_sign_in_links(&s, "ann@example.com");
+    let b = signed_in(&s, "ann", NEW_PASSWORD);
+    let (_, csrf) = account(&b);
+    let r = b.post(
+        "/account/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", NEW_PASSWORD),
+            ("new_password", OTHER_PASSWORD),
+            ("confirm_password", OTHER_PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    for l in [&reset, &link] {
+        let page = Browser::new(&s).get(l);
+        assert_eq!(page.status, 410, "{l}: {}", page.body);
+    }
+}
+
+/// Review 13, F2: "sign out other sessions" also ends a sign-in under way
+/// elsewhere that has the password and owes only its second factor.
+#[test]
+fn signing_out_other_sessions_ends_a_sign_in_owing_its_second_factor() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (secret, _) = enrol(&s, &b);
+    // Elsewhere: the password given, the code page open.
+    let other = Browser::new(&s);
+    let r = other.sign_in(None, "ann", PASSWORD);
+    assert!(location(&r).starts_with("/signin/second-factor"), "{r:?}");
+    let page = other.get(location(&r));
+    let pending_csrf = field(&page.body, "csrf");
+
+    let (_, csrf) = account(&b);
+    let r = b.post("/account/sessions/signout-others", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = other.post(
+        "/signin/second-factor",
+        &[
+            ("csrf", &pending_csrf),
+            ("code", &code_at(&secret, s.now())),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(location(&r).starts_with("/signin?"), "{r:?}");
+    assert_eq!(other.get("/account").status, 303);
+    assert_eq!(live_web_sessions(&s), 1);
+}
+
 #[test]
 fn a_wrong_current_password_is_rate_limited_like_sign_in() {
     let s = TestServer::start();
