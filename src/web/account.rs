@@ -14,7 +14,9 @@
 //!   new id (a new credential is a new privilege level: OWASP's session
 //!   management cheat sheet renews the id then), with its methods and its
 //!   sign-in time.
-//! * Two-factor on: `factors::enroll` draws a pending secret; the code
+//! * Two-factor on asks for the current password first (an account
+//!   without one: a sign-in in the last 10 minutes), as new recovery codes
+//!   do; then `factors::enroll` draws a pending secret; the code
 //!   that confirms it is checked like any second factor (`factors::
 //!   check_in`: the factor's soft lock, a step used once, a FAILED row for
 //!   a wrong code), and in the same transaction a fresh set of recovery
@@ -236,12 +238,72 @@ pub fn change_password(
     })
 }
 
+/// How recent the sign-in of an account without a password must be to
+/// turn two-factor authentication on (it has no password to ask for).
+pub const RECENT_SIGN_IN_SECS: i64 = 600;
+
 /// Starts (or restarts) turning two-factor authentication on: a pending
-/// secret, to be confirmed with a code within `totp::PENDING_TTL`.
-/// Conflict when it is already on.
-pub fn start_totp(cx: &mut Ctx, s: &BrowserSession) -> Result<Enrollment, Error> {
+/// secret, to be confirmed with a code within `totp::PENDING_TTL`. Asks
+/// for the current password first (`reauthenticate`). Errors: Conflict
+/// (already on), Validation (`password`: none given), IncorrectPassword,
+/// RateLimited, Forbidden (no password, and a sign-in too old).
+pub fn start_totp(
+    cx: &mut Ctx,
+    s: &BrowserSession,
+    password: &str,
+    peer: &Peer,
+) -> Result<Enrollment, Error> {
     let user = user_of(cx, s)?;
+    // Before the password check: "already on" costs no attempt.
+    if factors::state(cx, &user.id)? == State::On {
+        return Err(Error::Conflict(
+            "Two-factor authentication is already on".into(),
+        ));
+    }
+    reauthenticate(cx, s, &user, password, peer)?;
     factors::enroll(cx, &user, false)
+}
+
+/// Proves the person at the browser is the account's owner before a
+/// factor is added (OWASP's MFA cheat sheet: changing factors asks for
+/// re-authentication, or a session alone, stolen or borrowed, could put
+/// the thief's authenticator on the account and lock the owner out).
+///
+/// With a password: the current password, through
+/// `auth::check_current_password` (the sign-in rate limit, the account's
+/// soft lock on the password from this source), as for new recovery
+/// codes. Without one (signed up through a provider, or emailed links
+/// only) there is nothing to type here, so the session's own sign-in must
+/// be recent: at most `RECENT_SIGN_IN_SECS` old. Signing in again is the
+/// re-authentication, at the provider or the emailed link.
+fn reauthenticate(
+    cx: &mut Ctx,
+    s: &BrowserSession,
+    user: &User,
+    password: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    if user.password_hash.is_none() {
+        if cx.now() - s.auth_time > RECENT_SIGN_IN_SECS {
+            return Err(Error::Forbidden(format!(
+                "For your safety, setting up two-factor authentication needs a sign-in \
+                 in the last {} minutes. Sign out, sign in again, then set it up.",
+                RECENT_SIGN_IN_SECS / 60
+            )));
+        }
+        return Ok(());
+    }
+    if password.is_empty() {
+        return Err(Error::invalid(
+            "password",
+            "required",
+            "Enter your current password.",
+        ));
+    }
+    if password.chars().count() > crate::password::MAX_LEN {
+        return Err(Error::IncorrectPassword);
+    }
+    auth::check_current_password(cx, user, password, peer)
 }
 
 /// The pending enrollment to show again (after a wrong code), if any.

@@ -67,7 +67,7 @@ fn recovery_codes(html: &str) -> Vec<String> {
 /// code, so the next code is usable.
 fn enrol(s: &TestServer, b: &Browser) -> (String, Vec<String>) {
     let (_, csrf) = account(b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let page = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     assert_eq!(page.status, 200, "{}", page.body);
     let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
     let csrf = field(&page.body, "csrf");
@@ -505,8 +505,23 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
     let b = signed_in(&s, "ann", PASSWORD);
-    let (_, csrf) = account(&b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let (body, csrf) = account(&b);
+    assert!(body.contains("<label for=\"totp_password\">Current password</label>"));
+    // The session alone does not add a factor: the current password first.
+    let set_up =
+        |password: &str| b.post("/account/totp", &[("csrf", &csrf), ("password", password)]);
+    for (password, status) in [("", 422), ("not-my-password-at-all", 401)] {
+        let r = set_up(password);
+        assert_eq!(r.status, status, "{password:?}: {}", r.body);
+        assert!(
+            r.body
+                .contains("<p class=\"error\" id=\"totp_password-error\">"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("<strong>Off.</strong>"));
+    }
+    let page = set_up(PASSWORD);
     assert_eq!(page.status, 200, "{}", page.body);
     assert_page_headers(&page);
     assert_eq!(page.header("cache-control"), Some("no-store"));
@@ -557,7 +572,7 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     assert!(body.contains("10 unused"), "{body}");
     // Setting up again while on is refused.
     let (_, csrf) = account(&b);
-    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    let r = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("id=\"totp-error\""));
 
@@ -575,13 +590,98 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     assert_eq!(status, 401);
 }
 
+/// Review 13, F3: wrong passwords at the set-up form count against the
+/// same limits as every other check of the current password.
+#[test]
+fn a_wrong_password_at_the_two_factor_set_up_is_rate_limited() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = b.post(
+            "/account/totp",
+            &[("csrf", &csrf), ("password", "not-my-password-at-all")],
+        );
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some(), "{r:?}");
+            assert!(r
+                .body
+                .contains("id=\"totp_password-error\">Too many attempts"));
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // Locked: even the right password waits.
+    let r = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
+/// Review 13, F3: an account without a password (signed up through a
+/// provider) has nothing to type; its session's sign-in must be recent
+/// instead, else the page says to sign in again.
+#[test]
+fn without_a_password_two_factor_set_up_needs_a_recent_sign_in() {
+    let s = TestServer::start();
+    let user = s.add_user("pat@example.com");
+    s.conn()
+        .execute(
+            "UPDATE users SET password_hash = NULL WHERE id = ?1",
+            [&user.id],
+        )
+        .unwrap();
+    let mut cx = s.ctx();
+    let amr = vec!["fed".to_string()];
+    let id = cx
+        .write(|tx| session::start(tx, &user.id, &amr, 86_400, 86_400 * 30, s.now()))
+        .unwrap();
+    let b = Browser::new(&s);
+    b.keep(&crate::support::Resp {
+        status: 200,
+        headers: vec![("set-cookie".into(), format!("hallpass={id}; Path=/"))],
+        body: String::new(),
+    });
+    let (body, csrf) = account(&b);
+    assert!(!body.contains("totp_password"), "{body}");
+    assert!(body.contains("sign in again"), "{body}");
+
+    s.advance(flows::RECENT_SIGN_IN_SECS + 1);
+    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("<p class=\"error\" id=\"totp-error\">For your safety"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Sign out, sign in again"), "{}", r.body);
+    assert!(r.body.contains("<strong>Off.</strong>"));
+
+    // Just signed in: the set-up page.
+    let id = cx
+        .write(|tx| session::start(tx, &user.id, &amr, 86_400, 86_400 * 30, s.now()))
+        .unwrap();
+    let b = Browser::new(&s);
+    b.keep(&crate::support::Resp {
+        status: 200,
+        headers: vec![("set-cookie".into(), format!("hallpass={id}; Path=/"))],
+        body: String::new(),
+    });
+    let (_, csrf) = account(&b);
+    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("<code id=\"totp-secret\">"));
+}
+
 #[test]
 fn a_set_up_not_confirmed_in_time_must_start_again() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
     let b = signed_in(&s, "ann", PASSWORD);
     let (_, csrf) = account(&b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let page = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
     s.advance(601);
     let (_, csrf) = account(&b);
