@@ -376,6 +376,27 @@ pub fn set_password_hash(
     Ok(())
 }
 
+/// Replaces a user's password hash only while the stored one is still
+/// `verified` (the hash a password change checked the current password
+/// against, read before the slow hashing): a compare-and-set in the
+/// caller's transaction. False when it has changed meanwhile (a reset, an
+/// admin, another change, a sign-in's rehash), and nothing is written.
+pub fn replace_password_hash(
+    tx: &Connection,
+    user_id: &str,
+    verified: &str,
+    hash: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE users SET password_hash = ?3, updated_at = ?4
+              WHERE id = ?1 AND password_hash = ?2 AND deleted_at IS NULL",
+        )?
+        .execute(params![user_id, verified, hash, now])?
+        == 1)
+}
+
 /// Sets `active` or `disabled`.
 pub fn set_status(tx: &Connection, user_id: &str, status: &str, now: i64) -> Result<(), Error> {
     tx.execute(

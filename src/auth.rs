@@ -21,6 +21,7 @@ use rusqlite::{Connection, Transaction};
 use crate::accounts::{self, Client, User};
 use crate::app::Ctx;
 use crate::audit::{self, Entry};
+use crate::codes;
 use crate::crypto::uuid_v4;
 use crate::error::Error;
 use crate::jwt::Claims;
@@ -651,6 +652,17 @@ pub fn change_password(
 /// account page): `end`, run in the transaction that stores the new hash,
 /// ends the sessions the caller's kind of session says (a bearer keeps its
 /// own token family; the account page its browser, under a new id).
+///
+/// `user` is the row read when the request began, and the current
+/// password is checked against its hash; the new hash is computed outside
+/// any transaction (it is slow). So the write stores the new hash only if
+/// the stored one is still the hash that was checked: a reset, an admin's
+/// change or another change that landed in between is never undone by
+/// this one, which is then refused as `IncorrectPassword` (the password
+/// given is no longer the current one). In the same transaction every
+/// emailed link and code of the account and every half-done sign-in
+/// owing a second factor is used up (`codes::void_user`), as a reset
+/// does: nothing mailed or begun under the old password outlives it.
 pub fn change_password_and<T>(
     cx: &mut Ctx,
     user: &User,
@@ -669,15 +681,21 @@ pub fn change_password_and<T>(
         ));
     }
     password::check_policy("password", new)?;
+    // `check_current_password` refuses an account without a password, so
+    // there is a verified hash here.
+    let verified = user.password_hash.clone().ok_or(Error::IncorrectPassword)?;
     let hash = {
         let _permit = cx.app.gate.enter()?;
         password::hash(new, cx.app.config.pbkdf2_iterations)?
     };
     cx.write(|tx| {
-        accounts::set_password_hash(tx, &user.id, &hash, now)?;
+        if !accounts::replace_password_hash(tx, &user.id, &verified, &hash, now)? {
+            return Err(Error::IncorrectPassword);
+        }
         // A new password makes every source's guesses at the old one moot.
         softlock::clear_password(tx, &user.id)?;
         sessions::drop_codes(tx, &user.id)?;
+        codes::void_user(tx, &user.id, now)?;
         end(tx, now)
     })
 }

@@ -330,6 +330,23 @@ pub fn void_user(tx: &Connection, user_id: &str, now: i64) -> Result<usize, Erro
         .execute(params![user_id, now])?)
 }
 
+/// Uses up a user's half-done sign-ins, the password given and the second
+/// factor owed (the pages' `WEB_SECOND_FACTOR`, the mfa dialect's
+/// `MFA_LOGIN`): "sign out other sessions" must not leave a sign-in
+/// elsewhere one code away from a new session. Returns how many.
+pub fn void_pending_second_factor(
+    tx: &Connection,
+    user_id: &str,
+    now: i64,
+) -> Result<usize, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE one_time_codes SET used_at = ?2
+              WHERE user_id = ?1 AND kind IN (?3, ?4) AND used_at IS NULL",
+        )?
+        .execute(params![user_id, now, WEB_SECOND_FACTOR, MFA_LOGIN])?)
+}
+
 /// Mails of one kind an address may be sent: one a minute, and
 /// `QUOTA_PER_HOUR` in a rolling hour.
 pub const QUOTA_INTERVAL: i64 = 60;

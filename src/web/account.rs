@@ -6,12 +6,17 @@
 //! * Password change: `auth::change_password_and`, the flow of native
 //!   PATCH /auth/change-password (the sign-in rate limit, the account's
 //!   soft lock on the current password, the password policy, a new hash,
-//!   the account's owed codes dropped). Every token family and every other
-//!   browser session of the user ends in its transaction, as at the API;
-//!   this browser's session goes on under a new id (a new credential is a
-//!   new privilege level: OWASP's session management cheat sheet renews
-//!   the id then), with its methods and its sign-in time.
-//! * Two-factor on: `factors::enroll` draws a pending secret; the code
+//!   the account's owed codes dropped, every emailed link and code and
+//!   every half-done sign-in used up, as a reset does; refused when the
+//!   stored password or this session changed meanwhile). Every token
+//!   family and every other browser session of the user ends in its
+//!   transaction, as at the API; this browser's session goes on under a
+//!   new id (a new credential is a new privilege level: OWASP's session
+//!   management cheat sheet renews the id then), with its methods and its
+//!   sign-in time.
+//! * Two-factor on asks for the current password first (an account
+//!   without one: a sign-in in the last 10 minutes), as new recovery codes
+//!   do; then `factors::enroll` draws a pending secret; the code
 //!   that confirms it is checked like any second factor (`factors::
 //!   check_in`: the factor's soft lock, a step used once, a FAILED row for
 //!   a wrong code), and in the same transaction a fresh set of recovery
@@ -25,8 +30,10 @@
 //! * Sign out other sessions ends every other browser session of the user
 //!   and revokes every token family (apps signed in through the APIs or
 //!   the OpenID provider end at their next refresh; their access tokens
-//!   fail `auth::authenticate` at once), and logs one LOGOUT row; this
-//!   browser stays signed in, its id and sign-in time unchanged.
+//!   fail `auth::authenticate` at once), uses up the sign-ins under way
+//!   (one owing its second factor, an app's unused code), and logs one
+//!   LOGOUT row; this browser stays signed in, its id and sign-in time
+//!   unchanged.
 //! * Apps: the consents the person gave apps of the OpenID provider
 //!   (`oidc::consent`); withdrawing one also revokes that app's provider
 //!   sessions of the person, and its next sign-in asks again.
@@ -39,6 +46,7 @@ use crate::app::Ctx;
 use crate::audit::{self, Entry};
 use crate::auth::{self, Peer};
 use crate::clock::iso8601;
+use crate::codes;
 use crate::crypto::MasterKey;
 use crate::error::Error;
 use crate::factors::{self, Factor};
@@ -199,8 +207,11 @@ fn method_words(method: &str, amr: &[&str]) -> String {
 /// Changes the password (`current` must be right; `new` must pass the
 /// policy and differ). Every token family and every browser session of
 /// the user ends, and this browser's goes on under a new id, returned for
-/// its cookie. Errors: IncorrectPassword, RateLimited, Validation (field
-/// `password`: the new one).
+/// its cookie. Errors: IncorrectPassword (also when the stored password
+/// changed while this one was checked and hashed), RateLimited,
+/// Validation (field `password`: the new one), TokenRevoked (this
+/// browser's session ended meanwhile: nothing is changed, and the browser
+/// signs in again).
 pub fn change_password(
     cx: &mut Ctx,
     s: &BrowserSession,
@@ -214,6 +225,12 @@ pub fn change_password(
         cx.app.config.web_session_max_secs,
     );
     auth::change_password_and(cx, &user, current, new, peer, |tx, now| {
+        // Ended while the password was checked and hashed ("sign out other
+        // sessions" in another browser, the admin): renewing it would bring
+        // it back, so the whole change is refused.
+        if !session::exists(tx, &s.id_hash)? {
+            return Err(Error::TokenRevoked);
+        }
         sessions::revoke_user_families(tx, &user.id, None, "password changed", now)?;
         // The same sign-in, carried on: its methods and its time (an app
         // asking for max_age must not see a sign-in that did not happen).
@@ -221,12 +238,72 @@ pub fn change_password(
     })
 }
 
+/// How recent the sign-in of an account without a password must be to
+/// turn two-factor authentication on (it has no password to ask for).
+pub const RECENT_SIGN_IN_SECS: i64 = 600;
+
 /// Starts (or restarts) turning two-factor authentication on: a pending
-/// secret, to be confirmed with a code within `totp::PENDING_TTL`.
-/// Conflict when it is already on.
-pub fn start_totp(cx: &mut Ctx, s: &BrowserSession) -> Result<Enrollment, Error> {
+/// secret, to be confirmed with a code within `totp::PENDING_TTL`. Asks
+/// for the current password first (`reauthenticate`). Errors: Conflict
+/// (already on), Validation (`password`: none given), IncorrectPassword,
+/// RateLimited, Forbidden (no password, and a sign-in too old).
+pub fn start_totp(
+    cx: &mut Ctx,
+    s: &BrowserSession,
+    password: &str,
+    peer: &Peer,
+) -> Result<Enrollment, Error> {
     let user = user_of(cx, s)?;
+    // Before the password check: "already on" costs no attempt.
+    if factors::state(cx, &user.id)? == State::On {
+        return Err(Error::Conflict(
+            "Two-factor authentication is already on".into(),
+        ));
+    }
+    reauthenticate(cx, s, &user, password, peer)?;
     factors::enroll(cx, &user, false)
+}
+
+/// Proves the person at the browser is the account's owner before a
+/// factor is added (OWASP's MFA cheat sheet: changing factors asks for
+/// re-authentication, or a session alone, stolen or borrowed, could put
+/// the thief's authenticator on the account and lock the owner out).
+///
+/// With a password: the current password, through
+/// `auth::check_current_password` (the sign-in rate limit, the account's
+/// soft lock on the password from this source), as for new recovery
+/// codes. Without one (signed up through a provider, or emailed links
+/// only) there is nothing to type here, so the session's own sign-in must
+/// be recent: at most `RECENT_SIGN_IN_SECS` old. Signing in again is the
+/// re-authentication, at the provider or the emailed link.
+fn reauthenticate(
+    cx: &mut Ctx,
+    s: &BrowserSession,
+    user: &User,
+    password: &str,
+    peer: &Peer,
+) -> Result<(), Error> {
+    if user.password_hash.is_none() {
+        if cx.now() - s.auth_time > RECENT_SIGN_IN_SECS {
+            return Err(Error::Forbidden(format!(
+                "For your safety, setting up two-factor authentication needs a sign-in \
+                 in the last {} minutes. Sign out, sign in again, then set it up.",
+                RECENT_SIGN_IN_SECS / 60
+            )));
+        }
+        return Ok(());
+    }
+    if password.is_empty() {
+        return Err(Error::invalid(
+            "password",
+            "required",
+            "Enter your current password.",
+        ));
+    }
+    if password.chars().count() > crate::password::MAX_LEN {
+        return Err(Error::IncorrectPassword);
+    }
+    auth::check_current_password(cx, user, password, peer)
 }
 
 /// The pending enrollment to show again (after a wrong code), if any.
@@ -369,9 +446,10 @@ pub fn regenerate_recovery(
     Ok(codes)
 }
 
-/// Ends every other browser session of the user and revokes every token
-/// family, with one LOGOUT row, in one transaction. Returns how many
-/// browser sessions and token families ended.
+/// Ends every other browser session of the user, revokes every token
+/// family and uses up the sign-ins under way (a pending second factor,
+/// an unused auth code), with one LOGOUT row, in one transaction. Returns
+/// how many browser sessions and token families ended.
 pub fn sign_out_others(
     cx: &mut Ctx,
     s: &BrowserSession,
@@ -381,6 +459,10 @@ pub fn sign_out_others(
     let user_id = s.user_id.clone();
     cx.write(|tx| {
         let browsers = session::end_others(tx, &user_id, &s.id_hash)?;
+        // Sign-ins under way elsewhere end too: one owing its second
+        // factor (pages or mfa dialect), an app's unused code.
+        codes::void_pending_second_factor(tx, &user_id, now)?;
+        sessions::drop_codes(tx, &user_id)?;
         let families = sessions::revoke_user_tokens(
             tx,
             &user_id,

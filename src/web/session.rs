@@ -331,10 +331,23 @@ pub fn end_user(conn: &Connection, user_id: &str) -> Result<usize, Error> {
         .execute([user_id])?)
 }
 
+/// True while the row of session `id_hash` exists: not ended since
+/// `current` read it (a sign-out, "sign out other sessions", a password
+/// reset, an admin). A flow that read the session at the start of a
+/// request and writes for it later asks again in its transaction.
+pub fn exists(conn: &Connection, id_hash: &str) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM web_sessions WHERE id_hash = ?1")?
+        .query_row([id_hash], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The same sign-in under a new id (after a password change): the old row
 /// goes, a new one keeps the user, methods, sign-in time and absolute
 /// expiry (counted from `created_at`, with `max_secs`). Returns the new
-/// cookie value.
+/// cookie value. The caller has checked, in its transaction, that `s`
+/// still `exists`: renewing an ended session would bring it back.
 pub fn renew(
     tx: &Connection,
     s: &BrowserSession,

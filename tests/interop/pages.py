@@ -13,7 +13,8 @@ usage: pages.py BIN WORK SHOTS [--only STEP,STEP,...]
                         -> the relying party gets code and state -> tokens
          consent        a consent app: the consent page, deny (access_denied
                         to the app), then allow (code, state, tokens)
-         account        /account: two-factor set-up, the QR code read from
+         account        /account: two-factor set-up (after the current
+                        password), the QR code read from
                         a screenshot with zbarimg, oathtool's code
                         confirmed, the recovery codes shown
          signout        /signout's button; /account then sends to /signin
@@ -541,6 +542,14 @@ def step_account():
         By.XPATH, "//form[@action='/account/totp']//button[normalize-space()="
                   "'Set up two-factor authentication']")
     check(setup, "the button 'Set up two-factor authentication' in a form posting to /account/totp")
+    # The set-up asks for the current password first (a session alone adds
+    # no factor); the field is labelled "Current password".
+    label = one("form[action='/account/totp'] label[for='totp_password']",
+                "the set-up form's password label")
+    check(label.text.strip() == "Current password", "the label says 'Current password'",
+          label.text)
+    one("form[action='/account/totp'] input[name='password']",
+        "the set-up form's password field").send_keys(PASSWORD)
     submit(setup[0])
     qr = one("img#totp-qr", "the QR code")
     check((qr.get_attribute("src") or "").startswith("data:image/png;base64,"),

@@ -213,6 +213,17 @@ impl TestServer {
         db::open(&self.db).unwrap()
     }
 
+    /// A worker's context on the running server's own `App` (its clock,
+    /// limits, writer lock) with a connection of its own: for a test that
+    /// calls a core flow directly, to put the database between a flow's
+    /// read and its write into a state no request can reach on cue.
+    pub fn ctx(&self) -> app::Ctx {
+        app::Ctx {
+            conn: self.conn(),
+            app: self.running().app.clone(),
+        }
+    }
+
     /// The id of the newest outbox row for `to`.
     pub fn newest_mail_id(&self, to: &str) -> String {
         self.conn()

@@ -3,13 +3,26 @@
 //! off, new recovery codes, recent sign-ins, signing out other sessions,
 //! and the CSRF token every form needs.
 
+use hallpass::auth::{self, Peer};
+use hallpass::web::{account as flows, session};
+use hallpass::{password, Error};
 use serde_json::json;
 
 use crate::browser::{assert_page_headers, field, location, Browser};
 use crate::second_factor::code_at;
-use crate::support::{TestServer, PASSWORD};
+use crate::support::{TestServer, ITERATIONS, PASSWORD};
 
 const NEW_PASSWORD: &str = "violet-heron-lantern-73";
+/// Someone else's choice: a stolen session's, a phished password's.
+const OTHER_PASSWORD: &str = "umber-falcon-cistern-88";
+
+/// The source a flow called directly sees.
+fn peer() -> Peer {
+    Peer {
+        ip: "127.0.0.1".into(),
+        user_agent: None,
+    }
+}
 
 /// A browser signed in as `login` (with `password`).
 fn signed_in<'a>(s: &'a TestServer, login: &str, password: &str) -> Browser<'a> {
@@ -54,7 +67,7 @@ fn recovery_codes(html: &str) -> Vec<String> {
 /// code, so the next code is usable.
 fn enrol(s: &TestServer, b: &Browser) -> (String, Vec<String>) {
     let (_, csrf) = account(b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let page = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     assert_eq!(page.status, 200, "{}", page.body);
     let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
     let csrf = field(&page.body, "csrf");
@@ -278,6 +291,186 @@ fn changing_the_password_checks_both_and_ends_every_other_session() {
     signed_in(&s, "ann", NEW_PASSWORD);
 }
 
+/// Review 13, F1: a password change checks the current password against
+/// the user row its request read first, and hashes the new one outside
+/// any transaction. A reset by the owner landing in between (here put
+/// there by hand: the row is read, the stored hash replaced, then the
+/// change runs on what it read) must stand, not be overwritten.
+#[test]
+fn a_password_change_does_not_undo_a_reset_made_while_it_ran() {
+    let s = TestServer::start();
+    let read_first = s.add_user("vic@example.com");
+    let reset = password::hash(NEW_PASSWORD, ITERATIONS).unwrap();
+    s.conn()
+        .execute(
+            "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+            [&reset, &read_first.id],
+        )
+        .unwrap();
+    // The same function behind the account page and the JSON API's
+    // change-password.
+    let r = auth::change_password_and(
+        &mut s.ctx(),
+        &read_first,
+        PASSWORD,
+        OTHER_PASSWORD,
+        &peer(),
+        |_, _| Ok(()),
+    );
+    assert_eq!(r, Err(Error::IncorrectPassword));
+    // The reset's password signs in; the change's does not.
+    let r = Browser::new(&s).sign_in(None, "vic", OTHER_PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    signed_in(&s, "vic", NEW_PASSWORD);
+}
+
+/// Review 13, F1: the account page's change renews this browser's session
+/// under a new id; a session ended while the change ran ("sign out other
+/// sessions" from the owner's browser, a reset, the admin) must stay
+/// ended, and the change must not happen.
+#[test]
+fn a_password_change_does_not_bring_back_a_session_ended_while_it_ran() {
+    let s = TestServer::start();
+    s.add_user("vic@example.com");
+    let b = signed_in(&s, "vic", PASSWORD);
+    let mut cx = s.ctx();
+    let cookie = b.cookie("hallpass").unwrap();
+    let read_first = session::current(&cx.conn, &cookie, s.now())
+        .unwrap()
+        .unwrap();
+    s.conn()
+        .execute(
+            "DELETE FROM web_sessions WHERE id_hash = ?1",
+            [&read_first.id_hash],
+        )
+        .unwrap();
+    let r = flows::change_password(&mut cx, &read_first, PASSWORD, OTHER_PASSWORD, &peer());
+    assert_eq!(r, Err(Error::TokenRevoked));
+    assert_eq!(live_web_sessions(&s), 0);
+    // Nothing changed: the password is the old one.
+    let r = Browser::new(&s).sign_in(None, "vic", OTHER_PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    signed_in(&s, "vic", PASSWORD);
+}
+
+/// The link to `path` in a mail's text.
+fn mailed_link(mail: &str, path: &str) -> String {
+    let at = mail
+        .find(&format!("{path}?token="))
+        .unwrap_or_else(|| panic!("no {path} link in {mail}"));
+    mail[at..]
+        .split(char::is_whitespace)
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Asks the emailed pages for a reset link, then (a minute later, past
+/// the per-address quota's interval) a sign-in link; returns both.
+fn mailed_reset_and_sign_in_links(s: &TestServer, email: &str) -> (String, String) {
+    let b = Browser::new(s);
+    let page = b.get("/signin/forgot");
+    let r = b.post(
+        "/signin/forgot",
+        &[("csrf", &field(&page.body, "csrf")), ("email", email)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reset = mailed_link(&s.last_mail(email).text, "/signin/reset");
+    s.advance(61);
+    let page = b.get("/signin/email-link");
+    let r = b.post(
+        "/signin/email-link",
+        &[
+            ("csrf", &field(&page.body, "csrf")),
+            ("email", email),
+            ("return_to", "/account"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let link = mailed_link(&s.last_mail(email).text, "/signin/link");
+    // Both live before the change.
+    for l in [&reset, &link] {
+        assert_eq!(Browser::new(s).get(l).status, 200, "{l}");
+    }
+    (reset, link)
+}
+
+/// Review 13, F2: links and codes mailed before a password change die
+/// with the old password, as they do at a reset: a reset link in a mailbox
+/// someone else reads must not undo the owner's change.
+#[test]
+fn a_password_change_uses_up_the_links_mailed_before_it() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let (client, secret) = s.add_client();
+    let app = s.login_token(&client, &secret, "ann");
+
+    // The JSON API's change-password.
+    let (reset, link) = mailed_reset_and_sign_in_links(&s, "ann@example.com");
+    let r = s.send_auth(
+        "PATCH",
+        "/auth/change-password",
+        app["accessToken"].as_str().unwrap(),
+        &json!({"oldPassword": PASSWORD, "password": NEW_PASSWORD}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    for l in [&reset, &link] {
+        let page = Browser::new(&s).get(l);
+        assert_eq!(page.status, 410, "{l}: {}", page.body);
+    }
+
+    // The account page's.
+    s.advance(61);
+    let (reset, link) = mailed_reset_and_sign_in_links(&s, "ann@example.com");
+    let b = signed_in(&s, "ann", NEW_PASSWORD);
+    let (_, csrf) = account(&b);
+    let r = b.post(
+        "/account/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", NEW_PASSWORD),
+            ("new_password", OTHER_PASSWORD),
+            ("confirm_password", OTHER_PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    for l in [&reset, &link] {
+        let page = Browser::new(&s).get(l);
+        assert_eq!(page.status, 410, "{l}: {}", page.body);
+    }
+}
+
+/// Review 13, F2: "sign out other sessions" also ends a sign-in under way
+/// elsewhere that has the password and owes only its second factor.
+#[test]
+fn signing_out_other_sessions_ends_a_sign_in_owing_its_second_factor() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (secret, _) = enrol(&s, &b);
+    // Elsewhere: the password given, the code page open.
+    let other = Browser::new(&s);
+    let r = other.sign_in(None, "ann", PASSWORD);
+    assert!(location(&r).starts_with("/signin/second-factor"), "{r:?}");
+    let page = other.get(location(&r));
+    let pending_csrf = field(&page.body, "csrf");
+
+    let (_, csrf) = account(&b);
+    let r = b.post("/account/sessions/signout-others", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = other.post(
+        "/signin/second-factor",
+        &[
+            ("csrf", &pending_csrf),
+            ("code", &code_at(&secret, s.now())),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(location(&r).starts_with("/signin?"), "{r:?}");
+    assert_eq!(other.get("/account").status, 303);
+    assert_eq!(live_web_sessions(&s), 1);
+}
+
 #[test]
 fn a_wrong_current_password_is_rate_limited_like_sign_in() {
     let s = TestServer::start();
@@ -312,8 +505,23 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
     let b = signed_in(&s, "ann", PASSWORD);
-    let (_, csrf) = account(&b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let (body, csrf) = account(&b);
+    assert!(body.contains("<label for=\"totp_password\">Current password</label>"));
+    // The session alone does not add a factor: the current password first.
+    let set_up =
+        |password: &str| b.post("/account/totp", &[("csrf", &csrf), ("password", password)]);
+    for (password, status) in [("", 422), ("not-my-password-at-all", 401)] {
+        let r = set_up(password);
+        assert_eq!(r.status, status, "{password:?}: {}", r.body);
+        assert!(
+            r.body
+                .contains("<p class=\"error\" id=\"totp_password-error\">"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("<strong>Off.</strong>"));
+    }
+    let page = set_up(PASSWORD);
     assert_eq!(page.status, 200, "{}", page.body);
     assert_page_headers(&page);
     assert_eq!(page.header("cache-control"), Some("no-store"));
@@ -364,7 +572,7 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     assert!(body.contains("10 unused"), "{body}");
     // Setting up again while on is refused.
     let (_, csrf) = account(&b);
-    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    let r = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("id=\"totp-error\""));
 
@@ -382,13 +590,98 @@ fn two_factor_is_set_up_from_the_qr_page_and_then_asked_for_at_sign_in() {
     assert_eq!(status, 401);
 }
 
+/// Review 13, F3: wrong passwords at the set-up form count against the
+/// same limits as every other check of the current password.
+#[test]
+fn a_wrong_password_at_the_two_factor_set_up_is_rate_limited() {
+    let s = TestServer::start();
+    s.add_user("ann@example.com");
+    let b = signed_in(&s, "ann", PASSWORD);
+    let (_, csrf) = account(&b);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = b.post(
+            "/account/totp",
+            &[("csrf", &csrf), ("password", "not-my-password-at-all")],
+        );
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some(), "{r:?}");
+            assert!(r
+                .body
+                .contains("id=\"totp_password-error\">Too many attempts"));
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // Locked: even the right password waits.
+    let r = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
+/// Review 13, F3: an account without a password (signed up through a
+/// provider) has nothing to type; its session's sign-in must be recent
+/// instead, else the page says to sign in again.
+#[test]
+fn without_a_password_two_factor_set_up_needs_a_recent_sign_in() {
+    let s = TestServer::start();
+    let user = s.add_user("pat@example.com");
+    s.conn()
+        .execute(
+            "UPDATE users SET password_hash = NULL WHERE id = ?1",
+            [&user.id],
+        )
+        .unwrap();
+    let mut cx = s.ctx();
+    let amr = vec!["fed".to_string()];
+    let id = cx
+        .write(|tx| session::start(tx, &user.id, &amr, 86_400, 86_400 * 30, s.now()))
+        .unwrap();
+    let b = Browser::new(&s);
+    b.keep(&crate::support::Resp {
+        status: 200,
+        headers: vec![("set-cookie".into(), format!("hallpass={id}; Path=/"))],
+        body: String::new(),
+    });
+    let (body, csrf) = account(&b);
+    assert!(!body.contains("totp_password"), "{body}");
+    assert!(body.contains("sign in again"), "{body}");
+
+    s.advance(flows::RECENT_SIGN_IN_SECS + 1);
+    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("<p class=\"error\" id=\"totp-error\">For your safety"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Sign out, sign in again"), "{}", r.body);
+    assert!(r.body.contains("<strong>Off.</strong>"));
+
+    // Just signed in: the set-up page.
+    let id = cx
+        .write(|tx| session::start(tx, &user.id, &amr, 86_400, 86_400 * 30, s.now()))
+        .unwrap();
+    let b = Browser::new(&s);
+    b.keep(&crate::support::Resp {
+        status: 200,
+        headers: vec![("set-cookie".into(), format!("hallpass={id}; Path=/"))],
+        body: String::new(),
+    });
+    let (_, csrf) = account(&b);
+    let r = b.post("/account/totp", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("<code id=\"totp-secret\">"));
+}
+
 #[test]
 fn a_set_up_not_confirmed_in_time_must_start_again() {
     let s = TestServer::start();
     s.add_user("ann@example.com");
     let b = signed_in(&s, "ann", PASSWORD);
     let (_, csrf) = account(&b);
-    let page = b.post("/account/totp", &[("csrf", &csrf)]);
+    let page = b.post("/account/totp", &[("csrf", &csrf), ("password", PASSWORD)]);
     let secret = text_after(&page.body, "<code id=\"totp-secret\">").to_string();
     s.advance(601);
     let (_, csrf) = account(&b);

@@ -113,6 +113,7 @@ fn refusal(e: Error) -> Result<Refusal, Error> {
         ),
         Error::Validation { message, .. } => (422, message, None),
         Error::Conflict(message) => (409, message, None),
+        Error::Forbidden(message) => (403, message, None),
         other => return Err(other),
     })
 }
@@ -237,6 +238,9 @@ fn password_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
                 Ok(see_other("/account?done=password#password")
                     .with_header("Set-Cookie", &set_session_cookie(cx, &id, max_age)))
             }
+            // The session ended while the change was under way: nothing
+            // changed, and this browser is signed out.
+            Err(Error::TokenRevoked) => Ok(to_sign_in()),
             Err(e) => {
                 // The policy's words are about the new password; the rest
                 // about the current one.
@@ -254,12 +258,22 @@ fn password_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
 
 fn totp_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     guard(cx, req, |cx, req| {
-        let Some((value, s, _)) = account_form(cx, req)? else {
+        let Some((value, s, form)) = account_form(cx, req)? else {
             return Ok(to_sign_in());
         };
-        match account::start_totp(cx, &s) {
+        match account::start_totp(cx, &s, form.get("password"), &peer(req)) {
             Ok(e) => totp_page(cx, &value, 200, &e, None),
-            Err(e) => account_page(cx, &value, &s, View::refused("totp", refusal(e)?)),
+            Err(e) => {
+                // The password's refusals next to it; the others (already
+                // on, a sign-in too old) at the head of the section.
+                let field = match &e {
+                    Error::IncorrectPassword
+                    | Error::RateLimited { .. }
+                    | Error::Validation { .. } => "totp_password",
+                    _ => "totp",
+                };
+                account_page(cx, &value, &s, View::refused(field, refusal(e)?))
+            }
         }
     })
 }
@@ -422,7 +436,7 @@ pub fn openapi() -> Vec<Op> {
         form("/account/password", "Changes the password (a form)"),
         form(
             "/account/totp",
-            "Starts turning two-factor authentication on: the QR code page (a form)",
+            "Starts turning two-factor authentication on, after the current password: the QR code page (a form)",
         )
         .json_text(200, "text/html"),
         form(
