@@ -528,6 +528,7 @@ pub fn openapi() -> Vec<Op> {
     vec![
         page_op("GET", "/signin", "The sign-in page")
             .query("return_to", false, string())
+            .query("rd", false, string())
             .query("failed", false, string())
             .query("provider", false, string()),
         form_op(
@@ -553,6 +554,20 @@ pub fn openapi() -> Vec<Op> {
             "/signin/second-factor",
             "Finishes a sign-in with a TOTP or recovery code (a form)",
         ),
+        page_op(
+            "GET",
+            "/signin/step-up",
+            "Asks a signed-in person for a second factor (forward-auth's two_factor rule)",
+        )
+        .query("rd", false, string())
+        .query("return_to", false, string())
+        .empty(303, "To rd when the session has one, or to /signin")
+        .json_text(403, "text/html"),
+        form_op(
+            "/signin/step-up",
+            "Adds a TOTP or recovery code to the session (a form)",
+        )
+        .json_text(422, "text/html"),
         page_op("GET", "/signout", "Asks to confirm signing out")
             .query("client_id", false, string())
             .query("post_logout_redirect_uri", false, string())
