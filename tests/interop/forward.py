@@ -133,9 +133,10 @@ def cli(*args, stdin=None):
     return r.stdout
 
 
-def oathtool(secret):
-    return subprocess.run(["oathtool", "--totp", "-b", secret], capture_output=True,
-                          text=True, check=True).stdout.strip()
+def oathtool(secret, at=None):
+    """The TOTP code now, or at Unix time `at`."""
+    cmd = ["oathtool", "--totp", "-b", secret] + ([] if at is None else ["-N", f"@{at}"])
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
 
 
 cli("init")
@@ -297,10 +298,13 @@ def sign_in(s, signin_url, login, totp_secret=None):
     # A fresh step: the last one used is spent.
     while int(time.time()) // 30 <= last_step[0]:
         time.sleep(0.5)
-    last_step[0] = int(time.time()) // 30
+    # The code and the step noted from one reading of the clock (read
+    # twice, a step boundary between them made the next sign-in reuse it).
+    now = int(time.time())
+    last_step[0] = now // 30
     r = s.post(hp + "/signin/second-factor",
                data={"csrf": f["csrf"], "return_to": f.get("return_to", "/account"),
-                     "code": oathtool(totp_secret)},
+                     "code": oathtool(totp_secret, now)},
                allow_redirects=False)
     check(r.status_code == 303, f"{login}: the code is taken ({r.status_code})")
     return r
