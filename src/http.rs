@@ -108,15 +108,23 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A cookie's value from the Cookie header(s); the first of that name.
+    /// A cookie's value from the Cookie header(s).
+    ///
+    /// A name sent twice with two values is no cookie at all: a browser
+    /// sends both when another host under a shared parent domain (or a
+    /// page over plain http) planted one beside ours, and neither can be
+    /// told to be ours (cookie tossing: review 14).
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
+        let mut values = self
+            .headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
             .flat_map(|(_, v)| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.trim())
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim());
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
     }
 
     /// The User-Agent header.
@@ -327,6 +335,20 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_sent_twice_with_two_values_is_none() {
+        let mut r = Request::new("GET", "/");
+        r.headers = vec![("Cookie".into(), "a=1; hallpass=ours; b=2".into())];
+        assert_eq!(r.cookie("hallpass"), Some("ours"));
+        // The same value twice (two Cookie headers) is still that value.
+        r.headers.push(("cookie".into(), "hallpass=ours".into()));
+        assert_eq!(r.cookie("hallpass"), Some("ours"));
+        // A planted one beside it: neither is believed.
+        r.headers = vec![("Cookie".into(), "hallpass=planted; hallpass=ours".into())];
+        assert_eq!(r.cookie("hallpass"), None);
+        assert_eq!(r.cookie("other"), None);
+    }
 
     #[test]
     fn paths_and_queries_are_decoded_and_trailing_slashes_dropped() {

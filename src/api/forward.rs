@@ -4,15 +4,18 @@
 //! find who is asking, call `forward::decide`, answer in the proxy's
 //! convention.
 //!
-//! * The original request: nginx `auth_request` sends `X-Original-URL`
-//!   (and `X-Original-Method`), as the README's snippet sets them;
-//!   Traefik and Caddy send `X-Forwarded-Method`, `-Proto`, `-Host` and
-//!   `-Uri`. Either is believed only from a peer in `trusted_proxies`:
-//!   from anyone else the answer is 403, whatever the headers say.
-//! * The style of the answer follows the headers: with `X-Original-URL`
-//!   (nginx, which takes only 2xx, 401 and 403 from an auth request), a
-//!   request that must sign in gets 401 with the sign-in URL in
-//!   `Location` (the snippet's `error_page 401` sends the browser there);
+//! * The original request: nginx `auth_request` asks
+//!   `/auth/verify?proxy=nginx` with `X-Original-URL` (and
+//!   `X-Original-Method`), as the README's snippet sets them; Traefik and
+//!   Caddy ask `/auth/verify` with `X-Forwarded-Method`, `-Proto`, `-Host`
+//!   and `-Uri`. The convention is the URL's (the proxy's configuration),
+//!   never the headers': those two pass the client's other headers on.
+//!   Either is believed only from a peer in `trusted_proxies`: from
+//!   anyone else the answer is 403, whatever the headers say.
+//! * The style of the answer follows the convention: nginx (which takes
+//!   only 2xx, 401 and 403 from an auth request) gets 401 for a request
+//!   that must sign in, with the sign-in URL in `Location` (the snippet's
+//!   `error_page 401` sends the browser there);
 //!   otherwise (Traefik, Caddy, which pass any answer on to the browser)
 //!   302 to it. Deny is 403; allow is 200 with `Remote-User`,
 //!   `Remote-Email`, `Remote-Name` and `Remote-Groups`; bypass is 200
@@ -27,7 +30,7 @@
 //!   `[web] cookie_domain`); a host outside it could never receive the
 //!   session cookie, so it gets 403 with the reason rather than a loop.
 
-use super::openapi::{op, Op};
+use super::openapi::{op, string, Op};
 use super::{Params, Route};
 use crate::app::Ctx;
 use crate::error::Error;
@@ -56,8 +59,8 @@ fn verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
              (or range) to trusted_proxies in hallpass's configuration",
         ));
     }
-    let nginx = req.header("x-original-url").is_some();
-    let target = match target(req) {
+    let nginx = req.query("proxy") == Some("nginx");
+    let target = match target(req, nginx) {
         Ok(t) => t,
         Err(why) => return Ok(text(400, &format!("the original request: {why}"))),
     };
@@ -92,15 +95,24 @@ fn verify(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
     })
 }
 
-/// The original request from nginx's or Traefik/Caddy's headers.
-fn target(req: &Request) -> Result<Target, String> {
-    if let Some(url) = req.header("x-original-url") {
+/// The original request. The convention is the one the proxy's own
+/// configuration names, never the request's headers: `?proxy=nginx` (the
+/// README's snippet) reads only `X-Original-URL`/`-Method`, which nginx's
+/// snippet sets itself; anything else reads only `X-Forwarded-*`, which
+/// Traefik and Caddy set themselves. Traefik and Caddy pass the client's
+/// other headers on, so an `X-Original-URL` a client sends them must not
+/// be read (it named a bypass URL in front of a denied one: review 14).
+fn target(req: &Request, nginx: bool) -> Result<Target, String> {
+    if nginx {
+        let url = req
+            .header("x-original-url")
+            .ok_or("X-Original-URL is not set (see the README's nginx snippet)")?;
         let method = req.header("x-original-method").unwrap_or(&req.method);
         return Target::from_url(method, url);
     }
     let host = req
         .header("x-forwarded-host")
-        .ok_or("neither X-Original-URL nor X-Forwarded-Host is set")?;
+        .ok_or("X-Forwarded-Host is not set (nginx: ask /auth/verify?proxy=nginx)")?;
     Target::from_parts(
         req.header("x-forwarded-method").unwrap_or(&req.method),
         req.header("x-forwarded-proto").unwrap_or("http"),
@@ -157,6 +169,7 @@ pub fn openapi() -> Vec<Op> {
         "/auth/verify",
         "Forward-auth: may the proxied request pass? (a proxy in trusted_proxies asks)",
     )
+    .query("proxy", false, string())
     .header("X-Original-URL", false)
     .header("X-Original-Method", false)
     .header("X-Forwarded-Method", false)

@@ -267,7 +267,7 @@ fn end_session(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
         None => Response::text(200, "text/html; charset=utf-8", SIGNED_OUT.to_string()),
     };
     if value.is_some() {
-        resp = resp.with_header("Set-Cookie", &super::web::set_session_cookie(cx, "", 0));
+        resp = super::web::with_session_cookie(resp, cx, "", 0);
     }
     Ok(no_store(resp))
 }

@@ -195,11 +195,11 @@ http {{
 
         location = /_hallpass {{
             internal;
-            proxy_pass http://127.0.0.1:{hp_port}/auth/verify;
+            proxy_pass http://127.0.0.1:{hp_port}/auth/verify?proxy=nginx;
             proxy_method GET;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-URL http://127.0.0.1:{nginx_port}$request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
@@ -347,6 +347,11 @@ def flow(name, base, post_method):
     check(r.status_code in (400, 403), f"and not through dot segments ({r.status_code})")
 
     anon = requests.Session()
+    forged = {"X-Original-URL": base + "/public/status", "X-Original-Method": "GET",
+              "X-Forwarded-Uri": "/public/status"}
+    r = anon.get(base + "/private/keys", headers=forged, allow_redirects=False)
+    check(r.status_code in (302, 403),
+          f"a client's own X-Original-URL / X-Forwarded-Uri decide nothing ({r.status_code})")
     r = anon.get(base + "/public/status", headers={"Remote-User": "admin"}, allow_redirects=False)
     check(r.status_code == 200, f"a bypass path passes anonymously ({r.status_code})")
     check(r.json()["remote_user"] in (None, ""),

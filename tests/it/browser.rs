@@ -127,12 +127,14 @@ pub fn location(r: &Resp) -> &str {
     r.header("location").unwrap_or("")
 }
 
+/// The last Set-Cookie of `name` (the one a browser ends with).
 pub fn set_cookie<'r>(r: &'r Resp, name: &str) -> Option<&'r str> {
     r.headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
         .map(|(_, v)| v.as_str())
-        .find(|v| v.starts_with(&format!("{name}=")))
+        .filter(|v| v.starts_with(&format!("{name}=")))
+        .last()
 }
 
 pub fn assert_page_headers(r: &Resp) {

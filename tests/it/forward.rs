@@ -85,7 +85,7 @@ fn traefik(s: &TestServer, method: &str, url: &str, extra: &[(&str, &str)]) -> R
 fn nginx(s: &TestServer, method: &str, url: &str, extra: &[(&str, &str)]) -> Resp {
     let mut h = vec![("X-Original-URL", url), ("X-Original-Method", method)];
     h.extend_from_slice(extra);
-    s.request("GET", "/auth/verify", &h, None)
+    s.request("GET", "/auth/verify?proxy=nginx", &h, None)
 }
 
 fn signed_in(s: &TestServer, login: &str) -> String {
@@ -379,7 +379,12 @@ fn the_original_request_must_be_well_formed() {
     ] {
         let mut h = headers.clone();
         h.push(("Cookie", &cookie));
-        let r = s.request("GET", "/auth/verify", &h, None);
+        let path = if h.iter().any(|(k, _)| *k == "X-Original-URL") {
+            "/auth/verify?proxy=nginx"
+        } else {
+            "/auth/verify"
+        };
+        let r = s.request("GET", path, &h, None);
         assert_eq!(r.status, 400, "{headers:?}: {}", r.body);
         assert!(r.header("remote-user").is_none());
     }
@@ -718,4 +723,68 @@ fn rd_is_followed_only_inside_the_cookie_domain() {
         );
         assert_eq!((r.status, location(&r)), (303, to), "forged {rd}");
     }
+}
+
+#[test]
+fn the_convention_is_the_proxys_url_not_the_clients_headers() {
+    // Traefik and Caddy pass a client's headers on to /auth/verify: an
+    // X-Original-URL naming a bypass host must not stand in for the
+    // X-Forwarded-* they set (review 14: an anonymous request reached
+    // /private this way through a real Caddy).
+    let s = server();
+    let forged = [
+        ("X-Original-URL", "https://public.home.example/"),
+        ("X-Original-Method", "GET"),
+    ];
+    let r = traefik(&s, "GET", "https://app.home.example/secure", &forged);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(location(&r).starts_with("http://auth.home.example/signin?rd="));
+    let r = traefik(&s, "DELETE", "https://app.home.example/admin/x", &forged);
+    assert_eq!(r.status, 302, "{}", r.body);
+    // And nginx's URL reads only nginx's headers.
+    let r = s.request(
+        "GET",
+        "/auth/verify?proxy=nginx",
+        &[
+            ("X-Forwarded-Host", "public.home.example"),
+            ("X-Forwarded-Uri", "/"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn a_cookie_planted_beside_the_session_signs_no_one_in() {
+    // A sibling host under the shared domain can set a `hallpass` cookie
+    // too (cookie tossing). Sent beside ours, neither is believed; and a
+    // sign-in deletes a host-only one left from before the cookie domain.
+    let s = server();
+    s.add_user("ann@example.com");
+    s.add_user("bob@example.com");
+    let ann = signed_in(&s, "ann");
+    let bob = signed_in(&s, "bob");
+    let url = "https://app.home.example/photos";
+    let r = traefik(&s, "GET", url, &[("Cookie", &ann)]);
+    assert_eq!(r.header("remote-user"), Some("ann"));
+    let both = format!("{bob}; {ann}");
+    let r = traefik(&s, "GET", url, &[("Cookie", &both)]);
+    assert_eq!(r.status, 302, "two sessions under one name: {}", r.body);
+    assert!(r.header("remote-user").is_none());
+
+    let b = Browser::new(&s);
+    let r = b.sign_in(None, "ann", PASSWORD);
+    let cookies: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .filter(|v| v.starts_with("hallpass="))
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with("hallpass=;") && !cookies[0].contains("Domain"),
+        "the host-only one is deleted: {cookies:?}"
+    );
+    assert!(cookies[1].contains("Domain=home.example"), "{cookies:?}");
 }

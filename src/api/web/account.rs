@@ -235,8 +235,12 @@ fn password_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Er
         match account::change_password(cx, &s, current, new, &peer(req)) {
             Ok(id) => {
                 let max_age = cx.app.config.web_session_max_secs;
-                Ok(see_other("/account?done=password#password")
-                    .with_header("Set-Cookie", &set_session_cookie(cx, &id, max_age)))
+                Ok(with_session_cookie(
+                    see_other("/account?done=password#password"),
+                    cx,
+                    &id,
+                    max_age,
+                ))
             }
             // The session ended while the change was under way: nothing
             // changed, and this browser is signed out.

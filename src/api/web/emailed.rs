@@ -540,8 +540,7 @@ fn reset_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
         match flows::reset(cx, token, password, &peer(req)) {
             Ok(()) => {
                 // Every session of the account ended, this browser's too.
-                let clear = set_session_cookie(cx, "", 0);
-                Ok(message(
+                message(
                     cx,
                     200,
                     "Password changed",
@@ -550,8 +549,8 @@ fn reset_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error
                         .into(),
                     "/signin",
                     "Sign in",
-                )?
-                .with_header("Set-Cookie", &clear))
+                )
+                .map(|page| with_session_cookie(page, cx, "", 0))
             }
             Err(Error::TokenExpired | Error::TokenRevoked | Error::TokenInvalid) => {
                 dead_link(cx, "reset", "/signin/forgot")

@@ -62,14 +62,27 @@ pub fn session_cookie<'r>(cx: &Ctx, req: &'r Request) -> Option<&'r str> {
     req.cookie(session_cookie_name(cx))
 }
 
-/// The Set-Cookie of session cookie `value` (`max_age` 0 deletes it),
-/// with `Domain=` when a cookie domain is set.
-pub fn set_session_cookie(cx: &Ctx, value: &str, max_age: i64) -> String {
-    session::set_session_cookie(
-        &cx.app.public_url,
-        cx.app.config.cookie_domain.as_deref(),
-        value,
-        max_age,
+/// `resp` setting the session cookie to `value` (`max_age` 0 deletes
+/// it), with `Domain=` when a cookie domain is set. Then a host-only
+/// cookie of the same name (one set before the domain was configured)
+/// is deleted with it: `Request::cookie` reads a name sent twice with two
+/// values as no cookie at all (a sibling host could have planted one), so
+/// a stale one would keep the browser signed out.
+pub fn with_session_cookie(resp: Response, cx: &Ctx, value: &str, max_age: i64) -> Response {
+    let public = cx.app.public_url.as_str();
+    let domain = cx.app.config.cookie_domain.as_deref();
+    // The host-only one first: a client that keys cookies by name alone
+    // then still ends with the new one.
+    let resp = match domain {
+        Some(_) => resp.with_header(
+            "Set-Cookie",
+            &session::set_cookie(public, session::cookie_name(public, domain), "", 0),
+        ),
+        None => resp,
+    };
+    resp.with_header(
+        "Set-Cookie",
+        &session::set_session_cookie(public, domain, value, max_age),
     )
 }
 

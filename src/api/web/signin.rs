@@ -278,8 +278,7 @@ pub(super) fn signed_in(cx: &Ctx, return_to: &str, id: &str) -> Response {
     let public = cx.app.public_url.as_str();
     let max_age = cx.app.config.web_session_max_secs;
     let clear = |name: &str| session::set_cookie(public, name, "", 0);
-    see_other(return_to)
-        .with_header("Set-Cookie", &set_session_cookie(cx, id, max_age))
+    with_session_cookie(see_other(return_to), cx, id, max_age)
         .with_header("Set-Cookie", &clear(session::csrf_cookie_name(public)))
         .with_header("Set-Cookie", &clear(session::pending_cookie_name(public)))
 }
@@ -519,7 +518,7 @@ fn signout_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
             Some(b) => b.url,
             None => "/signin".to_string(),
         };
-        Ok(see_other(&to).with_header("Set-Cookie", &set_session_cookie(cx, "", 0)))
+        Ok(with_session_cookie(see_other(&to), cx, "", 0))
     })
 }
 
