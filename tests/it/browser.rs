@@ -133,8 +133,7 @@ pub fn set_cookie<'r>(r: &'r Resp, name: &str) -> Option<&'r str> {
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
         .map(|(_, v)| v.as_str())
-        .filter(|v| v.starts_with(&format!("{name}=")))
-        .last()
+        .rfind(|v| v.starts_with(&format!("{name}=")))
 }
 
 pub fn assert_page_headers(r: &Resp) {
