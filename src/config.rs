@@ -1122,7 +1122,8 @@ fn check_cookie_domain(d: &str, public_url: Option<&str>) -> Result<(), String> 
         || looks_like_ip
     {
         return Err(format!(
-            "web.cookie_domain = {d:?} must be a lower-case domain name of two labels or more,              without a leading dot, e.g. \"home.example\""
+            "web.cookie_domain = {d:?} must be a lower-case domain name of two labels or more, \
+             without a leading dot, e.g. \"home.example\""
         ));
     }
     let host = public_url.and_then(crate::forward::public_host);
@@ -1840,6 +1841,7 @@ mod tests {
                 e.contains("cookie_domain") && e.contains(says),
                 "{domain}: {e}"
             );
+            assert!(!e.contains("  "), "one line, no run of spaces: {e}");
         }
         let e = load_toml("[web]\ncookie_domain = \"home.example\"\n", &[]).unwrap_err();
         assert!(e.contains("public_url is unset"), "{e}");

@@ -1723,8 +1723,6 @@ fn access_test(c: AccessTest) -> Result<(), Error> {
         }
         None => (load(c.config, c.db, Flags::default())?, None, Vec::new()),
     };
-    let target = Target::from_url(&c.method, &c.url).map_err(Error::BadRequest)?;
-    let v = forward::decide_with(&cfg.access, &target, who.as_ref(), &groups);
     let who_text = match &who {
         Some(w) => format!(
             "{} ({}; groups {})",
@@ -1738,14 +1736,36 @@ fn access_test(c: AccessTest) -> Result<(), Error> {
         ),
         None => "anonymous".into(),
     };
+    // What /auth/verify answers a proxy asking about it: a request it
+    // cannot read, or whose path an app may read otherwise than the rules
+    // (`..`, `%2F`, ...), is 400, which every proxy takes as a deny.
+    let target = match Target::from_url(&c.method, &c.url) {
+        Ok(t) => t,
+        Err(why) => {
+            println!("request: {} {} as {who_text}", c.method, c.url);
+            println!("decision: malformed request (400, a deny to the proxy): {why}");
+            return Ok(());
+        }
+    };
+    let v = forward::decide_with(&cfg.access, &target, who.as_ref(), &groups);
     println!(
         "request: {} {} (host {}, path {}) as {who_text}",
         target.method, target.url, target.host, target.path
     );
+    // The rules read the path as given and in lower case; the stricter
+    // reading decides, and says so when it is the lower-case one.
+    let reading = if v.lower_case {
+        format!(
+            " (the path in lower case, {}, is the stricter reading)",
+            target.path.to_ascii_lowercase()
+        )
+    } else {
+        String::new()
+    };
     match v.rule {
-        Some(i) => println!("rule {}: {}", i + 1, cfg.access.rules[i].summary()),
+        Some(i) => println!("rule {}{reading}: {}", i + 1, cfg.access.rules[i].summary()),
         None => println!(
-            "no rule matches: default_policy {}",
+            "no rule matches{reading}: default_policy {}",
             cfg.access.default_policy.name()
         ),
     }

@@ -7,10 +7,18 @@
 //! (`rules.rs`) and, when it lets a user through, gives the values of
 //! the `Remote-*` headers for the app.
 //!
-//! * Rules see the normalised path: percent-decoded once, `\` read as
-//!   `/`, dot segments resolved and empty segments dropped, query left
-//!   out; so `/public/../admin` and `/%61dmin` are `/admin` to a rule, as
-//!   they are to the app. A path with a control character is refused.
+//! * Rules see the normalised path: percent-decoded once, `;` parameters
+//!   stripped from each segment, empty segments dropped, query left out;
+//!   so `/%61dmin` and `/admin;jsessionid=1/` are `/admin` to a rule, as
+//!   they are to the app. What an app may read otherwise than a rule
+//!   would is refused (400, which every proxy treats as deny), never
+//!   resolved: a `.` or `..` segment (proxies pass them unresolved), an
+//!   encoded `/`, `\` or `;`, a `\`, a control character
+//!   (`normalize_path`).
+//! * The rules are applied to the path as given and to its ASCII
+//!   lower-case form, and the stricter decision stands (`decide_with`):
+//!   many apps take `/Admin` for `/admin`, so a case variant never
+//!   weakens a rule, and a `bypass` never widens by case.
 //! * `safe_rd` is the one check of a return URL after sign-in: an
 //!   absolute http(s) URL on a host inside `cookie_domain` (or the public
 //!   URL's host), nothing a browser could read as another host.
@@ -79,7 +87,7 @@ impl Target {
         if url.len() > MAX_URL || !url.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the URL is too long or has spaces or control characters".into());
         }
-        let path = normalize_path(uri).ok_or_else(|| format!("{uri:?} is not a usable path"))?;
+        let path = normalize_path(uri).map_err(|why| format!("the path {uri:?} {why}"))?;
         Ok(Target {
             method,
             host: name,
@@ -107,23 +115,49 @@ fn split_host(authority: &str) -> Option<(String, Option<u16>)> {
     rules::is_host(&host).then_some((host, port))
 }
 
-/// The path rules match: the query dropped, percent-decoded once, `\`
-/// read as `/`, `.`/`..` resolved, empty segments dropped. None for a
-/// control character or invalid UTF-8 after decoding.
-pub fn normalize_path(uri: &str) -> Option<String> {
+/// The path rules match: the query dropped, percent-decoded once, each
+/// segment's `;` parameters stripped (`/admin;jsessionid=1` is `/admin`,
+/// as Tomcat, Spring and Jetty read it), empty segments dropped.
+///
+/// Refused (Err, the reason), because an app may read it otherwise than a
+/// rule would: a `.` or `..` segment, raw or once decoded, with or without
+/// parameters (nginx without a URI on `proxy_pass`, and Caddy, pass the
+/// path to the app unresolved, so `/private/../public` may reach
+/// `/private` there); an encoded `/`, `\` or `;` (`%2F`, `%5C`, `%3B`),
+/// raw or once decoded, and any `\` (apps disagree on whether they
+/// separate segments); a control character or invalid UTF-8 once
+/// decoded. Browsers send none of these.
+pub fn normalize_path(uri: &str) -> Result<String, String> {
     let raw = uri.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_decode_strict(raw)?;
-    let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split(['/', '\\']) {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
+    let decoded = percent_decode_strict(raw)
+        .ok_or("has a control character or invalid UTF-8 once percent-decoded")?;
+    for text in [raw, decoded.as_str()] {
+        let lower = text.to_ascii_lowercase();
+        if ["%2f", "%5c", "%3b"].iter().any(|e| lower.contains(e)) {
+            return Err(
+                "has an encoded '/', '\\' or ';' (%2F, %5C, %3B), which apps read differently"
+                    .into(),
+            );
         }
     }
-    Some(format!("/{}", out.join("/")))
+    if raw.contains('\\') || decoded.contains('\\') {
+        return Err("has a '\\', which some apps read as '/'".into());
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        // Once decoded, no '/' is new (%2F is refused above), so these are
+        // the raw path's segments, decoded.
+        let bare = seg.split(';').next().unwrap_or("");
+        if bare == "." || bare == ".." {
+            return Err(
+                "has a '.' or '..' segment, which the proxy may pass to the app unresolved".into(),
+            );
+        }
+        if !bare.is_empty() {
+            out.push(bare);
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
 }
 
 /// Percent-decoding that refuses what a lenient decoder would paper
@@ -237,6 +271,9 @@ pub struct Verdict {
     pub rule: Option<usize>,
     pub policy: Policy,
     pub decision: Decision,
+    /// True when the path's lower-case form decided (it was stricter than
+    /// the path as given).
+    pub lower_case: bool,
 }
 
 /// The user's groups: the names of their tenants, and their role
@@ -270,15 +307,46 @@ pub fn decide(
     Ok(decide_with(access, target, who, &groups))
 }
 
-/// `decide` with the groups already read.
+/// `decide` with the groups already read: the rules applied to the path
+/// as given and, when it has capitals, to its ASCII lower-case form; the
+/// stricter verdict stands (deny > two_factor > one_factor > bypass, the
+/// default counting as its policy; on a tie, the path as given). Many
+/// apps take `/Admin` for `/admin`: a rule on `/admin` then holds for
+/// every case of it, and a `bypass` on `/public` never widens to
+/// `/PUBLIC` when something stricter holds there.
 pub fn decide_with(
     access: &Access,
     target: &Target,
     who: Option<&Who>,
     groups: &[String],
 ) -> Verdict {
+    let given = decide_on(access, target, &target.path, who, groups);
+    let lower = target.path.to_ascii_lowercase();
+    if lower == target.path {
+        return given;
+    }
+    let folded = decide_on(access, target, &lower, who, groups);
+    if folded.policy.strictness() > given.policy.strictness() {
+        Verdict {
+            lower_case: true,
+            ..folded
+        }
+    } else {
+        given
+    }
+}
+
+/// The first matching rule's verdict for `path` (the target's, or its
+/// lower-case form).
+fn decide_on(
+    access: &Access,
+    target: &Target,
+    path: &str,
+    who: Option<&Who>,
+    groups: &[String],
+) -> Verdict {
     for (i, rule) in access.rules.iter().enumerate() {
-        if !rule.matches_object(&target.method, &target.host, &target.path) {
+        if !rule.matches_object(&target.method, &target.host, path) {
             continue;
         }
         if rule.has_subject() {
@@ -287,6 +355,7 @@ pub fn decide_with(
                     rule: Some(i),
                     policy: rule.policy,
                     decision: Decision::NeedSignIn,
+                    lower_case: false,
                 };
             };
             let u = &w.user;
@@ -301,12 +370,14 @@ pub fn decide_with(
             rule: Some(i),
             policy: rule.policy,
             decision: apply(rule.policy, who, groups),
+            lower_case: false,
         };
     }
     Verdict {
         rule: None,
         policy: access.default_policy,
         decision: apply(access.default_policy, who, groups),
+        lower_case: false,
     }
 }
 
@@ -361,30 +432,201 @@ mod tests {
     fn paths_are_normalised_as_the_app_would_read_them() {
         for (raw, want) in [
             ("/", "/"),
+            ("", "/"),
             ("/admin?x=1", "/admin"),
-            ("/public/../admin", "/admin"),
-            ("/public/%2E%2E/admin", "/admin"),
+            ("/admin?x=/../y", "/admin"),
             ("/%61dmin", "/admin"),
             ("//admin//x/", "/admin/x"),
-            ("/public\\..\\admin", "/admin"),
-            ("/a/./b#frag", "/a/b"),
-            ("/../../etc", "/etc"),
-            ("/a%2Fb", "/a/b"),
+            ("/a/b#frag", "/a/b"),
+            ("/admin;jsessionid=1/users", "/admin/users"),
+            ("/admin;/users;a=b;c", "/admin/users"),
+            ("/;x/admin", "/admin"),
+            ("/a.b/.c/..d/...", "/a.b/.c/..d/..."),
+            ("/my%20docs", "/my docs"),
+            ("/caf%C3%A9", "/café"),
+            ("/100%", "/100%"),
+            ("/a%252e%252e", "/a%2e%2e"),
+            ("/PRIVATE", "/PRIVATE"),
         ] {
-            assert_eq!(normalize_path(raw).as_deref(), Some(want), "{raw}");
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
         }
-        for bad in ["/a%00b", "/a%0Ab", "/%FF", "/a\u{7f}"] {
-            assert_eq!(normalize_path(bad), None, "{bad}");
+        for (bad, says) in [
+            ("/private/../public", "'..' segment"),
+            ("/private/..", "'..' segment"),
+            ("/../etc", "'..' segment"),
+            ("/a/./b", "'..' segment"),
+            ("/.", "'..' segment"),
+            ("/private/%2e%2e/public", "'..' segment"),
+            ("/private/%2E./public", "'..' segment"),
+            ("/private/.%2e", "'..' segment"),
+            ("/private/%2e/public", "'..' segment"),
+            ("/private/..;/public", "'..' segment"),
+            ("/private/..;x=1/public", "'..' segment"),
+            ("/private/.;/public", "'..' segment"),
+            ("/private/..%2Fpublic", "encoded"),
+            ("/private%2f..%2fpublic", "encoded"),
+            ("/a%2Fb", "encoded"),
+            ("/a%5Cb", "encoded"),
+            ("/a%5cb", "encoded"),
+            ("/admin%3B/x", "encoded"),
+            ("/a%252Fb", "encoded"),
+            ("/a%255c", "encoded"),
+            ("/private\\..\\public", "'\\'"),
+            ("/a\\b", "'\\'"),
+            ("/a%00b", "control"),
+            ("/a%0Ab", "control"),
+            ("/%FF", "UTF-8"),
+            ("/%C0%AE%C0%AE/x", "UTF-8"),
+            ("/a\u{7f}", "control"),
+        ] {
+            let e = normalize_path(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    fn access(text: &str) -> Access {
+        #[derive(serde::Deserialize)]
+        struct File {
+            access: rules::RawAccess,
+        }
+        let f: File = toml::from_str(&format!("[access]\n{text}")).unwrap();
+        Access::from_raw(f.access).unwrap()
+    }
+
+    fn user(name: &str) -> User {
+        User {
+            id: format!("id-{name}"),
+            email: Some(format!("{name}@example.com")),
+            username: Some(name.into()),
+            phone: None,
+            name: None,
+            password_hash: None,
+            email_verified_at: None,
+            role: "user".into(),
+            permissions: Vec::new(),
+            status: "active".into(),
+            default_tenant_id: None,
+            recovery_email: None,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        }
+    }
+
+    /// (rule number from 1 or 0 for the default, decision, lower_case).
+    fn verdict(a: &Access, method: &str, path: &str, who: Option<&Who>) -> (usize, Decision, bool) {
+        let t = Target::from_parts(method, "https", "app.example", path).unwrap();
+        let groups = vec!["user".to_string()];
+        let v = decide_with(a, &t, who, if who.is_some() { &groups } else { &[] });
+        (v.rule.map_or(0, |i| i + 1), v.decision, v.lower_case)
+    }
+
+    #[test]
+    fn a_case_variant_or_parameter_never_weakens_a_rule() {
+        let a = access(
+            "default_policy = \"one_factor\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npath = \"/admin\"\npolicy = \"deny\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npath = \"/public\"\npolicy = \"bypass\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npath_regex = \"(?i)^/static/\"\n\
+             policy = \"bypass\"\n",
+        );
+        for path in [
+            "/admin",
+            "/ADMIN",
+            "/Admin/users",
+            "/admin;jsessionid=1/users",
+            "/aDmIn;x/",
+            "/%41dmin",
+        ] {
+            assert_eq!(verdict(&a, "GET", path, None).1, Decision::Deny, "{path}");
+        }
+        assert!(
+            verdict(&a, "GET", "/Admin", None).2,
+            "the lower-case form decided"
+        );
+        assert!(!verdict(&a, "GET", "/admin", None).2);
+        // A bypass on /public does not widen to /PUBLIC: the default
+        // (one_factor) is stricter there, so it stands.
+        assert_eq!(
+            verdict(&a, "GET", "/public/x", None),
+            (2, Decision::Bypass, false)
+        );
+        assert_eq!(
+            verdict(&a, "GET", "/public;v=1", None),
+            (2, Decision::Bypass, false)
+        );
+        assert_eq!(
+            verdict(&a, "GET", "/PUBLIC/x", None),
+            (0, Decision::NeedSignIn, false),
+            "the path as given (no rule, one_factor) is stricter than bypass"
+        );
+        // A regex written for both cases lets both through.
+        assert_eq!(
+            verdict(&a, "GET", "/Static/a.css", None).1,
+            Decision::Bypass
+        );
+        // Signed in: the same stricter reading.
+        let w = Who::new(user("ann"), &["pwd".to_string()]);
+        assert_eq!(verdict(&a, "GET", "/Admin", Some(&w)).1, Decision::Deny);
+        assert!(matches!(
+            verdict(&a, "GET", "/Other", Some(&w)).1,
+            Decision::Allow(_)
+        ));
+
+        // two_factor beats one_factor; a subject rule for someone else
+        // falls through in both readings.
+        let a = access(
+            "default_policy = \"deny\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npath = \"/vault\"\nusers = [\"bob\"]\n\
+             policy = \"one_factor\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npath = \"/vault\"\npolicy = \"two_factor\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\npolicy = \"one_factor\"\n",
+        );
+        assert_eq!(
+            verdict(&a, "GET", "/VAULT", Some(&w)),
+            (2, Decision::NeedSecondFactor, true)
+        );
+        // bob: one_factor both ways (rule 3 as given, his rule 1 in lower
+        // case); a tie keeps the path as given.
+        let bob = Who::new(user("bob"), &["pwd".to_string()]);
+        assert!(matches!(
+            verdict(&a, "GET", "/Vault", Some(&bob)),
+            (3, Decision::Allow(_), false)
+        ));
+        assert!(matches!(
+            verdict(&a, "GET", "/vault", Some(&bob)),
+            (1, Decision::Allow(_), false)
+        ));
+        let ann2 = Who::new(user("ann"), &["pwd".to_string(), "otp".to_string()]);
+        assert!(matches!(
+            verdict(&a, "GET", "/Vault/x", Some(&ann2)),
+            (2, Decision::Allow(_), true)
+        ));
+    }
+
+    #[test]
+    fn a_get_rule_takes_head_too() {
+        let a = access(
+            "[[access.rules]]\ndomain = \"app.example\"\nmethods = [\"GET\"]\npolicy = \"bypass\"\n\
+             [[access.rules]]\ndomain = \"app.example\"\nmethods = [\"HEAD\", \"POST\"]\n\
+             policy = \"one_factor\"\n",
+        );
+        assert_eq!(verdict(&a, "GET", "/x", None).0, 1);
+        assert_eq!(verdict(&a, "HEAD", "/x", None).0, 1);
+        assert_eq!(verdict(&a, "POST", "/x", None).0, 2);
+        assert_eq!(
+            verdict(&a, "OPTIONS", "/x", None),
+            (0, Decision::Deny, false)
+        );
     }
 
     #[test]
     fn targets_come_from_urls_or_forwarded_parts() {
-        let t = Target::from_url("get", "https://App.Home.Example:8443/x/../y?q=1").unwrap();
+        let t = Target::from_url("get", "https://App.Home.Example:8443/x//Y;p?q=/../1").unwrap();
         assert_eq!(t.method, "GET");
         assert_eq!(t.host, "app.home.example");
-        assert_eq!(t.path, "/y");
-        assert_eq!(t.url, "https://App.Home.Example:8443/x/../y?q=1");
+        assert_eq!(t.path, "/x/Y");
+        assert_eq!(t.url, "https://App.Home.Example:8443/x//Y;p?q=/../1");
         let t = Target::from_parts("POST", "http", "app.home.example.", "").unwrap();
         assert_eq!(
             (t.host.as_str(), t.path.as_str()),
@@ -400,6 +642,8 @@ mod tests {
             ("GET", "http", "a.example", "x"),
             ("GET", "http", "a.example", "/a b"),
             ("GET", "http", "a.example", "/a\r\nSet-Cookie: x"),
+            ("GET", "http", "a.example", "/x/../y"),
+            ("GET", "http", "a.example", "/x/..%2Fy"),
             ("G3T", "http", "a.example", "/"),
             ("", "http", "a.example", "/"),
         ] {

@@ -40,6 +40,17 @@ impl Policy {
         }
     }
 
+    /// How strict: bypass 0 < one_factor < two_factor < deny 3. Of two
+    /// readings of one request, the stricter decides.
+    pub fn strictness(self) -> u8 {
+        match self {
+            Policy::Bypass => 0,
+            Policy::OneFactor => 1,
+            Policy::TwoFactor => 2,
+            Policy::Deny => 3,
+        }
+    }
+
     /// The file's word.
     pub fn name(self) -> &'static str {
         match self {
@@ -145,8 +156,8 @@ pub enum Paths {
 }
 
 impl Paths {
-    /// True when `path` (normalised: decoded, dot segments resolved, no
-    /// query) is one of these.
+    /// True when `path` (normalised, `forward::normalize_path`: decoded,
+    /// no `;` parameters, no empty segments, no query) is one of these.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             Paths::All => true,
@@ -179,12 +190,51 @@ fn prefix_takes(p: &str, path: &str) -> bool {
     }
 }
 
+/// A `path` prefix as requests are matched: it starts with `/`, and is its
+/// own normal form (`forward::normalize_path`: decoded, no `;`
+/// parameters, no empty, `.` or `..` segments), with or without one
+/// trailing `/`, and in lower case. Anything else could never match (a
+/// request's path never has `%20`, `//` or `;x` once normalised, and one
+/// with `..` is refused) or would miss case variants the lower-case
+/// reading takes: refused, with the form to write where there is one.
+fn check_prefix(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') || p.chars().any(char::is_control) {
+        return Err(format!(
+            "path {p:?} must start with '/' and have no control characters"
+        ));
+    }
+    let n = super::normalize_path(p).map_err(|why| {
+        format!("path {p:?} could never match: a request whose path {why} is refused")
+    })?;
+    let with_slash = format!("{n}/");
+    if p != n && (n == "/" || p != with_slash) {
+        let write = if p.ends_with('/') && n != "/" {
+            with_slash
+        } else {
+            n
+        };
+        return Err(format!(
+            "path {p:?} could never match: prefixes are matched against the path percent-decoded, \
+             without ';' parameters, query or empty segments; write {write:?}"
+        ));
+    }
+    if p.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "path {p:?} has capitals: write {:?} (each path is matched as given and in lower \
+             case, and the stricter decision stands, so a lower-case prefix holds for every \
+             case of it; a case-sensitive path needs path_regex)",
+            p.to_ascii_lowercase()
+        ));
+    }
+    Ok(())
+}
+
 /// One rule, validated.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub domains: Vec<Domain>,
     pub paths: Paths,
-    /// Upper-case; empty = every method.
+    /// Upper-case; empty = every method. `GET` takes `HEAD` too.
     pub methods: Vec<String>,
     pub policy: Policy,
     /// Usernames, emails or user ids (any case); empty = anyone.
@@ -203,7 +253,18 @@ impl Rule {
     pub fn matches_object(&self, method: &str, host: &str, path: &str) -> bool {
         self.domains.iter().any(|d| d.matches(host))
             && self.paths.matches(path)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.takes_method(method)
+    }
+
+    /// True when the rule takes `method` (upper-case): every method when
+    /// it names none; `HEAD` when it names `GET`, as apps answer HEAD from
+    /// their GET handler.
+    fn takes_method(&self, method: &str) -> bool {
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m == method || (m == "GET" && method == "HEAD"))
     }
 
     /// True when this user (its names: id, username, email) or one of its
@@ -232,7 +293,7 @@ impl Rule {
             && self.paths.covers(&later.paths)
             && (self.methods.is_empty()
                 || (!later.methods.is_empty()
-                    && later.methods.iter().all(|m| self.methods.contains(m))))
+                    && later.methods.iter().all(|m| self.takes_method(m))))
     }
 
     /// One line for check-config and `access test`.
@@ -433,11 +494,7 @@ impl Rule {
                     return Err("path is an empty list (leave it out to take every path)".into());
                 }
                 for p in &list {
-                    if !p.starts_with('/') || !p.bytes().all(|b| b.is_ascii_graphic()) {
-                        return Err(format!(
-                            "path {p:?} must start with '/' and have no spaces or control characters"
-                        ));
-                    }
+                    check_prefix(p)?;
                 }
                 Paths::Prefixes(list)
             }
@@ -530,6 +587,15 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_in_normal_form_are_taken() {
+        for ok in [
+            "/", "/admin", "/static/", "/my docs", "/café", "/100%", "/a.b/.c", "/v1.2",
+        ] {
+            assert!(check_prefix(ok).is_ok(), "{ok}: {:?}", check_prefix(ok));
+        }
+    }
+
+    #[test]
     fn path_prefixes_take_whole_segments() {
         let p = Paths::Prefixes(vec!["/admin".into(), "/static/".into()]);
         for yes in ["/admin", "/admin/x", "/static/a.css", "/static"] {
@@ -612,6 +678,54 @@ policy = "two_factor"
                 "domain = \"b.example\"\npolicy = \"deny\"\ncolour = 1",
                 "unknown field",
             ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/my%20docs\"",
+                "rule 2: path \"/my%20docs\" could never match",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/my%20docs\"",
+                "write \"/my docs\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = [\"/x\", \"/api//v1/\"]",
+                "write \"/api/v1/\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/a/./b\"",
+                "rule 2: path \"/a/./b\" could never match: a request whose path has a '.' or '..'",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/a/../b\"",
+                "could never match",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/a%2Fb\"",
+                "could never match",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/a\\\\b\"",
+                "could never match",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/admin;x\"",
+                "write \"/admin\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/admin?x=1\"",
+                "write \"/admin\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"//\"",
+                "write \"/\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/Admin\"",
+                "rule 2: path \"/Admin\" has capitals: write \"/admin\"",
+            ),
+            (
+                "domain = \"b.example\"\npolicy = \"deny\"\npath = \"/a\\tb\"",
+                "no control characters",
+            ),
         ] {
             let e = parse(&format!("[access]\n{}", rule(body))).unwrap_err();
             assert!(e.contains(says), "{body}: {e}");
@@ -660,6 +774,11 @@ policy = "two_factor"
                 "domain = \"a.example\"\npolicy = \"one_factor\"",
                 "domain = \"a.example\"\nusers = [\"ann\"]\npolicy = \"deny\"",
             ),
+            // GET takes HEAD: a GET rule covers a later HEAD rule.
+            (
+                "domain = \"a.example\"\nmethods = [\"GET\"]\npolicy = \"deny\"",
+                "domain = \"a.example\"\nmethods = \"HEAD\"\npolicy = \"bypass\"",
+            ),
             // The same regex twice.
             (
                 "domain = \"a.example\"\npath_regex = \"^/x\"\npolicy = \"deny\"",
@@ -698,6 +817,11 @@ policy = "two_factor"
             (
                 "domain = \"a.example\"\npath = \"/api\"\npolicy = \"deny\"",
                 "domain = \"a.example\"\npath = \"/apix\"\npolicy = \"bypass\"",
+            ),
+            // HEAD does not take GET.
+            (
+                "domain = \"a.example\"\nmethods = \"HEAD\"\npolicy = \"bypass\"",
+                "domain = \"a.example\"\nmethods = [\"GET\"]\npolicy = \"deny\"",
             ),
             // A regex and a prefix are not compared: kept.
             (

@@ -195,11 +195,13 @@ fn groups_users_methods_and_deny_decide_in_order() {
     let r = traefik(&s, "GET", admin, &[("Cookie", &ann_c)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("remote-groups"), Some("admins,default,user"));
-    // Path tricks are normalised before the rules see them.
+    // Path tricks are normalised before the rules see them (and a `..`
+    // is refused outright: see dot_segments_and_encoded_separators_...).
     for sneaky in [
-        "https://app.home.example/public/../admin",
         "https://app.home.example/%61dmin",
         "https://app.home.example//admin/",
+        "https://app.home.example/Admin",
+        "https://app.home.example/admin;jsessionid=1/x",
     ] {
         assert_eq!(
             traefik(&s, "GET", sneaky, &[("Cookie", &bob_c)]).status,
@@ -390,6 +392,131 @@ fn the_original_request_must_be_well_formed() {
     }
 }
 
+/// Rules for the path tests: a bypass beside a deny, a GET-only bypass.
+const PATH_RULES: &str = r#"
+default_policy = "one_factor"
+
+[[access.rules]]
+domain = "app.home.example"
+path = "/public"
+policy = "bypass"
+
+[[access.rules]]
+domain = "app.home.example"
+path = ["/private", "/admin"]
+policy = "deny"
+
+[[access.rules]]
+domain = "app.home.example"
+path = "/feed"
+methods = ["GET"]
+policy = "bypass"
+"#;
+
+fn path_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.trusted_proxies = vec![hallpass::config::IpRange::parse("127.0.0.1").unwrap()];
+        c.public_url = Some("http://auth.home.example".into());
+        c.cookie_domain = Some("home.example".into());
+        c.access = access(PATH_RULES);
+    })
+}
+
+#[test]
+fn dot_segments_and_encoded_separators_are_refused_not_resolved() {
+    let s = path_server();
+    s.add_user("ann@example.com");
+    let cookie = signed_in(&s, "ann");
+    // The app behind nginx (proxy_pass without a URI) or Caddy gets these
+    // raw and may route them to /private: never a bypass, a 400.
+    for path in [
+        "/private/..%2Fpublic",
+        "/private/../public",
+        "/private/%2e%2e/public",
+        "/private/%2E%2E/public",
+        "/private/.%2e/public",
+        "/private/..;/public",
+        "/private/./x",
+        "/public/..",
+        "/private%2Fx",
+        "/public%2F..%2Fprivate",
+        "/public%5C..%5Cprivate",
+        "/public\\..\\private",
+        "/public%3B/x",
+        "/public/%252F",
+        "/public/%00",
+    ] {
+        let url = format!("https://app.home.example{path}");
+        for r in [
+            traefik(&s, "GET", &url, &[]),
+            traefik(&s, "GET", &url, &[("Cookie", &cookie)]),
+            nginx(&s, "GET", &url, &[("Cookie", &cookie)]),
+        ] {
+            assert_eq!(r.status, 400, "{path}: {}", r.body);
+            assert!(r.body.contains("the path"), "{path}: {}", r.body);
+            assert!(r.header("remote-user").is_none(), "{path}");
+            assert!(r.header("location").is_none(), "{path}");
+        }
+    }
+    // Dots inside a name, a query with ../ and empty segments are fine.
+    for (path, want) in [
+        ("/public/a..b/.well-known/x.tar.gz", 200),
+        ("/public?next=/../private", 200),
+        ("//public//", 200),
+        ("/private?x=/../public", 403),
+    ] {
+        let r = traefik(&s, "GET", &format!("https://app.home.example{path}"), &[]);
+        assert_eq!(r.status, want, "{path}: {}", r.body);
+    }
+}
+
+#[test]
+fn case_and_semicolon_variants_never_weaken_a_rule() {
+    let s = path_server();
+    s.add_user("ann@example.com");
+    let cookie = signed_in(&s, "ann");
+    for path in [
+        "/private",
+        "/PRIVATE",
+        "/Private/x",
+        "/Admin/users",
+        "/admin;jsessionid=1/users",
+        "/ADMIN;x=1",
+        "/%41dmin",
+    ] {
+        let url = format!("https://app.home.example{path}");
+        for extra in [vec![], vec![("Cookie", cookie.as_str())]] {
+            let r = traefik(&s, "GET", &url, &extra);
+            assert_eq!(r.status, 403, "{path}: {}", r.body);
+        }
+    }
+    // The bypass holds for its own path (with parameters too) and does
+    // not widen by case: /PUBLIC is the default's (one_factor).
+    for (path, anonymous, signed_in) in [
+        ("/public/a", 200, 200),
+        ("/public;v=2/a", 200, 200),
+        ("/PUBLIC/a", 302, 200),
+        ("/Public", 302, 200),
+    ] {
+        let url = format!("https://app.home.example{path}");
+        assert_eq!(traefik(&s, "GET", &url, &[]).status, anonymous, "{path}");
+        let r = traefik(&s, "GET", &url, &[("Cookie", &cookie)]);
+        assert_eq!(r.status, signed_in, "{path}");
+    }
+}
+
+#[test]
+fn a_get_rule_takes_head_too() {
+    let s = path_server();
+    let url = "https://app.home.example/feed/rss";
+    for (method, want) in [("GET", 200), ("HEAD", 200), ("head", 200), ("POST", 302)] {
+        let r = traefik(&s, method, url, &[]);
+        assert_eq!(r.status, want, "{method}: {}", r.body);
+        let r = nginx(&s, method, url, &[]);
+        assert_eq!(r.status, if want == 302 { 401 } else { want }, "{method}");
+    }
+}
+
 #[test]
 fn a_host_outside_the_cookie_domain_is_never_sent_to_sign_in() {
     // A rule for a host the session cookie cannot reach: sending the
@@ -554,6 +681,27 @@ fn the_cli_lists_the_rules_refuses_bad_ones_and_tests_a_url() {
         out.contains("no rule matches: default_policy deny"),
         "{out}"
     );
+    // A case variant: the lower-case reading (rule 3, deny) is stricter.
+    let out = test(&["https://app.home.example/ADMIN/x", "--user", "bob"]);
+    assert!(
+        out.contains("rule 3 (the path in lower case, /admin/x, is the stricter reading)"),
+        "{out}"
+    );
+    assert!(out.contains("decision: deny (403)"), "{out}");
+    // Parameters stripped; HEAD as GET.
+    let out = test(&[
+        "https://app.home.example/admin;jsessionid=1/x",
+        "--method",
+        "head",
+    ]);
+    assert!(out.contains("path /admin/x)"), "{out}");
+    // What the server answers 400.
+    let out = test(&["https://app.home.example/x/..%2Fadmin"]);
+    assert!(
+        out.contains("decision: malformed request (400, a deny to the proxy)")
+            && out.contains("encoded '/'"),
+        "{out}"
+    );
 
     // An unreachable rule and an unknown policy are refused, by number.
     for (extra, says) in [
@@ -564,6 +712,18 @@ fn the_cli_lists_the_rules_refuses_bad_ones_and_tests_a_url() {
         (
             "[[access.rules]]\ndomain = \"other.example\"\npolicy = \"allow\"\n",
             "access rule 7: unknown policy \"allow\"",
+        ),
+        (
+            "[[access.rules]]\ndomain = \"other.example\"\npath = \"/my%20docs\"\npolicy = \"deny\"\n",
+            "access rule 7: path \"/my%20docs\" could never match",
+        ),
+        (
+            "[[access.rules]]\ndomain = \"other.example\"\npath = \"/a/./b\"\npolicy = \"deny\"\n",
+            "access rule 7: path \"/a/./b\" could never match",
+        ),
+        (
+            "[[access.rules]]\ndomain = \"other.example\"\npath = \"/Admin\"\npolicy = \"deny\"\n",
+            "access rule 7: path \"/Admin\" has capitals: write \"/admin\"",
         ),
     ] {
         std::fs::write(
