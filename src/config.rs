@@ -1167,8 +1167,10 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
         .split_once("expected")
         .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
         .unwrap_or_default();
-    // The table the key is in: the last [header] above it.
+    // The table the key is in: the last [header] above its line (not the
+    // error's own line: an unknown `[[table]]` starts with `[` too).
     let section = before
+        .map(|b| b.rsplit_once('\n').map_or("", |(above, _)| above))
         .and_then(|b| {
             b.lines()
                 .rev()
@@ -1730,6 +1732,22 @@ mod tests {
         );
         let err = load_toml("listen = 5\n", &[]).unwrap_err();
         assert!(err.contains("line 1: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_table_of_tables_is_named_in_its_own_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\n\n[[acess.rules]]\npolicy = \"deny\"\n",
+        )
+        .unwrap();
+        let err = read_raw(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3: unknown key `acess` in the top level (did you mean `access`?)"),
+            "{err}"
+        );
     }
 
     #[test]
