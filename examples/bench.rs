@@ -884,7 +884,8 @@ fn web_session(addr: &str) -> String {
     h.iter()
         .filter(|(k, _)| k == "set-cookie")
         .filter_map(|(_, v)| v.split(';').next())
-        .find(|p| p.starts_with("hallpass="))
+        // Not the deletion of a host-only one that comes first.
+        .find(|p| p.starts_with("hallpass=") && p.len() > "hallpass=".len())
         .expect("session cookie")
         .to_string()
 }
