@@ -164,20 +164,37 @@ pub fn start(
     max_secs: i64,
     now: i64,
 ) -> Result<String, Error> {
+    insert(tx, user_id, amr, now, now, idle_secs, now + max_secs, now)
+}
+
+/// The one INSERT of a session under a new random id (`start`, `renew`);
+/// returns the cookie value.
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    tx: &Connection,
+    user_id: &str,
+    amr: &[String],
+    auth_time: i64,
+    created_at: i64,
+    idle_secs: i64,
+    expires_at: i64,
+    now: i64,
+) -> Result<String, Error> {
     let id = random_token()?;
-    let amr = serde_json::to_string(amr)?;
     tx.prepare_cached(
         "INSERT INTO web_sessions
            (id_hash, user_id, amr, auth_time, created_at, last_seen_at, idle_secs, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         token_hash(&id),
         user_id,
-        amr,
+        serde_json::to_string(amr)?,
+        auth_time,
+        created_at,
         now,
         idle_secs,
-        now + max_secs
+        expires_at
     ])?;
     Ok(id)
 }
@@ -357,23 +374,16 @@ pub fn renew(
 ) -> Result<String, Error> {
     tx.prepare_cached("DELETE FROM web_sessions WHERE id_hash = ?1")?
         .execute([&s.id_hash])?;
-    let id = random_token()?;
-    tx.prepare_cached(
-        "INSERT INTO web_sessions
-           (id_hash, user_id, amr, auth_time, created_at, last_seen_at, idle_secs, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        token_hash(&id),
-        s.user_id,
-        serde_json::to_string(&s.amr)?,
+    insert(
+        tx,
+        &s.user_id,
+        &s.amr,
         s.auth_time,
         s.created_at,
-        now,
         idle_secs,
-        s.created_at + max_secs
-    ])?;
-    Ok(id)
+        s.created_at + max_secs,
+        now,
+    )
 }
 
 /// Ends every session of a user but the one whose hash is `keep_hash`

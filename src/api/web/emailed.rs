@@ -75,32 +75,6 @@ fn mail_on(cx: &Ctx) -> Result<(), Error> {
     }
 }
 
-/// Renders `name` with the pre-session CSRF token, setting its cookie
-/// when the browser holds no usable one (as the sign-in form does).
-fn form_page(
-    cx: &Ctx,
-    req: &Request,
-    status: u16,
-    page: Page,
-    name: &str,
-) -> Result<Response, Error> {
-    let public = cx.app.public_url.as_str();
-    let cookie = session::csrf_cookie_name(public);
-    let (value, fresh) = match session::usable_csrf_value(req.cookie(cookie)) {
-        Some(v) => (v.to_string(), false),
-        None => (session::new_csrf_value()?, true),
-    };
-    let page = page.set("csrf", session::csrf_token(&cx.app.master, &value));
-    let mut resp = html(status, page.render(name)?);
-    if fresh {
-        resp = resp.with_header(
-            "Set-Cookie",
-            &session::set_cookie(public, cookie, &value, session::CSRF_COOKIE_SECS),
-        );
-    }
-    Ok(resp)
-}
-
 /// The form, once its CSRF token is checked against the pre-session
 /// cookie (before any field is looked at).
 fn checked_form(cx: &Ctx, req: &Request) -> Result<Form, Error> {
@@ -173,7 +147,7 @@ impl EmailForm<'_> {
         if let Some(e) = error {
             page = page.set("email_error", e);
         }
-        form_page(cx, req, status, page, "email_form.html")
+        pre_session_page(cx, req, status, page, "email_form.html")
     }
 
     /// The typed address, or the form again with the reason next to it.
@@ -270,7 +244,7 @@ fn link_page(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error>
         }
         // Shown, not used: only the button's POST uses the link up.
         let page = Page::new(product(cx), "Sign in").set("token", token);
-        form_page(cx, req, 200, page, "link_confirm.html")
+        pre_session_page(cx, req, 200, page, "link_confirm.html")
     })
 }
 
@@ -350,7 +324,7 @@ fn code_entry(
     if let Some(e) = error {
         page = page.set("code_error", e);
     }
-    form_page(cx, req, status, page, "email_code.html")
+    pre_session_page(cx, req, status, page, "email_code.html")
 }
 
 fn code_page(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -510,7 +484,7 @@ fn reset_form(
     errors: PasswordErrors,
 ) -> Result<Response, Error> {
     let page = errors.onto(Page::new(product(cx), "Choose a new password").set("token", token));
-    form_page(cx, req, status, page, "reset.html")
+    pre_session_page(cx, req, status, page, "reset.html")
 }
 
 fn reset_page(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
@@ -601,7 +575,7 @@ fn signup_form(
         .set("token", token)
         .set("email", email)
         .set("name", name);
-    form_page(cx, req, status, errors.onto(page), "signup.html")
+    pre_session_page(cx, req, status, errors.onto(page), "signup.html")
 }
 
 /// `/signup` asks for an address (sign-up open); `/signup?token=` is the

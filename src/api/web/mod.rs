@@ -274,6 +274,33 @@ fn signed_in_as(cx: &Ctx, req: &Request) -> Result<Option<(String, BrowserSessio
     )
 }
 
+/// Renders template `name` with the pre-session CSRF token (the forms
+/// shown before a sign-in), setting its cookie when the browser holds no
+/// usable one (so a form re-shown after a mistake keeps working).
+pub(super) fn pre_session_page(
+    cx: &Ctx,
+    req: &Request,
+    status: u16,
+    page: Page,
+    name: &str,
+) -> Result<Response, Error> {
+    let public = cx.app.public_url.as_str();
+    let cookie = session::csrf_cookie_name(public);
+    let (value, fresh) = match session::usable_csrf_value(req.cookie(cookie)) {
+        Some(v) => (v.to_string(), false),
+        None => (session::new_csrf_value()?, true),
+    };
+    let page = page.set("csrf", session::csrf_token(&cx.app.master, &value));
+    let mut resp = html(status, page.render(name)?);
+    if fresh {
+        resp = resp.with_header(
+            "Set-Cookie",
+            &session::set_cookie(public, cookie, &value, session::CSRF_COOKIE_SECS),
+        );
+    }
+    Ok(resp)
+}
+
 /// How the page names the signed-in user.
 fn who(cx: &Ctx, s: &BrowserSession) -> Result<String, Error> {
     let user = crate::accounts::get_user(&cx.conn, &s.user_id)?

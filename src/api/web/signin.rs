@@ -95,17 +95,9 @@ impl<'a> SigninView<'a> {
     }
 }
 
-/// The sign-in form, with its CSRF cookie: the browser's own when it holds
-/// a usable one (so a form re-shown after a mistake keeps working), else a
-/// new one.
+/// The sign-in form, with its pre-session CSRF cookie.
 fn signin_page(cx: &Ctx, req: &Request, status: u16, v: SigninView) -> Result<Response, Error> {
-    let name = session::csrf_cookie_name(&cx.app.public_url);
-    let (value, fresh) = match session::usable_csrf_value(req.cookie(name)) {
-        Some(v) => (v.to_string(), false),
-        None => (session::new_csrf_value()?, true),
-    };
     let mut page = Page::new(product(cx), "Sign in")
-        .set("csrf", session::csrf_token(&cx.app.master, &value))
         .set("return_to", v.return_to)
         .set("login", v.login);
     page = super::emailed::offer(cx, page, v.return_to);
@@ -133,14 +125,7 @@ fn signin_page(cx: &Ctx, req: &Request, status: u16, v: SigninView) -> Result<Re
     if !providers.is_empty() {
         page = page.set("providers", providers);
     }
-    let mut resp = html(status, page.render("signin.html")?);
-    if fresh {
-        resp = resp.with_header(
-            "Set-Cookie",
-            &session::set_cookie(&cx.app.public_url, name, &value, session::CSRF_COOKIE_SECS),
-        );
-    }
-    Ok(resp)
+    pre_session_page(cx, req, status, page, "signin.html")
 }
 
 fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Error> {
