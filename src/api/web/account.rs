@@ -103,14 +103,7 @@ fn refusal(e: Error) -> Result<Refusal, Error> {
             "That code is not right. Try the current code.".into(),
             None,
         ),
-        Error::RateLimited { retry_after } => (
-            429,
-            format!(
-                "Too many attempts. Wait {} and try again.",
-                wait(retry_after)
-            ),
-            Some(retry_after),
-        ),
+        Error::RateLimited { retry_after } => (429, too_many(retry_after), Some(retry_after)),
         Error::Validation { message, .. } => (422, message, None),
         Error::Conflict(message) => (409, message, None),
         Error::Forbidden(message) => (403, message, None),

@@ -142,14 +142,7 @@ fn error_page(cx: &Ctx, e: &Error) -> Response {
              and try again."
                 .to_string(),
         ),
-        Error::RateLimited { retry_after } => (
-            429,
-            "Too many attempts",
-            format!(
-                "Too many attempts. Wait {} and try again.",
-                wait(*retry_after)
-            ),
-        ),
+        Error::RateLimited { retry_after } => (429, "Too many attempts", too_many(*retry_after)),
         Error::BadRequest(_) | Error::Validation { .. } => (
             400,
             "Bad request",
@@ -194,13 +187,15 @@ fn guard(
     Ok(f(cx, req).unwrap_or_else(|e| error_page(cx, &e)))
 }
 
-/// "N seconds" / "N minutes", rounded up.
-fn wait(secs: u64) -> String {
-    match secs {
+/// What a page says to a rate-limited person: wait "N seconds" / "N
+/// minutes", rounded up.
+fn too_many(secs: u64) -> String {
+    let wait = match secs {
         0..=1 => "a second".into(),
         2..=90 => format!("{secs} seconds"),
         _ => format!("{} minutes", secs.div_ceil(60)),
-    }
+    };
+    format!("Too many attempts. Wait {wait} and try again.")
 }
 
 /// `return_to` when it is a path on this server, else `/account`: a

@@ -171,10 +171,7 @@ fn signin_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Erro
                 signin_page(cx, req, 403, view)
             }
             Err(Error::RateLimited { retry_after }) => {
-                view.notice = Some(format!(
-                    "Too many attempts. Wait {} and try again.",
-                    wait(retry_after)
-                ));
+                view.notice = Some(too_many(retry_after));
                 Ok(signin_page(cx, req, 429, view)?
                     .with_header("Retry-After", &retry_after.to_string()))
             }
@@ -411,12 +408,8 @@ fn step_up_post(cx: &mut Ctx, req: &Request, _: &Params) -> Result<Response, Err
             Err(Error::Validation { .. }) => {
                 again(cx, 422, "Enter the 6-digit code or a recovery code.")
             }
-            Err(Error::RateLimited { retry_after }) => {
-                Ok(
-                    again(cx, 429, "Too many attempts. Wait a moment and try again.")?
-                        .with_header("Retry-After", &retry_after.to_string()),
-                )
-            }
+            Err(Error::RateLimited { retry_after }) => Ok(again(cx, 429, &too_many(retry_after))?
+                .with_header("Retry-After", &retry_after.to_string())),
             // Signed out meanwhile, or the account disabled.
             Err(Error::TokenInvalid | Error::UserInactive) => Ok(see_other(&format!(
                 "/signin?return_to={}",
